@@ -1,0 +1,1 @@
+"""The `fmfp-tf` command line (installed as `fmfp_tf.cli`)."""

@@ -1,0 +1,27 @@
+"""`fmfp-tf`: train, evaluate, export and reproduce FM/FP-defended classifiers."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+
+from fmfp_tf.cli import errors  # noqa: E402
+from fmfp_tf.cli.train import train  # noqa: E402
+from fmfp_tf.version import __version__  # noqa: E402
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fmfp-tf")
+def cli():
+    """Feature mask / feature padding defenses against adversarial examples."""
+
+
+cli.add_command(train)
+
+
+def main():
+    errors.run_guarded(cli)
+
+
+if __name__ == "__main__":
+    main()

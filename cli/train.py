@@ -1,0 +1,63 @@
+"""`fmfp-tf train`."""
+import os
+
+import click
+
+from fmfp_tf.cli.options import parse_size
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="YAML file of train settings (see configs/); flags override it.")
+@click.option("--dataset", help="synthetic (default), gtsrb, belgium, orl, yale or folder.")
+@click.option("--data-dir", help="Directory of the dataset in its official layout.")
+@click.option("--model", help="dnn1 (default), dnn2, dnn3, dnn4, facenet or mtcnn.")
+@click.option("--defense",
+              help="none (default), mask, padding, fgsm-at, pgd-at, cw-at, mask+pgd-at, "
+                   "padding+pgd-at.")
+@click.option("--size", callback=parse_size,
+              help="FM square side / FP largest shrink: pixels (20) or a fraction (0.5).")
+@click.option("--fill", help="zero (default), mean, noise or a number.")
+@click.option("--epochs", type=int, help="Passes over the training set (default 10).")
+@click.option("--batch-size", type=int, help="Global batch size (default 128).")
+@click.option("--learning-rate", type=float, help="Adam learning rate (default 1e-3).")
+@click.option("--seed", type=int, help="Seed of weights, shuffling and the layers (default 0).")
+@click.option("--image-size", type=int, help="Square image side in pixels (default 32).")
+@click.option("--face-crop", help="auto (default: mtcnn for face datasets), none, center, mtcnn.")
+@click.option("--train-limit", type=int, help="Use only the first N training images.")
+@click.option("--test-limit", type=int, help="Use only the first N test images.")
+@click.option("--on-bad-image", type=click.Choice(["fail", "skip"]),
+              help="What to do with corrupt or wrong-mode image files (default fail).")
+@click.option("--strategy", help="auto (default), default, mirrored or multiworker (TF_CONFIG).")
+@click.option("--test-time/--no-test-time", default=None,
+              help="Keep FM/FP active at inference (a randomized defense; evaluate with EOT).")
+@click.option("--at-eps", help="Adversarial-training budget, e.g. 8/255.")
+@click.option("--at-steps", type=int, help="PGD-AT steps (default 7).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Run directory (default runs/<dataset>-<model>-<defense>-...).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start again in an --out that holds a run.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **options):
+    """Train a (defended) classifier; writes model.keras, metrics.json, history.png, logs/.
+
+    Example: fmfp-tf train --defense mask --size 20
+    """
+    from fmfp_tf.attacks.common import parse_eps
+    from fmfp_tf.config import resolve_train_config
+    from fmfp_tf.training import train as run_training
+
+    if resume:
+        if not out:
+            raise click.UsageError("--resume needs --out, the run directory to continue")
+        metrics = run_training(None, out, resume=True, verbose=0 if quiet else 1)
+    else:
+        config = resolve_train_config(
+            config_file,
+            image_size=(image_size, image_size) if image_size else None,
+            at_eps=parse_eps(at_eps) if at_eps is not None else None,
+            **options,
+        )
+        out = out or os.path.join("runs", config.run_name())
+        metrics = run_training(config, out, overwrite=overwrite, verbose=0 if quiet else 1)
+    click.echo(f"test_accuracy {metrics['test_accuracy']:.4f}  run {out}")

@@ -1,0 +1,26 @@
+"""Attacks: one plain function per attack, each on batches of [0, 1] images, from logits.
+
+| function | attack | budget |
+| --- | --- | --- |
+| fgsm | FGSM (Goodfellow et al. 2015) | L-inf eps |
+| ifgsm | I-FGSM / BIM (Kurakin et al. 2017) | L-inf eps, steps, step eps/4 |
+| rfgsm | R+FGSM (Tramer et al. 2018) | L-inf eps, alpha = eps/2 |
+| pgd | PGD, L-inf or L2, random start, restarts (Madry et al. 2018) | eps, steps, restarts |
+| cw_l2 | Carlini-Wagner L2, untargeted (Carlini & Wagner 2017) | unbounded L2, minimised |
+| eot | wraps any attack with Expectation over Transformation (Athalye et al. 2018) | samples |
+
+CleverHans 4.0.0 is the reference: `cleverhans_compat` makes it run on Keras 3, and the tests
+check these functions against it.
+"""
+from fmfp_tf.attacks.common import parse_eps
+from fmfp_tf.attacks.cw import cw_l2
+from fmfp_tf.attacks.eot import eot, eot_model
+from fmfp_tf.attacks.fgsm import fgsm
+from fmfp_tf.attacks.pgd import ifgsm, pgd
+from fmfp_tf.attacks.rfgsm import rfgsm
+
+ATTACKS = {"fgsm": fgsm, "ifgsm": ifgsm, "rfgsm": rfgsm, "pgd": pgd, "cw": cw_l2}
+L_INF_ATTACKS = ("fgsm", "ifgsm", "rfgsm", "pgd")
+
+__all__ = ["fgsm", "ifgsm", "rfgsm", "pgd", "cw_l2", "eot", "eot_model", "parse_eps", "ATTACKS",
+           "L_INF_ATTACKS"]

@@ -1,0 +1,33 @@
+"""FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps."""
+import tensorflow as tf
+
+from fmfp_tf.attacks import common
+
+
+def fgsm_graph(model, x, y, eps, clip_min=0.0, clip_max=1.0):
+    """Graph-mode core (usable inside a train step): x + eps * sign(grad), clipped."""
+    grad, _ = common.loss_gradient(model, x, y)
+    return tf.clip_by_value(x + eps * tf.sign(grad), clip_min, clip_max)
+
+
+@tf.function(reduce_retracing=True)
+def _compiled(model, x, y, eps):
+    return fgsm_graph(model, x, y, eps)
+
+
+def fgsm(model, x, y, eps=8 / 255, batch_size=256, progress=None):
+    """Untargeted L-inf FGSM on a batch of images in [0, 1], from the model's logits.
+
+    Args:
+        model: a Keras model (called with training=False) or a callable x -> logits.
+        x: images, float (N, H, W, C) in [0, 1].
+        y: true labels (N,), the attack increases their cross-entropy.
+        eps: L-inf budget (a number or a string like '8/255').
+
+    Returns adversarial images as float32 numpy, with max |x_adv - x| <= eps and values in [0, 1].
+    """
+    eps = common.parse_eps(eps)
+    x = common.check_images(x)
+    y = common.check_labels(y, len(x))
+    return common.batched(lambda a, b: _compiled(model, a, b, tf.constant(eps)), x, y,
+                          batch_size, progress)

@@ -1,0 +1,68 @@
+"""`defend`: puts a FeatureMask or FeaturePadding layer in front of an existing Keras model."""
+import keras
+
+from fmfp_tf.errors import UsageError
+from fmfp_tf.layers import FeatureMask, FeaturePadding
+
+DEFENSE_LAYERS = {"mask": FeatureMask, "padding": FeaturePadding}
+
+
+def defense_layer(defense, size, **options):
+    """The layer for `defense` ('mask' or 'padding'), with its options checked."""
+    if defense not in DEFENSE_LAYERS:
+        raise UsageError(
+            f"unknown defense {defense!r}; expected one of {', '.join(DEFENSE_LAYERS)}"
+        )
+    try:
+        return DEFENSE_LAYERS[defense](size, name=f"feature_{defense}", **options)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _input_shape(model, input_shape):
+    if input_shape is not None:
+        return tuple(input_shape)
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        shape = None
+    if isinstance(shape, list) or shape is None:
+        raise UsageError(
+            f"defend(): cannot read one input shape from model {model.name!r}; "
+            "pass input_shape=(height, width, channels)"
+        )
+    return tuple(shape[1:])
+
+
+def defend(model, defense="mask", size=20, *, input_shape=None, **options):
+    """Returns a new model: `defense` layer right after the input, then `model`.
+
+    The new model calls the original one, so both share every weight: training the defended model
+    trains the original too. Works for Sequential, functional and subclassed models whose input
+    shape is known (or given as `input_shape`, without the batch axis).
+
+    Args:
+        model: a Keras model mapping images to logits or probabilities.
+        defense: "mask" (FeatureMask) or "padding" (FeaturePadding).
+        size: the layer's size (pixels, or a fraction of the side if a float in (0, 1)).
+        input_shape: needed only when the model does not know its input shape.
+        **options: passed to the layer (fill, seed, test_time, value_range, ...).
+
+    Example:
+
+    >>> import keras
+    >>> base = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+    ...                          keras.layers.Dense(10)])
+    >>> defended = defend(base, "mask", size=8)
+    >>> defended.layers[1].name
+    'feature_mask'
+    """
+    layer = defense_layer(defense, size, **options)
+    shape = _input_shape(model, input_shape)
+    try:
+        layer.build((None, *shape))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    inputs = keras.Input(shape=shape, name="images")
+    outputs = model(layer(inputs))
+    return keras.Model(inputs, outputs, name=f"{model.name}_{defense}")

@@ -1,0 +1,50 @@
+"""Models: `build(name, input_shape, num_classes)`; every model outputs logits.
+
+| name | design | for |
+| --- | --- | --- |
+| dnn1 | plain CNN, 2x2 conv, dense 256 | traffic signs |
+| dnn2 | VGG-style with batch norm | traffic signs |
+| dnn3 | small ResNet | traffic signs |
+| dnn4 | LeNet-5 style | traffic signs |
+| facenet | Inception-ResNet embedding + softmax head | faces |
+| mtcnn | CNN classifier of MTCNN-aligned faces | faces |
+"""
+from fmfp_tf.errors import UsageError
+from fmfp_tf.models.face_cnn import face_cnn
+from fmfp_tf.models.facenet import facenet
+from fmfp_tf.models.traffic_signs import dnn1, dnn2, dnn3, dnn4
+
+BUILDERS = {
+    "dnn1": dnn1,
+    "dnn2": dnn2,
+    "dnn3": dnn3,
+    "dnn4": dnn4,
+    "facenet": facenet,
+    "mtcnn": face_cnn,
+}
+MODELS = tuple(BUILDERS)
+
+
+def build(name, input_shape, num_classes):
+    """A fresh, functional Keras model `name` for images of `input_shape` (H, W, C).
+
+    Example:
+
+    >>> model = build("dnn1", (32, 32, 3), 43)
+    >>> model.output_shape
+    (None, 43)
+    """
+    if name not in BUILDERS:
+        raise UsageError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise UsageError(f"input_shape must be (height, width, channels); got {input_shape!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise UsageError(f"num_classes must be an int >= 2; got {num_classes!r}")
+    minimum = 16 if name in ("dnn4",) else 8
+    if shape[0] < minimum or shape[1] < minimum:
+        raise UsageError(f"model {name} needs images of at least {minimum}x{minimum}; got {shape}")
+    return BUILDERS[name](shape, num_classes)
+
+
+__all__ = ["build", "MODELS", "BUILDERS"]

@@ -1,0 +1,93 @@
+"""Loading trained models safely: `.keras` files, run directories and SavedModels.
+
+`.keras` files are loaded with Keras's safe mode: a file holding a Lambda layer (arbitrary Python
+code) is refused unless the caller passes `unsafe=True`. Nothing here unpickles data.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from fmfp_tf.errors import ModelError
+
+
+class SavedModelClassifier:
+    """A SavedModel exported by `fmfp_tf.export` used as a callable x -> logits."""
+
+    def __init__(self, path):
+        self.path = path
+        self.module = tf.saved_model.load(path)
+        if not hasattr(self.module, "logits"):
+            raise ModelError(
+                f"{path}: SavedModel has no `logits` function; export it with `fmfp-tf export`"
+            )
+        self.name = os.path.basename(os.path.normpath(path))
+        spec = self.module.logits.concrete_functions[0].structured_input_signature[0][0]
+        self.input_shape = tuple(spec.shape)
+
+    def __call__(self, x, training=False):
+        return self.module.logits(tf.convert_to_tensor(x, tf.float32))
+
+
+def resolve_model_path(path):
+    """A run directory resolves to its model.keras; files and SavedModel dirs stay as they are."""
+    if not os.path.exists(path):
+        raise ModelError(f"{path}: model not found")
+    if os.path.isdir(path):
+        candidate = os.path.join(path, "model.keras")
+        if os.path.isfile(candidate):
+            return candidate
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return path
+        versions = sorted((d for d in os.listdir(path) if d.isdigit()), key=int)
+        if versions and os.path.isfile(os.path.join(path, versions[-1], "saved_model.pb")):
+            return os.path.join(path, versions[-1])
+        raise ModelError(
+            f"{path}: a directory without model.keras or saved_model.pb; expected a run "
+            "directory, a .keras file or a SavedModel"
+        )
+    if not path.endswith(".keras"):
+        raise ModelError(f"{path}: expected a .keras file, a run directory or a SavedModel")
+    return path
+
+
+def load_model(path, unsafe=False):
+    """A Keras model (or SavedModelClassifier) from a .keras file, run dir or SavedModel dir."""
+    import keras
+
+    import fmfp_tf.layers  # noqa: F401  (registers FeatureMask / FeaturePadding)
+
+    resolved = resolve_model_path(path)
+    if os.path.isdir(resolved):
+        try:
+            return SavedModelClassifier(resolved)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{resolved}: cannot load SavedModel ({error})") from None
+    try:
+        return keras.saving.load_model(resolved, safe_mode=not unsafe, compile=False)
+    except ValueError as error:
+        message = str(error).splitlines()[0]
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise ModelError(
+                f"{resolved}: refused to load: the file holds a Lambda layer (arbitrary code); "
+                "pass --unsafe-load only if you trust its author"
+            ) from None
+        raise ModelError(f"{resolved}: cannot load model ({message})") from None
+    except (OSError, KeyError, TypeError) as error:
+        raise ModelError(f"{resolved}: cannot load model ({error})") from None
+
+
+def check_compatible(model, image_shape, num_classes, model_name="model", dataset="dataset"):
+    """A clear error when the model's input shape or class count does not fit the data."""
+    input_shape = tuple(getattr(model, "input_shape", (None,) + tuple(image_shape)))[1:]
+    if tuple(input_shape) != tuple(image_shape):
+        raise ModelError(
+            f"{model_name} expects images of shape {tuple(input_shape)} but {dataset} gives "
+            f"{tuple(image_shape)}"
+        )
+    probe = np.zeros((1,) + tuple(image_shape), np.float32)
+    outputs = int(model(probe, training=False).shape[-1])
+    if outputs != num_classes:
+        raise ModelError(
+            f"{model_name} has {outputs} output classes but {dataset} has {num_classes}"
+        )

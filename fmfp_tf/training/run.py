@@ -1,0 +1,173 @@
+"""`train(config, out_dir)`: data, model, defense, training loop and the run directory's files.
+
+A run directory holds:
+- `config.json`: the resolved config (written first; `resume` reads it),
+- `checkpoints/`: the latest checkpoints and the history so far,
+- `logs/`: TensorBoard summaries,
+- `model.keras`, `metrics.json`, `history.png`: written atomically when training ends;
+  `metrics.json` present means the run is complete.
+"""
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from fmfp_tf import atomic, data, models, plots, provenance
+from fmfp_tf.config import TrainConfig, train_config
+from fmfp_tf.defenses import defend
+from fmfp_tf.errors import UsageError
+from fmfp_tf.training import strategies
+from fmfp_tf.training.loop import evaluate_arrays, fit
+
+FACE_DATASETS = ("orl", "yale")
+
+
+def face_crop_for(config):
+    """'auto' means: MTCNN-aligned crops for face datasets, nothing for the others."""
+    if config.face_crop != "auto":
+        return config.face_crop
+    return "mtcnn" if config.dataset in FACE_DATASETS else "none"
+
+
+def load_split(config, split):
+    limit = config.train_limit if split == "train" else config.test_limit
+    return data.load_arrays(
+        config.dataset, config.data_dir, split, config.image_size, config.on_bad_image,
+        limit=limit, face_crop=face_crop_for(config),
+    )
+
+
+def build_model(config, input_shape, num_classes):
+    """The (possibly defended) model of `config`, uncompiled."""
+    model = models.build(config.model, input_shape, num_classes)
+    if config.layer_defense:
+        model = defend(model, config.layer_defense, config.size, fill=config.fill,
+                       seed=config.seed, test_time=config.test_time)
+    return model
+
+
+def seed_everything(seed):
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def read_run_config(run_dir):
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise UsageError(f"{run_dir}: not a run directory (no config.json)")
+    with open(path, encoding="utf-8") as handle:
+        return train_config(json.load(handle), path)
+
+
+def _prepare_dir(out_dir, config, resume, overwrite):
+    config_path = os.path.join(out_dir, "config.json")
+    if resume:
+        if not os.path.isfile(config_path):
+            raise UsageError(f"{out_dir}: nothing to resume (no config.json)")
+        return
+    if os.path.isfile(os.path.join(out_dir, "metrics.json")) or os.path.isdir(
+        os.path.join(out_dir, "checkpoints")
+    ):
+        if not overwrite:
+            raise UsageError(
+                f"{out_dir}: already holds a run; pass --resume to continue it, --overwrite to "
+                "start again, or choose another --out"
+            )
+        import shutil
+
+        for name in ("checkpoints", "logs", "metrics.json", "model.keras", "history.png"):
+            path = os.path.join(out_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    atomic.write_json(config_path, config.to_dict())
+
+
+def train(config, out_dir, resume=False, overwrite=False, verbose=1):
+    """Trains the model described by `config` into `out_dir`; returns the metrics dict.
+
+    With `resume`, the config stored in `out_dir` is used and training continues from the last
+    checkpoint.
+    """
+    if resume:
+        config = read_run_config(out_dir)
+    elif not isinstance(config, TrainConfig):
+        raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
+    started = time.time()
+    strategy = strategies.get_strategy(config.strategy)
+    chief = strategies.is_chief(strategy)
+    if chief:
+        _prepare_dir(out_dir, config, resume, overwrite)
+    seed_everything(config.seed)
+
+    train_arrays = load_split(config, "train")
+    test_arrays = load_split(config, "test")
+    input_shape = tuple(train_arrays.images.shape[1:])
+    num_classes = len(train_arrays.class_names)
+    if verbose:
+        print(f"{config.dataset}: {len(train_arrays.labels)} train / {len(test_arrays.labels)} "
+              f"test images of {input_shape}, {num_classes} classes"
+              + (f"; skipped {len(train_arrays.skipped) + len(test_arrays.skipped)} bad images"
+                 if train_arrays.skipped or test_arrays.skipped else ""))
+
+    from fmfp_tf.training import adversarial
+
+    if config.adversarial_training == "cw":
+        train_arrays = adversarial.cw_augmented(config, train_arrays, out_dir, verbose)
+    with strategy.scope():
+        model = build_model(config, input_shape, num_classes)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        perturb, clean_weight = adversarial.perturbation(config, model)
+    if verbose:
+        print(f"model {config.model} ({model.count_params():,} parameters), defense "
+              f"{config.defense}" + (f" size {config.size}" if config.layer_defense else "")
+              + f", strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
+              "replica(s)")
+    history, eval_step = fit(
+        model, optimizer, strategy, train_arrays, test_arrays,
+        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+        checkpoint_dir=os.path.join(out_dir, "checkpoints"), write_files=chief,
+        perturb=perturb, clean_weight=clean_weight, log_dir=os.path.join(out_dir, "logs"),
+        verbose=verbose,
+    )
+    test_loss, test_accuracy = evaluate_arrays(
+        eval_step, strategy, test_arrays.images, test_arrays.labels, config.batch_size)
+    metrics = {
+        "run": config.run_name(),
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "train_accuracy": history[-1]["accuracy"] if history else None,
+        "epochs": len(history),
+        "history": history,
+        "config": config.to_dict(),
+        "fingerprint": config.fingerprint(),
+        "seed": config.seed,
+        "dataset": {
+            "name": config.dataset,
+            "train_examples": int(len(train_arrays.labels)),
+            "test_examples": int(len(test_arrays.labels)),
+            "image_shape": list(input_shape),
+            "num_classes": num_classes,
+            "class_names": train_arrays.class_names,
+            "face_crop": face_crop_for(config),
+            "skipped_images": train_arrays.skipped + test_arrays.skipped,
+        },
+        "model": {"name": config.model, "parameters": int(model.count_params())},
+        "strategy": {"name": type(strategy).__name__,
+                     "replicas": int(strategy.num_replicas_in_sync)},
+        "wall_seconds": time.time() - started,
+        "versions": provenance.versions(),
+        "machine": provenance.machine(),
+    }
+    if chief:
+        with atomic.atomic_path(os.path.join(out_dir, "model.keras")) as tmp:
+            model.save(tmp)
+        plots.history_plot(history, os.path.join(out_dir, "history.png"), config.run_name())
+        atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    if verbose:
+        print(f"test accuracy {test_accuracy:.4f} on {len(test_arrays.labels)} images "
+              f"({metrics['wall_seconds']:.0f} s); run written to {out_dir}")
+    return metrics

@@ -1,0 +1,50 @@
+"""Installs fmfp-tf: the library `fmfp_tf` and its click CLI `fmfp-tf`.
+
+The click app lives in the top-level folder `cli/` and is installed as `fmfp_tf.cli`, so no bare
+top-level module named `cli` lands in site-packages.
+"""
+import pathlib
+import re
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "fmfp_tf" / "version.py").read_text(), re.M
+).group(1)
+
+setup(
+    name="fmfp-tf",
+    version=VERSION,
+    description=(
+        "Feature mask and feature padding: training-time defenses against adversarial examples "
+        "for TensorFlow/Keras image classifiers, with an honest robustness evaluation."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["fmfp_tf", "fmfp_tf.*"]) + ["fmfp_tf.cli"],
+    package_dir={"fmfp_tf.cli": "cli"},
+    install_requires=[
+        "tensorflow>=2.16,<2.22",  # Keras 3 era; 2.16 is the first release with Keras 3 as tf.keras
+        "keras>=3.3",
+        "tensorboard>=2.16",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in
+        "tensorflow-datasets>=4.9",
+        "cleverhans==4.0.0",  # unmaintained; fmfp_tf.attacks.cleverhans_compat fixes it for Keras 3
+        "numpy>=1.26",
+        "click>=8.1",
+        "absl-py>=1.0",
+        "pyyaml>=6.0",
+        "matplotlib>=3.7",
+        "pillow>=10.0",
+        "mtcnn==1.0.0",  # ships its P/R/O-Net weights inside the wheel: works offline
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "hypothesis>=6.90"],
+    },
+    entry_points={"console_scripts": ["fmfp-tf=fmfp_tf.cli.main:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,108 @@
+"""defend(), the model zoo and config validation."""
+import keras
+import numpy as np
+import pytest
+
+from fmfp_tf import FeatureMask, FeaturePadding, defend, models
+from fmfp_tf.config import TrainConfig, resolve_train_config
+from fmfp_tf.errors import UsageError
+
+
+def functional():
+    inputs = keras.Input((16, 16, 3))
+    return keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.flatten = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(5)
+
+    def call(self, x):
+        return self.dense(self.flatten(x))
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+@pytest.mark.parametrize("defense, layer_class", [("mask", FeatureMask),
+                                                  ("padding", FeaturePadding)])
+def test_defend_puts_the_layer_first_and_shares_weights(kind, defense, layer_class):
+    if kind == "sequential":
+        base = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                                 keras.layers.Dense(5)])
+        defended = defend(base, defense, size=4, seed=0)
+    elif kind == "functional":
+        base = functional()
+        defended = defend(base, defense, size=4, seed=0)
+    else:
+        base = Subclassed()
+        with pytest.raises(UsageError, match="input_shape"):
+            defend(base, defense, size=4)
+        defended = defend(base, defense, size=4, seed=0, input_shape=(16, 16, 3))
+    assert isinstance(defended.layers[1], layer_class)
+    x = np.random.default_rng(0).random((3, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(defended(x).numpy(), base(x).numpy(), rtol=1e-6)
+    assert {id(w) for w in base.weights} <= {id(w) for w in defended.weights}
+    # training the defended model changes the original's weights
+    before = [w.numpy().copy() for w in base.trainable_weights]
+    defended.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    defended.fit(x, np.array([0, 1, 2]), epochs=1, verbose=0)
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, base.trainable_weights))
+
+
+def test_defend_rejects_bad_options():
+    with pytest.raises(UsageError, match="unknown defense"):
+        defend(functional(), "blur", 4)
+    with pytest.raises(UsageError, match="smaller than the shorter image side"):
+        defend(functional(), "mask", 16)
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_models_build_and_output_logits(name):
+    shape = (32, 32, 1) if name in ("facenet", "mtcnn") else (32, 32, 3)
+    model = models.build(name, shape, 7)
+    out = model(np.random.default_rng(0).random((2,) + shape).astype(np.float32))
+    assert out.shape == (2, 7)
+    assert not np.allclose(out.numpy().sum(-1), 1.0)  # logits, not probabilities
+
+
+def test_model_capacities_differ_and_unknown_names_fail():
+    counts = {n: models.build(n, (32, 32, 3), 43).count_params() for n in ("dnn1", "dnn2",
+                                                                           "dnn3", "dnn4")}
+    assert len(set(counts.values())) == 4 and counts["dnn4"] == min(counts.values())
+    with pytest.raises(UsageError, match="unknown model"):
+        models.build("resnet50", (32, 32, 3), 10)
+
+
+def test_config_validation_names_key_value_and_expectation(tmp_path):
+    with pytest.raises(UsageError, match="size"):
+        TrainConfig(defense="mask")
+    with pytest.raises(UsageError, match="size = 64"):
+        TrainConfig(defense="mask", size=64)
+    with pytest.raises(UsageError, match="size = -1"):
+        TrainConfig(defense="mask", size=-1)
+    with pytest.raises(UsageError, match="epochs"):
+        TrainConfig(epochs="ten")
+    with pytest.raises(UsageError, match="defense"):
+        TrainConfig(defense="magic")
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: synthetic\nepochz: 3\n")
+    with pytest.raises(UsageError, match="unknown key.*epochz"):
+        resolve_train_config(str(path))
+    path.write_text("epochs: [1, 2]\n")
+    with pytest.raises(UsageError, match="epochs"):
+        resolve_train_config(str(path))
+    path.write_text("epochs: 3\ndefense: mask\nsize: 8\n")
+    config = resolve_train_config(str(path), epochs=5)
+    assert config.epochs == 5 and config.size == 8 and config.layer_defense == "mask"
+    path.write_text("- not\n- a mapping\n")
+    with pytest.raises(UsageError, match="mapping"):
+        resolve_train_config(str(path))
+
+
+def test_config_parts_and_fingerprint():
+    config = TrainConfig(defense="padding+pgd-at", size=0.25)
+    assert config.layer_defense == "padding" and config.adversarial_training == "pgd"
+    assert TrainConfig(defense="cw-at").adversarial_training == "cw"
+    assert TrainConfig(seed=1).fingerprint() != TrainConfig(seed=2).fingerprint()
+    assert TrainConfig(strategy="mirrored").fingerprint() == TrainConfig().fingerprint()
