@@ -6,6 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click  # noqa: E402
 
 from fmfp_tf.cli import errors  # noqa: E402
+from fmfp_tf.cli.evaluate import evaluate  # noqa: E402
+from fmfp_tf.cli.export import export  # noqa: E402
 from fmfp_tf.cli.train import train  # noqa: E402
 from fmfp_tf.version import __version__  # noqa: E402
 
@@ -17,6 +19,8 @@ def cli():
 
 
 cli.add_command(train)
+cli.add_command(evaluate)
+cli.add_command(export)
 
 
 def main():

@@ -2,8 +2,10 @@
 
 CleverHans is unmaintained; on current TensorFlow / Keras 3 / numpy 2 these fail:
 
-1. `carlini_wagner_l2`: calls `optimizer.variables()`, a property (a list) in Keras 3.
-   Fix: give the attack an Adam whose `variables` is a list that can also be called.
+1. `carlini_wagner_l2`: resets its Adam state by zeroing every `optimizer.variables()`; in Keras 3
+   `variables` is a property (a list), and it also holds the learning rate, which zeroing would
+   set to 0 (the attack would then never move). Fix: give the attack an Adam whose `variables` is
+   a callable list of the state to reset only (the step counter and the moments).
 2. `carlini_wagner_l2`: builds its per-example constant c as `tf.ones(shape) * initial_const`
    with `shape` the image batch's shape (upstream issue #1205), which cannot broadcast against the
    per-example losses of shape (batch,). Fix: inside that module only, `tf.ones` of a rank > 1
@@ -44,7 +46,8 @@ class _CallableList(list):
 class _Keras3Adam(keras.optimizers.Adam):
     @property
     def variables(self):
-        return _CallableList(super().variables)
+        learning_rate = getattr(self, "_learning_rate", None)
+        return _CallableList(v for v in super().variables if v is not learning_rate)
 
 
 def _per_example_ones(shape, *args, **kwargs):

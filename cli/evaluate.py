@@ -1,0 +1,58 @@
+"""`fmfp-tf evaluate`."""
+import sys
+
+import click
+
+
+def _split(value):
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, required=True,
+              help="A run directory, .keras file or SavedModel; repeat for several.")
+@click.option("--source-model", help="Model crafting transfer attacks (default: each model's "
+                                      "undefended twin beside it).")
+@click.option("--attacks", default="fgsm,ifgsm,rfgsm,cw,pgd", show_default=True,
+              help="Comma-separated: fgsm, ifgsm, rfgsm, pgd, cw.")
+@click.option("--eps", default="8/255", show_default=True,
+              help="L-inf budget(s), comma-separated: 8/255 or 0.031.")
+@click.option("--threat", default="white-box", show_default=True,
+              help="Comma-separated: white-box, transfer, adaptive.")
+@click.option("--n", type=int, default=1000, show_default=True, help="Test images per model.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--dataset", help="Override the dataset recorded in the run directory.")
+@click.option("--data-dir", help="Override the data directory recorded in the run directory.")
+@click.option("--pgd-steps", type=int, default=20, show_default=True)
+@click.option("--pgd-restarts", type=int, default=1, show_default=True)
+@click.option("--cw-iterations", type=int, default=100, show_default=True)
+@click.option("--eot-samples", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--unsafe-load", is_flag=True, help="Allow models holding Lambda layers (code).")
+def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_dir, pgd_steps,
+             pgd_restarts, cw_iterations, eot_samples, batch_size, seed, unsafe_load):
+    """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots."""
+    from fmfp_tf.attacks import parse_eps
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.evaluation import AttackSettings, evaluate as run, load_entry, write_report
+
+    if n < 1:
+        raise UsageError(f"--n must be a positive integer; got {n}")
+    eps_values = [parse_eps(e) for e in _split(eps)]
+    for name, value in (("--pgd-steps", pgd_steps), ("--pgd-restarts", pgd_restarts),
+                        ("--cw-iterations", cw_iterations), ("--eot-samples", eot_samples),
+                        ("--batch-size", batch_size)):
+        if value < 1:
+            raise UsageError(f"{name} must be a positive integer; got {value}")
+    settings = AttackSettings(pgd_steps=pgd_steps, pgd_restarts=pgd_restarts,
+                              cw_iterations=cw_iterations, eot_samples=eot_samples,
+                              batch_size=batch_size, seed=seed)
+    entries = [load_entry(path, unsafe=unsafe_load) for path in models]
+    source = load_entry(source_model, unsafe=unsafe_load) if source_model else None
+    records = run(entries, _split(attacks), eps_values, _split(threat), n, source, settings,
+                  dataset, data_dir, log=lambda m: click.echo(m, err=True))
+    paths, warnings = write_report(records, out, command=" ".join(["fmfp-tf"] + sys.argv[1:]))
+    for warning in warnings:
+        click.echo(f"WARNING: {warning}", err=True)
+    click.echo("\n".join(paths))

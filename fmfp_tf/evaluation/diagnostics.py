@@ -1,0 +1,62 @@
+"""Gradient-masking checks (Carlini et al. 2019, "On evaluating adversarial robustness";
+Athalye et al. 2018, "Obfuscated gradients give a false sense of security").
+
+Each check compares cells of the results and returns a warning naming the cells it violates:
+1. iterative attacks (I-FGSM, PGD) are at least as strong as the one-step FGSM at the same eps;
+2. accuracy does not rise as eps grows;
+3. an unbounded attack (PGD with eps = 1) drives accuracy to about 0;
+4. transfer attacks are not stronger than white-box attacks on the same model.
+A difference counts only beyond the sampling noise: 2 standard errors of the accuracies (at least
+one point).
+"""
+import math
+
+
+def _tolerance(a, b, n):
+    se = math.sqrt(max(a * (1 - a), b * (1 - b), 1e-4) / max(n, 1))
+    return max(0.01, 2 * se)
+
+
+def _cells(records):
+    return {(r["model"], r["threat_model"], r["attack"], r["eps"]): r for r in records}
+
+
+def check(records, unbounded_threshold=0.05):
+    """A list of warning strings; empty when no check is violated."""
+    cells = _cells(records)
+    warnings = []
+    for (model, threat, attack, eps), record in cells.items():
+        n = record["n"]
+        if attack in ("ifgsm", "pgd"):
+            one_step = cells.get((model, threat, "fgsm", eps))
+            if one_step and record["accuracy"] > one_step["accuracy"] + _tolerance(
+                    record["accuracy"], one_step["accuracy"], n):
+                warnings.append(
+                    f"{model} [{threat}] eps={eps:.4g}: iterative {attack} accuracy "
+                    f"{record['accuracy']:.3f} > one-step fgsm {one_step['accuracy']:.3f} "
+                    "(gradient masking?)")
+        if attack == "pgd-unbounded" and record["accuracy"] > unbounded_threshold:
+            warnings.append(
+                f"{model} [{threat}]: unbounded PGD (eps=1) leaves accuracy "
+                f"{record['accuracy']:.3f} > {unbounded_threshold} (gradient masking or too few "
+                "steps)")
+        if threat == "transfer":
+            white = cells.get((model, "white-box", attack, eps))
+            if white and record["accuracy"] < white["accuracy"] - _tolerance(
+                    record["accuracy"], white["accuracy"], n):
+                warnings.append(
+                    f"{model} {attack} eps={eps if eps is None else round(eps, 4)}: transfer "
+                    f"accuracy {record['accuracy']:.3f} < white-box {white['accuracy']:.3f} "
+                    "(the white-box attack is weaker than a transferred one: gradient masking?)")
+    by_curve = {}
+    for (model, threat, attack, eps), record in cells.items():
+        if eps is not None and attack not in ("none", "pgd-unbounded"):
+            by_curve.setdefault((model, threat, attack), []).append((eps, record))
+    for (model, threat, attack), points in by_curve.items():
+        points.sort(key=lambda p: p[0])
+        for (eps_a, a), (eps_b, b) in zip(points, points[1:]):
+            if b["accuracy"] > a["accuracy"] + _tolerance(a["accuracy"], b["accuracy"], a["n"]):
+                warnings.append(
+                    f"{model} [{threat}] {attack}: accuracy rises from {a['accuracy']:.3f} at "
+                    f"eps={eps_a:.4g} to {b['accuracy']:.3f} at eps={eps_b:.4g}")
+    return sorted(set(warnings))

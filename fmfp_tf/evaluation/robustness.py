@@ -1,0 +1,227 @@
+"""`evaluate`: robust accuracy of models under attacks, budgets and threat models.
+
+Every record says what was measured: model, defense, size, dataset, attack, threat model, eps,
+number of images, accuracy (a fraction), the source model for transfer, the attack's settings
+and the seconds it took.
+"""
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from fmfp_tf import attacks as attack_lib
+from fmfp_tf import data
+from fmfp_tf.errors import ModelError, UsageError
+from fmfp_tf.evaluation import threat_models
+from fmfp_tf.models_io import check_compatible, load_model
+
+ATTACK_NAMES = ("fgsm", "ifgsm", "rfgsm", "pgd", "cw")
+
+
+@dataclasses.dataclass
+class AttackSettings:
+    """Budgets and effort of every attack (the paper's readings by default)."""
+
+    ifgsm_steps: int = 10
+    pgd_steps: int = 20
+    pgd_restarts: int = 1
+    cw_iterations: int = 100
+    cw_binary_search_steps: int = 5
+    cw_confidence: float = 0.0
+    cw_learning_rate: float = 0.01
+    cw_initial_const: float = 0.01
+    eot_samples: int = 10
+    unbounded_check: bool = True
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    """A loaded model and what its run directory says about it."""
+
+    path: str
+    model: object
+    name: str
+    dataset: str = None
+    data_dir: str = None
+    defense: str = "unknown"
+    size: float = None
+    architecture: str = None
+    seed: int = None
+    image_size: tuple = None
+    face_crop: str = "none"
+
+
+def load_entry(path, unsafe=False):
+    model = load_model(path, unsafe=unsafe)
+    run_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    entry = ModelEntry(path=path, model=model,
+                       name=os.path.basename(os.path.normpath(run_dir if os.path.isdir(path)
+                                                              else path)))
+    config_path = os.path.join(run_dir, "config.json")
+    if os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        from fmfp_tf.training.run import face_crop_for
+        from fmfp_tf.config import train_config
+
+        parsed = train_config(config, config_path)
+        entry.dataset, entry.data_dir = parsed.dataset, parsed.data_dir
+        entry.defense, entry.size = parsed.defense, parsed.size
+        entry.architecture, entry.seed = parsed.model, parsed.seed
+        entry.image_size, entry.face_crop = parsed.image_size, face_crop_for(parsed)
+    return entry
+
+
+def find_twin(entry):
+    """The undefended twin's model.keras beside a run directory (same dataset, model, seed)."""
+    if entry.dataset is None:
+        return None
+    parent = os.path.dirname(os.path.abspath(
+        entry.path if os.path.isdir(entry.path) else os.path.dirname(entry.path)))
+    for name in sorted(os.listdir(parent)):
+        config_path = os.path.join(parent, name, "config.json")
+        if not os.path.isfile(os.path.join(parent, name, "model.keras")) or not os.path.isfile(
+                config_path):
+            continue
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        if (config.get("defense") == "none" and config.get("dataset") == entry.dataset
+                and config.get("model") == entry.architecture
+                and config.get("seed") == entry.seed
+                and tuple(config.get("image_size", ())) == tuple(entry.image_size or ())):
+            return os.path.join(parent, name)
+    return None
+
+
+def test_images(entry, n, dataset=None, data_dir=None, seed=0):
+    """n test images (a seeded sample of the test split) and labels for this model."""
+    name = dataset or entry.dataset
+    if name is None:
+        raise UsageError(
+            f"{entry.path}: no run config says which dataset it was trained on; pass --dataset")
+    arrays = data.load_arrays(name, data_dir or entry.data_dir, "test",
+                              entry.image_size or (32, 32), face_crop=entry.face_crop)
+    order = np.random.default_rng(seed).permutation(len(arrays.labels))[:n]
+    x = arrays.images[order].astype(np.float32) / 255.0
+    return x, arrays.labels[order], len(arrays.class_names), name
+
+
+def _craft(attack, model, x, y, eps, settings, progress):
+    kwargs = {"batch_size": settings.batch_size, "progress": progress}
+    if attack == "fgsm":
+        return attack_lib.fgsm(model, x, y, eps=eps, **kwargs)
+    if attack == "ifgsm":
+        return attack_lib.ifgsm(model, x, y, eps=eps, steps=settings.ifgsm_steps, **kwargs)
+    if attack == "rfgsm":
+        return attack_lib.rfgsm(model, x, y, eps=eps, seed=settings.seed, **kwargs)
+    if attack in ("pgd", "pgd-unbounded"):
+        return attack_lib.pgd(model, x, y, eps=eps, steps=settings.pgd_steps,
+                              restarts=settings.pgd_restarts, seed=settings.seed, **kwargs)
+    return attack_lib.cw_l2(model, x, y, confidence=settings.cw_confidence,
+                            learning_rate=settings.cw_learning_rate,
+                            initial_const=settings.cw_initial_const,
+                            binary_search_steps=settings.cw_binary_search_steps,
+                            max_iterations=settings.cw_iterations, **kwargs)
+
+
+def _params(attack, settings):
+    return {
+        "fgsm": {},
+        "ifgsm": {"steps": settings.ifgsm_steps, "step_size": "eps/4"},
+        "rfgsm": {"alpha": "eps/2"},
+        "pgd": {"steps": settings.pgd_steps, "restarts": settings.pgd_restarts,
+                "step_size": "2.5*eps/steps", "random_start": True},
+        "pgd-unbounded": {"steps": settings.pgd_steps, "restarts": settings.pgd_restarts},
+        "cw": {"iterations": settings.cw_iterations,
+               "binary_search_steps": settings.cw_binary_search_steps,
+               "confidence": settings.cw_confidence, "learning_rate": settings.cw_learning_rate,
+               "initial_const": settings.cw_initial_const},
+        "none": {},
+    }[attack]
+
+
+def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("white-box",),
+             n=1000, source=None, settings=None, dataset=None, data_dir=None, log=print):
+    """Records of robust accuracy for each model x threat model x attack x eps.
+
+    `source`: a ModelEntry crafting the transfer attacks for every model; when None, each model's
+    undefended twin is looked up beside its run directory.
+    """
+    settings = settings or AttackSettings()
+    threats = threat_models.check_threats(threats)
+    unknown = [a for a in attacks if a not in ATTACK_NAMES]
+    if unknown:
+        raise UsageError(f"unknown attack(s) {', '.join(unknown)}; expected "
+                         f"{', '.join(ATTACK_NAMES)}")
+    eps_values = [attack_lib.parse_eps(e) for e in eps_values]
+    records = []
+    for entry in entries:
+        x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
+        check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
+        base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
+                "dataset": dataset_name, "n": int(len(y))}
+        clean = threat_models.predict_labels("white-box", entry.model, x, settings.eot_samples)
+        records.append({**base, "attack": "none", "threat_model": "none", "eps": None,
+                        "accuracy": float((clean == y).mean()), "params": {}, "seconds": 0.0})
+        log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(y)} images")
+        for threat in threats:
+            source_entry = None
+            if threat == "adaptive" and not threat_models.is_randomised_at_test_time(entry.model):
+                log(f"{entry.name}: adaptive skipped (no test-time randomness; white-box is "
+                    "adaptive)")
+                continue
+            if threat == "transfer":
+                source_entry = source
+                if source_entry is None:
+                    twin = find_twin(entry)
+                    if twin is None:
+                        raise ModelError(
+                            f"{entry.name}: no undefended twin (defense none, same dataset, model "
+                            "and seed) beside it for the transfer threat model; pass "
+                            "--source-model or train one with `fmfp-tf train --defense none`")
+                    source_entry = load_entry(twin)
+                if os.path.abspath(source_entry.path) == os.path.abspath(entry.path):
+                    log(f"{entry.name}: transfer from itself is white-box; skipped")
+                    continue
+                check_compatible(source_entry.model, x.shape[1:], num_classes, source_entry.name,
+                                 dataset_name)
+            crafter = threat_models.attacked_model(threat, entry.model,
+                                                   source_entry and source_entry.model,
+                                                   settings.eot_samples)
+            plan = [(a, e) for a in attacks if a != "cw" for e in eps_values]
+            if "cw" in attacks:
+                plan.append(("cw", None))
+            if settings.unbounded_check and threat == "white-box":
+                plan.append(("pgd-unbounded", 1.0))
+            for attack, eps in plan:
+                started = time.time()
+                done = [0]
+
+                def progress(k, total, attack=attack):
+                    if k - done[0] >= max(total // 4, 1) or k == total:
+                        done[0] = k
+                        log(f"  {entry.name} [{threat}] {attack}: {k}/{total} images")
+
+                x_adv = _craft(attack, crafter, x, y, eps, settings, progress)
+                predicted = threat_models.predict_labels(threat, entry.model, x_adv,
+                                                         settings.eot_samples)
+                record = {**base, "attack": attack, "threat_model": threat, "eps": eps,
+                          "accuracy": float((predicted == y).mean()),
+                          "params": _params(attack, settings),
+                          "seconds": round(time.time() - started, 2)}
+                if threat == "transfer":
+                    record["source_model"] = source_entry.name
+                if threat == "adaptive":
+                    record["params"] = {**record["params"], "eot_samples": settings.eot_samples}
+                if attack == "cw":
+                    l2 = np.sqrt(((x_adv - x) ** 2).reshape(len(x), -1).sum(-1))
+                    record["median_l2"] = float(np.median(l2))
+                records.append(record)
+                log(f"{entry.name} [{threat}] {attack}"
+                    + (f" eps={eps:.4g}" if eps is not None else "")
+                    + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
+    return records

@@ -1,0 +1,149 @@
+"""The fmfp-tf CLI end to end: train -> evaluate -> export, and clear errors on bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+SMALL = ["--epochs", "2", "--train-limit", "430", "--test-limit", "200", "--quiet"]
+
+
+def fmfp(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "fmfp_tf.cli.main", *args], capture_output=True,
+                          text=True, env=ENV, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    masked = fmfp("train", "--defense", "mask", "--size", "8", *SMALL, "--out",
+                  str(root / "masked"))
+    assert masked.returncode == 0, masked.stderr[-3000:]
+    twin = fmfp("train", "--defense", "none", *SMALL, "--out", str(root / "twin"))
+    assert twin.returncode == 0, twin.stderr[-3000:]
+    return root
+
+
+def test_train_writes_a_complete_run_directory(runs):
+    run = runs / "masked"
+    for name in ("model.keras", "metrics.json", "history.png", "config.json", "logs",
+                 "checkpoints"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert len(metrics["history"]) == 2 and metrics["config"]["defense"] == "mask"
+    assert metrics["versions"]["tensorflow"] and metrics["seed"] == 0
+    assert metrics["dataset"]["test_examples"] == 200
+    assert any(f.startswith("events") for f in os.listdir(run / "logs"))
+
+
+def test_evaluate_white_box_and_transfer(runs, tmp_path):
+    out = tmp_path / "eval"
+    result = fmfp("evaluate", "--model", str(runs / "masked"), "--attacks", "fgsm,pgd",
+                  "--eps", "4/255,8/255", "--threat", "white-box,transfer", "--n", "64",
+                  "--pgd-steps", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads((out / "results.json").read_text())
+    records = payload["records"]
+    keys = {"model", "defense", "dataset", "attack", "threat_model", "eps", "n", "accuracy"}
+    assert all(keys <= set(r) for r in records)
+    threats = {r["threat_model"] for r in records}
+    assert {"none", "white-box", "transfer"} <= threats
+    transfer = [r for r in records if r["threat_model"] == "transfer"]
+    assert all(r["source_model"] == "twin" for r in transfer)
+    white = {(r["attack"], r["eps"]): r["accuracy"] for r in records
+             if r["threat_model"] == "white-box"}
+    clean = [r["accuracy"] for r in records if r["attack"] == "none"][0]
+    assert white[("pgd", 8 / 255)] <= clean
+    assert (out / "results.csv").read_text().count("\n") == len(records) + 1
+    markdown = (out / "results.md").read_text()
+    assert "Threat model: white-box" in markdown and "Threat model: transfer" in markdown
+    assert "Gradient-masking checks" in markdown
+    assert (out / "accuracy_vs_eps_white-box.png").exists()
+
+
+def test_export_serves_the_same_classes_and_holds_no_random_op(runs, tmp_path):
+    base = tmp_path / "serving"
+    result = fmfp("export", "--model", str(runs / "masked"), "--out", str(base), "--name", "signs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    version_dir = base / "signs" / "1"
+    assert (version_dir / "saved_model.pb").exists()
+    again = fmfp("export", "--model", str(runs / "masked"), "--out", str(base), "--name",
+                 "signs", "--version", "1")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    script = f"""
+import numpy as np, tensorflow as tf, keras
+import fmfp_tf.layers
+loaded = tf.saved_model.load({str(version_dir)!r})
+fn = loaded.signatures["serving_default"]
+x = np.random.default_rng(0).random((5, 32, 32, 3)).astype("float32")
+out = fn(images=tf.constant(x))
+model = keras.saving.load_model({str(runs / 'masked' / 'model.keras')!r})
+expected = model.predict(x, verbose=0)
+np.testing.assert_allclose(out["logits"].numpy(), expected, rtol=1e-4, atol=1e-4)
+assert (out["classes"].numpy() == expected.argmax(-1)).all()
+ops = {{op.type for op in fn.graph.get_operations()}}
+for f in fn.graph.as_graph_def().library.function:
+    ops |= {{node.op for node in f.node_def}}
+assert not [o for o in ops if "Random" in o], sorted(o for o in ops if "Random" in o)
+png = tf.io.encode_png(tf.cast(x[0] * 255, tf.uint8))
+by_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.stack([png]))
+assert by_bytes["classes"].shape == (1,)
+print("ok")
+"""
+    checked = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             env=ENV, timeout=300)
+    assert checked.returncode == 0 and checked.stdout.strip().endswith("ok"), checked.stderr[-3000:]
+    shown = subprocess.run(["saved_model_cli", "show", "--dir", str(version_dir), "--all"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "serving_default" in shown.stdout and "probabilities" in shown.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["train", "--defense", "mask", "--size", "-1"], 2, "size"),
+    (["train", "--defense", "mask", "--size", "64"], 2, "size = 64"),
+    (["train", "--dataset", "mnist"], 2, "dataset"),
+    (["train", "--defense", "blur"], 2, "defense"),
+    (["train", "--dataset", "gtsrb", "--data-dir", "/nonexistent/dir"], 1, "not found"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x"], 1, "not found"),
+    (["export", "--model", "/nonexistent.keras", "--out", "x", "--name", "m"], 1, "not found"),
+])
+def test_bad_input_gives_one_line_error_without_traceback(tmp_path, args, code, message):
+    result = fmfp(*args, cwd=tmp_path)
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1
+
+
+def test_bad_yaml_config(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 2\nlearning_rte: 0.1\n")
+    result = fmfp("train", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2 and "learning_rte" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_rejects_bad_eps(runs, tmp_path):
+    result = fmfp("evaluate", "--model", str(runs / "masked"), "--eps", "2", "--out",
+                  str(tmp_path / "e"))
+    assert result.returncode == 2 and "eps" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "e").exists()
+
+
+def test_lambda_models_are_refused_without_unsafe_flag(tmp_path):
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(43)(keras.layers.Flatten()(
+        keras.layers.Lambda(lambda t: t * 2.0)(inputs))))
+    path = str(tmp_path / "lambda.keras")
+    model.save(path)
+    result = fmfp("export", "--model", path, "--out", str(tmp_path / "s"), "--name", "m")
+    assert result.returncode == 1 and "Lambda" in result.stderr
+    assert not (tmp_path / "s" / "m" / "1").exists()
