@@ -8,6 +8,7 @@ import click  # noqa: E402
 from fmfp_tf.cli import errors  # noqa: E402
 from fmfp_tf.cli.evaluate import evaluate  # noqa: E402
 from fmfp_tf.cli.export import export  # noqa: E402
+from fmfp_tf.cli.extract import extract  # noqa: E402
 from fmfp_tf.cli.train import train  # noqa: E402
 from fmfp_tf.version import __version__  # noqa: E402
 
@@ -21,6 +22,7 @@ def cli():
 cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(export)
+cli.add_command(extract)
 
 
 def main():

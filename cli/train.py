@@ -60,4 +60,5 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
         )
         out = out or os.path.join("runs", config.run_name())
         metrics = run_training(config, out, overwrite=overwrite, verbose=0 if quiet else 1)
-    click.echo(f"test_accuracy {metrics['test_accuracy']:.4f}  run {out}")
+    click.echo(f"test_accuracy {metrics['test_accuracy']:.4f}  weights_sha256 "
+               f"{metrics['weights_sha256'][:16]}  run {out}")

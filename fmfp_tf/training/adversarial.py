@@ -45,6 +45,7 @@ def perturbation(config, model):
         seed = generator.make_seeds(1)[:, 0]
         return tf.stop_gradient(pgd_graph(model, x, y, eps, step_size, steps, "inf", True, seed))
 
+    perturb.generator = generator
     return perturb, clean_weight
 
 

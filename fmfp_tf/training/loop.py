@@ -89,10 +89,40 @@ def make_steps(model, optimizer, strategy, perturb=None, clean_weight=0.0):
     return distributed(replica_train), distributed(replica_eval)
 
 
+def _sharded(dataset):
+    """Shard by example across workers: the arrays are in memory, there are no files to split."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def rng_state_variables(model):
+    """The state of every Keras SeedGenerator in the model (FM/FP layers, dropout).
+
+    Keras does not put these in `model.weights`, so checkpoints would otherwise restore the
+    weights but replay different random masks and dropout after a resume.
+    """
+    states = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in getattr(layer, "_seed_generators", None) or []:
+            states.append(generator.state.value)
+    return states
+
+
+def weights_digest(model):
+    """sha256 of all weights, to compare models across workers or runs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight.numpy(), np.float32)).tobytes())
+    return digest.hexdigest()
+
+
 def evaluate_arrays(eval_step, strategy, images, labels, batch_size):
     """(mean loss, accuracy) over arrays with a compiled distributed eval step."""
     dataset = strategy.experimental_distribute_dataset(
-        make_dataset(images, labels, batch_size, shuffle=False)
+        _sharded(make_dataset(images, labels, batch_size, shuffle=False))
     )
     totals = np.zeros(3)
     for x, y in dataset:
@@ -116,7 +146,9 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                     step=step_var)
+                                     step=step_var, rng=rng_state_variables(model))
+    if getattr(perturb, "generator", None) is not None:
+        checkpoint.attack_rng = perturb.generator  # PGD-AT's random starts resume too
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     state_path = os.path.join(checkpoint_dir, "state.json")
     history, partial = [], [0.0, 0.0, 0.0]
@@ -153,7 +185,8 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
             progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss", "acc"])
             data = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed,
                                 epoch=epoch)
-            dataset = strategy.experimental_distribute_dataset(data.skip(done) if done else data)
+            dataset = strategy.experimental_distribute_dataset(
+                _sharded(data.skip(done) if done else data))
             start = time.time()
             totals = np.array(partial if done else [0.0, 0.0, 0.0])
             for step, (x, y) in enumerate(dataset, start=done + 1):

@@ -19,7 +19,7 @@ from fmfp_tf.config import TrainConfig, train_config
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
 from fmfp_tf.training import strategies
-from fmfp_tf.training.loop import evaluate_arrays, fit
+from fmfp_tf.training.loop import evaluate_arrays, fit, weights_digest
 
 FACE_DATASETS = ("orl", "yale")
 
@@ -158,6 +158,7 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1):
         "model": {"name": config.model, "parameters": int(model.count_params())},
         "strategy": {"name": type(strategy).__name__,
                      "replicas": int(strategy.num_replicas_in_sync)},
+        "weights_sha256": weights_digest(model),
         "wall_seconds": time.time() - started,
         "versions": provenance.versions(),
         "machine": provenance.machine(),

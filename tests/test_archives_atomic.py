@@ -1,0 +1,72 @@
+"""Safe archive extraction and atomic outputs."""
+import io
+import os
+import tarfile
+import zipfile
+
+import pytest
+
+from fmfp_tf import atomic
+from fmfp_tf.data.archives import extract
+from fmfp_tf.errors import DataError
+
+
+def make_zip(path, names):
+    with zipfile.ZipFile(path, "w") as handle:
+        for name in names:
+            handle.writestr(name, b"data")
+
+
+@pytest.mark.parametrize("bad", ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt"])
+def test_zip_members_escaping_are_refused_and_nothing_written(tmp_path, bad):
+    archive = tmp_path / "a.zip"
+    make_zip(archive, ["GTSRB/ok.txt", bad])
+    with pytest.raises(DataError, match="refused"):
+        extract(str(archive), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_tar_links_are_refused(tmp_path):
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as handle:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        handle.addfile(info)
+    with pytest.raises(DataError, match="link"):
+        extract(str(archive), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_good_archives_extract(tmp_path):
+    archive = tmp_path / "a.zip"
+    make_zip(archive, ["GTSRB/Final_Test/x.txt"])
+    extract(str(archive), str(tmp_path / "out"))
+    assert (tmp_path / "out" / "GTSRB" / "Final_Test" / "x.txt").read_bytes() == b"data"
+    tar_path = tmp_path / "b.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as handle:
+        info = tarfile.TarInfo("s1/1.pgm")
+        info.size = 3
+        handle.addfile(info, io.BytesIO(b"abc"))
+    extract(str(tar_path), str(tmp_path / "faces"))
+    assert (tmp_path / "faces" / "s1" / "1.pgm").read_bytes() == b"abc"
+    with pytest.raises(DataError, match="already exists"):
+        extract(str(tar_path), str(tmp_path / "faces"))
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "metrics.json"
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(str(target)) as tmp:
+            with open(tmp, "w") as handle:
+                handle.write("{half")
+            raise RuntimeError("crash")
+    assert os.listdir(tmp_path) == []
+    atomic.write_json(str(target), {"a": 1})
+    assert target.read_text().strip().startswith("{")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_directory(str(tmp_path / "dir")) as tmp:
+            open(os.path.join(tmp, "f"), "w").close()
+            raise RuntimeError("crash")
+    assert not (tmp_path / "dir").exists()
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json"]
