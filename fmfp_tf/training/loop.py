@@ -140,6 +140,10 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     the history) is written after every epoch and when SIGTERM/SIGINT arrives, in which case
     `Interrupted` is raised after the checkpoint is written.
     """
+    # the optimizer's slots must exist before the first distributed step: Keras 3 would create
+    # them lazily inside a cross-replica cond, which MirroredStrategy cannot run
+    with strategy.scope():
+        optimizer.build(model.trainable_variables)
     train_step, eval_step = make_steps(model, optimizer, strategy, perturb, clean_weight)
     # position = (whole epochs done, batches done in the next epoch); the shuffle order depends
     # on (seed, epoch) only, so skipping the batches done resumes mid-epoch exactly

@@ -156,7 +156,7 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1):
             "skipped_images": train_arrays.skipped + test_arrays.skipped,
         },
         "model": {"name": config.model, "parameters": int(model.count_params())},
-        "strategy": {"name": type(strategy).__name__,
+        "strategy": {"requested": config.strategy, "class": type(strategy).__name__,
                      "replicas": int(strategy.num_replicas_in_sync)},
         "weights_sha256": weights_digest(model),
         "wall_seconds": time.time() - started,
