@@ -70,7 +70,10 @@ def _per_example_const():
         _cw_module.tf = original
 
 
-def _check_range(x, clip_min, clip_max):
+def _sanity_checks(x, eps, eps_iter, clip_min, clip_max):
+    """The checks upstream's `sanity_checks=True` means to make, without its numpy 2 failure."""
+    if eps_iter > eps:
+        raise UsageError(f"eps_iter {eps_iter} must not exceed eps {eps}")
     x = np.asarray(x)
     if clip_min is not None and np.any(x < clip_min):
         raise UsageError(f"input below clip_min {clip_min}")
@@ -94,9 +97,7 @@ def projected_gradient_descent(model_fn, x, eps, eps_iter, nb_iter, norm, clip_m
                                clip_max=None, sanity_checks=True, **kwargs):
     """CleverHans's PGD with its sanity checks done here (they fail on numpy 2 upstream)."""
     if sanity_checks:
-        if eps_iter > eps:
-            raise UsageError(f"eps_iter {eps_iter} must not exceed eps {eps}")
-        _check_range(x, clip_min, clip_max)
+        _sanity_checks(x, eps, eps_iter, clip_min, clip_max)
     return _pgd(model_fn, x, eps, eps_iter, nb_iter, norm, clip_min=clip_min,
                 clip_max=clip_max, sanity_checks=False, **kwargs)
 
@@ -105,9 +106,7 @@ def basic_iterative_method(model_fn, x, eps, eps_iter, nb_iter, norm, clip_min=N
                            clip_max=None, sanity_checks=True, **kwargs):
     """CleverHans's BIM (PGD without random start) with working sanity checks."""
     if sanity_checks:
-        if eps_iter > eps:
-            raise UsageError(f"eps_iter {eps_iter} must not exceed eps {eps}")
-        _check_range(x, clip_min, clip_max)
+        _sanity_checks(x, eps, eps_iter, clip_min, clip_max)
     return _bim(model_fn, x, eps, eps_iter, nb_iter, norm, clip_min=clip_min,
                 clip_max=clip_max, sanity_checks=False, **kwargs)
 

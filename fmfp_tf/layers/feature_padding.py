@@ -3,6 +3,7 @@ import keras
 import tensorflow as tf
 
 from fmfp_tf.layers import common
+from fmfp_tf.layers.base import RandomImageDefense
 
 INTERPOLATIONS = ("bilinear", "nearest")
 
@@ -30,7 +31,7 @@ def _source_coordinates(out_size, in_size, offset, new_size, interpolation):
 
 
 @keras.saving.register_keras_serializable(package="fmfp_tf")
-class FeaturePadding(keras.layers.Layer):
+class FeaturePadding(RandomImageDefense):
     """Feature padding (FP): rescales each image down by a random amount and pads it back.
 
     For every image independently, an amount `d` is drawn uniformly from {0, ..., size}; the image
@@ -65,41 +66,16 @@ class FeaturePadding(keras.layers.Layer):
     True
     """
 
-    def __init__(
-        self,
-        size,
-        fill="zero",
-        value_range=(0.0, 1.0),
-        interpolation="bilinear",
-        seed=None,
-        test_time=False,
-        data_format=None,
-        **kwargs,
-    ):
-        # images keep their own dtype (uint8, float16, ...): no cast to the layer's float dtype
-        kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
-        name = type(self).__name__
-        self.size = common.check_size(size, name)
-        self.fill = common.check_fill(fill, name)
-        self.value_range = common.check_value_range(value_range, name)
+    def __init__(self, size, fill="zero", value_range=(0.0, 1.0), interpolation="bilinear",
+                 seed=None, test_time=False, data_format=None, **kwargs):
+        super().__init__(size, fill=fill, value_range=value_range, seed=seed,
+                         test_time=test_time, data_format=data_format, **kwargs)
         if interpolation not in INTERPOLATIONS:
             raise ValueError(
-                f"{name}: interpolation must be one of {', '.join(INTERPOLATIONS)}; "
-                f"got {interpolation!r}"
+                f"{type(self).__name__}: interpolation must be one of "
+                f"{', '.join(INTERPOLATIONS)}; got {interpolation!r}"
             )
         self.interpolation = interpolation
-        self.test_time = common.check_bool(test_time, "test_time", name)
-        self.data_format = common.check_data_format(data_format, name)
-        if seed is not None and not isinstance(seed, int):
-            raise ValueError(f"{name}: seed must be an int or None; got {seed!r}")
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = True
-
-    def build(self, input_shape):
-        common.check_input_shape(input_shape, self.size, type(self).__name__, self.data_format)
-        super().build(input_shape)
 
     def draw(self, batch, height, width, seed):
         """The random part: per-image new (height, width) and (top, left) offsets."""
@@ -137,37 +113,17 @@ class FeaturePadding(keras.layers.Layer):
         out = tf.where(inside, resized, tf.broadcast_to(fill, tf.shape(x)))
         return common.cast_like(out, images)
 
-    def call(self, inputs, training=None):
-        inputs = tf.convert_to_tensor(inputs)
-        name = type(self).__name__
-        common.check_input_shape(inputs.shape, self.size, name, self.data_format)
-        if not (training or self.test_time):
-            return inputs
-        common.check_finite_eagerly(inputs, name)
-        images, undo = common.to_batched_nhwc(inputs, self.data_format)
+    def transform(self, images, seed):
         shape = tf.shape(images)
         static_h, static_w = images.shape[1], images.shape[2]
         height = static_h if static_h is not None else shape[1]
         width = static_w if static_w is not None else shape[2]
-        seed_draw, seed_fill = common.split_seed(self.seed_generator.next(), 2)
+        seed_draw, seed_fill = common.split_seed(seed, 2)
         new_h, new_w, top, left = self.draw(shape[0], height, width, seed_draw)
         fill = common.fill_values(images, self.fill, self.value_range, seed_fill)
-        return undo(self.place(images, new_h, new_w, top, left, fill))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+        return self.place(images, new_h, new_w, top, left, fill)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "size": self.size,
-                "fill": self.fill,
-                "value_range": self.value_range,
-                "interpolation": self.interpolation,
-                "seed": self.seed,
-                "test_time": self.test_time,
-                "data_format": self.data_format,
-            }
-        )
+        config["interpolation"] = self.interpolation
         return config
