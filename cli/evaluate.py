@@ -26,12 +26,16 @@ def _split(value):
 @click.option("--pgd-steps", type=int, default=20, show_default=True)
 @click.option("--pgd-restarts", type=int, default=1, show_default=True)
 @click.option("--cw-iterations", type=int, default=100, show_default=True)
+@click.option("--cw-binary-steps", type=int, default=5, show_default=True)
+@click.option("--cw-learning-rate", type=float, default=0.01, show_default=True)
+@click.option("--cw-initial-const", type=float, default=0.01, show_default=True)
 @click.option("--eot-samples", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--unsafe-load", is_flag=True, help="Allow models holding Lambda layers (code).")
 def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_dir, pgd_steps,
-             pgd_restarts, cw_iterations, eot_samples, batch_size, seed, unsafe_load):
+             pgd_restarts, cw_iterations, cw_binary_steps, cw_learning_rate, cw_initial_const,
+             eot_samples, batch_size, seed, unsafe_load):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots."""
     from fmfp_tf.attacks import parse_eps
     from fmfp_tf.errors import UsageError
@@ -42,11 +46,14 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
     eps_values = [parse_eps(e) for e in _split(eps)]
     for name, value in (("--pgd-steps", pgd_steps), ("--pgd-restarts", pgd_restarts),
                         ("--cw-iterations", cw_iterations), ("--eot-samples", eot_samples),
+                        ("--cw-binary-steps", cw_binary_steps),
                         ("--batch-size", batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be a positive integer; got {value}")
     settings = AttackSettings(pgd_steps=pgd_steps, pgd_restarts=pgd_restarts,
-                              cw_iterations=cw_iterations, eot_samples=eot_samples,
+                              cw_iterations=cw_iterations, cw_binary_search_steps=cw_binary_steps,
+                              cw_learning_rate=cw_learning_rate,
+                              cw_initial_const=cw_initial_const, eot_samples=eot_samples,
                               batch_size=batch_size, seed=seed)
     entries = [load_entry(path, unsafe=unsafe_load) for path in models]
     source = load_entry(source_model, unsafe=unsafe_load) if source_model else None

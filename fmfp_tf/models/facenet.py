@@ -11,7 +11,7 @@ from keras import layers
 
 def _conv(x, filters, kernel, strides=1, activation="relu"):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.Activation(activation)(x) if activation else x
 
 
@@ -58,6 +58,6 @@ def facenet(input_shape, num_classes, name="facenet", embedding_size=128):
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.3)(x)
     x = layers.Dense(embedding_size, use_bias=False)(x)
-    embedding = layers.BatchNormalization(name="embedding")(x)
+    embedding = layers.BatchNormalization(momentum=0.9, name="embedding")(x)
     outputs = layers.Dense(num_classes, name="logits")(embedding)
     return keras.Model(inputs, outputs, name=name)

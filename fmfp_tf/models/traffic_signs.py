@@ -35,7 +35,7 @@ def dnn2(input_shape, num_classes, name="dnn2"):
     for filters in (32, 64, 128):
         for _ in range(2):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
@@ -48,13 +48,13 @@ def dnn2(input_shape, num_classes, name="dnn2"):
 def _residual_block(x, filters, stride):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-    y = layers.BatchNormalization()(y)
+    y = layers.BatchNormalization(momentum=0.9)(y)
     y = layers.ReLU()(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-    y = layers.BatchNormalization()(y)
+    y = layers.BatchNormalization(momentum=0.9)(y)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
-        shortcut = layers.BatchNormalization()(shortcut)
+        shortcut = layers.BatchNormalization(momentum=0.9)(shortcut)
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
@@ -62,7 +62,7 @@ def dnn3(input_shape, num_classes, name="dnn3"):
     """Small ResNet (He et al. 2016): three stages of two basic blocks (32, 64, 128 filters)."""
     inputs = keras.Input(input_shape, name="images")
     x = layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     for stage, filters in enumerate((32, 64, 128)):
         x = _residual_block(x, filters, 1 if stage == 0 else 2)

@@ -1,0 +1,59 @@
+"""Shared by the benchmarks: interleaved timing, machine facts, and the docs/benchmarks.md table."""
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def interleaved(functions, rounds=7, repeats=5, warmup=2):
+    """Median seconds per call of each function, measured in alternating rounds.
+
+    Alternating the candidates within every round makes their ratio robust to the load of a
+    shared machine drifting over time.
+    """
+    for fn in functions.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            samples[name].append((time.perf_counter() - start) / repeats)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine_line():
+    from fmfp_tf import provenance
+
+    machine = provenance.machine()
+    versions = provenance.versions()
+    gpus = ", ".join(machine["gpus"]) or "no GPU"
+    return (f"{machine['processor']}, {machine['cpu_count']} cores, {gpus}; "
+            f"TensorFlow {versions['tensorflow']}, Keras {versions['keras']}")
+
+
+def record(section, lines, command):
+    """Replaces (or appends) `section` in docs/benchmarks.md, written atomically."""
+    from fmfp_tf import atomic
+
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
+    block = (f"<!-- {section} -->\n## {section}\n\nCommand: `{command}`  \nMachine: "
+             f"{machine_line()}\n\n" + "\n".join(lines) + f"\n<!-- /{section} -->\n")
+    pattern = re.compile(rf"<!-- {re.escape(section)} -->.*?<!-- /{re.escape(section)} -->\n",
+                         re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block
+    atomic.write_text(path, text)
+    print("\n".join(lines))
+
+
+def dump(name, payload):
+    print(json.dumps({name: payload}, indent=1))
