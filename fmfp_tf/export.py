@@ -22,40 +22,37 @@ from fmfp_tf.errors import ModelError, UsageError
 from fmfp_tf.models_io import load_model
 
 
-class _Servable(tf.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        shape = tuple(model.input_shape[1:])
-        self.height, self.width, self.channels = shape
-        spec = tf.TensorSpec((None,) + shape, tf.float32, name="images")
-        self.logits = tf.function(self._logits, input_signature=[spec])
-        self.serve = tf.function(self._serve, input_signature=[spec])
-        self.serve_bytes = tf.function(
-            self._serve_bytes,
-            input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
+def _archive(model):
+    """A Keras ExportArchive: it tracks the model's variables the way TF1-style loaders (TF Serving,
+    `saved_model_cli run`) restore them, which a plain tf.Module holding a Keras 3 model does not."""
+    import keras
 
-    def _logits(self, images):
-        return self.model(images, training=False)
+    height, width, channels = tuple(model.input_shape[1:])
+    spec = tf.TensorSpec((None, height, width, channels), tf.float32, name="images")
 
-    def _outputs(self, images):
-        logits = self.model(images, training=False)
+    def outputs(images):
+        logits = model(images, training=False)
         return {"probabilities": tf.nn.softmax(logits), "logits": logits,
                 "classes": tf.argmax(logits, axis=-1)}
 
-    def _serve(self, images):
-        return self._outputs(images)
-
-    def _decode(self, encoded):
-        image = tf.io.decode_image(encoded, channels=self.channels, expand_animations=False)
+    def decode(encoded):
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
         image = tf.image.convert_image_dtype(image, tf.float32)
-        return tf.image.resize(image, (self.height, self.width))
+        return tf.image.resize(image, (height, width))
 
-    def _serve_bytes(self, image_bytes):
-        images = tf.map_fn(self._decode, image_bytes,
-                           fn_output_signature=tf.TensorSpec(
-                               (self.height, self.width, self.channels), tf.float32))
-        return self._outputs(images)
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(
+            (height, width, channels), tf.float32))
+        return outputs(images)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", outputs, input_signature=[spec])
+    archive.add_endpoint("serving_bytes", serve_bytes, input_signature=[
+        tf.TensorSpec((None,), tf.string, name="image_bytes")])
+    archive.add_endpoint("logits", lambda images: model(images, training=False),
+                         input_signature=[spec])
+    return archive
 
 
 def _has_test_time_layers(model):
@@ -93,11 +90,7 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
     target = os.path.join(base, name, str(version))
     if os.path.exists(target) and not force:
         raise UsageError(f"{target} already exists; pass --force to replace it")
-    servable = _Servable(model)
-    signatures = {
-        "serving_default": servable.serve.get_concrete_function(),
-        "serving_bytes": servable.serve_bytes.get_concrete_function(),
-    }
+    archive = _archive(model)
     with atomic.atomic_directory(target, overwrite=force) as tmp:
-        tf.saved_model.save(servable, tmp, signatures=signatures)
+        archive.write_out(tmp, verbose=False)
     return target

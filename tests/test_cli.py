@@ -100,6 +100,23 @@ print("ok")
                            capture_output=True, text=True, env=ENV, timeout=300)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "serving_default" in shown.stdout and "probabilities" in shown.stdout
+    # saved_model_cli run answers with the Keras model's classes
+    import numpy as np
+
+    x = np.random.default_rng(1).random((4, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    ran = subprocess.run(["saved_model_cli", "run", "--dir", str(version_dir), "--tag_set", "serve",
+                          "--signature_def", "serving_default", "--inputs",
+                          f"images={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "cli_out")],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    import keras
+
+    import fmfp_tf.layers  # noqa: F401
+
+    model = keras.saving.load_model(str(runs / "masked" / "model.keras"))
+    expected = model.predict(x, verbose=0).argmax(-1)
+    np.testing.assert_array_equal(np.load(tmp_path / "cli_out" / "classes.npy"), expected)
 
 
 @pytest.mark.parametrize("args, code, message", [

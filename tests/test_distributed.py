@@ -30,6 +30,21 @@ for name, strategy in (("default", tf.distribute.get_strategy()),
     losses[name] = {"replicas": strategy.num_replicas_in_sync,
                     "loss": [r["loss"] for r in history],
                     "test_loss": [r["test_loss"] for r in history]}
+
+# PGD adversarial training with FM under the mirrored strategy runs and lowers the loss
+from fmfp_tf.config import TrainConfig
+from fmfp_tf.defenses import defend
+from fmfp_tf.training.adversarial import perturbation
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+config = TrainConfig(defense="mask+pgd-at", size=8, at_steps=2, seed=0)
+with strategy.scope():
+    model = defend(models.build("dnn4", (32, 32, 3), 43), "mask", 8, seed=0)
+    optimizer = keras.optimizers.Adam(1e-3)
+    perturb, clean_weight = perturbation(config, model)
+history, _ = fit(model, optimizer, strategy, train, None, epochs=2, batch_size=64, seed=0,
+                 checkpoint_dir=sys.argv[1] + "/pgd", perturb=perturb, clean_weight=clean_weight,
+                 verbose=0)
+losses["pgd_at_mirrored"] = [r["loss"] for r in history]
 print(json.dumps(losses))
 """
 
@@ -41,6 +56,8 @@ def test_mirrored_over_two_cpus_matches_default_strategy(tmp_path):
     losses = json.loads(result.stdout.strip().splitlines()[-1])
     assert losses["mirrored"]["replicas"] == 2 and losses["default"]["replicas"] == 1
     # same seed and global batch: the same losses up to float summation order (stated: 1e-4)
+    pgd = losses["pgd_at_mirrored"]
+    assert len(pgd) == 2 and all(v == v for v in pgd) and pgd[1] < pgd[0]
     for key in ("loss", "test_loss"):
         for a, b in zip(losses["default"][key], losses["mirrored"][key]):
             assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (key, a, b)
