@@ -61,14 +61,10 @@ def load_entry(path, unsafe=False):
     entry = ModelEntry(path=path, model=model,
                        name=os.path.basename(os.path.normpath(run_dir if os.path.isdir(path)
                                                               else path)))
-    config_path = os.path.join(run_dir, "config.json")
-    if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as handle:
-            config = json.load(handle)
-        from fmfp_tf.training.run import face_crop_for
-        from fmfp_tf.config import train_config
+    if os.path.isfile(os.path.join(run_dir, "config.json")):
+        from fmfp_tf.training.run import face_crop_for, read_run_config
 
-        parsed = train_config(config, config_path)
+        parsed = read_run_config(run_dir)
         entry.dataset, entry.data_dir = parsed.dataset, parsed.data_dir
         entry.defense, entry.size = parsed.defense, parsed.size
         entry.architecture, entry.seed = parsed.model, parsed.seed

@@ -57,7 +57,7 @@ def twin_config(config):
 def cw_augmented(config, train_arrays, out_dir, verbose=1):
     """The training set plus C&W examples crafted on the undefended twin (trained if needed)."""
     from fmfp_tf.training.run import train
-    from fmfp_tf.models_io import load_model  # noqa: I001
+    from fmfp_tf.models_io import load_model
 
     twin = twin_config(config)
     twin_dir = os.path.join(out_dir, "twin-undefended")
