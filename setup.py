@@ -23,8 +23,10 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["fmfp_tf", "fmfp_tf.*"]) + ["fmfp_tf.cli"],
-    package_dir={"fmfp_tf.cli": "cli"},
+    packages=find_packages(include=["fmfp_tf", "fmfp_tf.*"]) + ["fmfp_tf.cli", "fmfp_tf.configs"],
+    # the top-level folders cli/ and configs/ install inside the fmfp_tf namespace
+    package_dir={"fmfp_tf.cli": "cli", "fmfp_tf.configs": "configs"},
+    package_data={"fmfp_tf.configs": ["*.yaml"], "fmfp_tf.reproduction": ["paper_tables.csv"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",  # Keras 3 era; 2.16 is the first release with Keras 3 as tf.keras
         "keras>=3.3",

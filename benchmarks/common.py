@@ -57,3 +57,9 @@ def record(section, lines, command):
 
 def dump(name, payload):
     print(json.dumps({name: payload}, indent=1))
+
+
+def shared_data(name):
+    """../shared/data/<name> when present (the real datasets beside the repository), else None."""
+    path = os.path.join(os.path.dirname(ROOT), "shared", "data", name)
+    return path if os.path.isdir(path) else None

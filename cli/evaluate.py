@@ -37,6 +37,11 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
              pgd_restarts, cw_iterations, cw_binary_steps, cw_learning_rate, cw_initial_const,
              eot_samples, batch_size, seed, unsafe_load):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots."""
+    import logging
+
+    # each model gets its own traces of the attack graphs, which TensorFlow reports as retracing
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
     from fmfp_tf.attacks import parse_eps
     from fmfp_tf.errors import UsageError
     from fmfp_tf.evaluation import AttackSettings, evaluate as run, load_entry, write_report

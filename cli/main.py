@@ -9,6 +9,7 @@ from fmfp_tf.cli import errors  # noqa: E402
 from fmfp_tf.cli.evaluate import evaluate  # noqa: E402
 from fmfp_tf.cli.export import export  # noqa: E402
 from fmfp_tf.cli.extract import extract  # noqa: E402
+from fmfp_tf.cli.reproduce import reproduce  # noqa: E402
 from fmfp_tf.cli.train import train  # noqa: E402
 from fmfp_tf.version import __version__  # noqa: E402
 
@@ -23,6 +24,7 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(export)
 cli.add_command(extract)
+cli.add_command(reproduce)
 
 
 def main():

@@ -16,16 +16,17 @@ from fmfp_tf.cli.options import parse_size
               help="none (default), mask, padding, fgsm-at, pgd-at, cw-at, mask+pgd-at, "
                    "padding+pgd-at.")
 @click.option("--size", callback=parse_size,
-              help="FM square side / FP largest shrink: pixels (20) or a fraction (0.5).")
+              help="FM square side / FP largest shrink: pixels (20), a fraction (0.2) or a "
+                   "percent of the side (20%).")
 @click.option("--fill", help="zero (default), mean, noise or a number.")
-@click.option("--epochs", type=int, help="Passes over the training set (default 10).")
-@click.option("--batch-size", type=int, help="Global batch size (default 128).")
+@click.option("--epochs", type=int, help="Passes over the training set (default 8).")
+@click.option("--batch-size", type=int, help="Global batch size, over all replicas (default 32).")
 @click.option("--learning-rate", type=float, help="Adam learning rate (default 1e-3).")
 @click.option("--seed", type=int, help="Seed of weights, shuffling and the layers (default 0).")
 @click.option("--image-size", type=int, help="Square image side in pixels (default 32).")
 @click.option("--face-crop", help="auto (default: mtcnn for face datasets), none, center, mtcnn.")
-@click.option("--train-limit", type=int, help="Use only the first N training images.")
-@click.option("--test-limit", type=int, help="Use only the first N test images.")
+@click.option("--train-limit", type=int, help="Use a seeded random sample of N training images.")
+@click.option("--test-limit", type=int, help="Use a seeded random sample of N test images.")
 @click.option("--on-bad-image", type=click.Choice(["fail", "skip"]),
               help="What to do with corrupt or wrong-mode image files (default fail).")
 @click.option("--strategy", help="auto (default), default, mirrored or multiworker (TF_CONFIG).")

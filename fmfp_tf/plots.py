@@ -48,3 +48,31 @@ def line_plot(series, path, xlabel, ylabel, title=""):
     axis.legend(fontsize=8)
     axis.set_title(title)
     save_figure(figure, path)
+
+
+def grouped_bars(panels, path, ylabel, title=""):
+    """`panels`: {panel title: {group label: {bar label: value or None}}}; one subplot per panel.
+
+    Missing values (None) leave a gap, so a cell that was not run is visibly absent.
+    """
+    count = max(len(panels), 1)
+    figure, axes = plt.subplots(1, count, figsize=(max(4.5, 3.2 * count), 3.6), squeeze=False)
+    for axis, (panel, groups) in zip(axes[0], panels.items()):
+        bar_labels = list(dict.fromkeys(b for bars in groups.values() for b in bars))
+        width = 0.8 / max(len(bar_labels), 1)
+        for k, bar in enumerate(bar_labels):
+            xs, ys = [], []
+            for i, bars in enumerate(groups.values()):
+                if bars.get(bar) is not None:
+                    xs.append(i + (k - (len(bar_labels) - 1) / 2) * width)
+                    ys.append(bars[bar])
+            axis.bar(xs, ys, width, label=bar)
+        axis.set_xticks(range(len(groups)))
+        axis.set_xticklabels(list(groups), rotation=45, ha="right", fontsize=7)
+        axis.set_ylim(0, 105)
+        axis.set_title(panel, fontsize=9)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(title)
+    save_figure(figure, path)

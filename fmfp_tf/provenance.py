@@ -38,3 +38,18 @@ def machine():
         "cpu_count": os.cpu_count(),
         "gpus": [gpu.name for gpu in gpus],
     }
+
+
+def resident_memory_mb():
+    """This process's resident memory now, in MiB (Linux /proc; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+        import os
+
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 if sys.platform != "darwin" else peak / 2 ** 20

@@ -1,4 +1,5 @@
-"""tf.distribute: MirroredStrategy matches the default strategy; two local workers agree."""
+"""tf.distribute: MirroredStrategy matches the default strategy (training and attacks); two local
+workers agree."""
 import json
 import os
 import socket
@@ -45,6 +46,27 @@ history, _ = fit(model, optimizer, strategy, train, None, epochs=2, batch_size=6
                  checkpoint_dir=sys.argv[1] + "/pgd", perturb=perturb, clean_weight=clean_weight,
                  verbose=0)
 losses["pgd_at_mirrored"] = [r["loss"] for r in history]
+
+# attacks under the strategy: each replica crafts its share; the gathered result equals the
+# single-device attack (PGD without random start, so it is deterministic)
+import numpy as np
+from fmfp_tf.attacks.distributed import craft_distributed
+from fmfp_tf.attacks.fgsm import fgsm_graph
+from fmfp_tf.attacks.pgd import pgd_graph
+x = test.images[:100].astype("float32") / 255.0
+y = test.labels[:100]
+with strategy.scope():
+    attacked = models.build("dnn4", (32, 32, 3), 43)
+eps = 8 / 255
+crafted = {}
+for name, graph in (("fgsm", lambda a, b: fgsm_graph(attacked, a, b, eps)),
+                    ("pgd", lambda a, b: pgd_graph(attacked, a, b, eps, eps / 4, 5, "inf", False))):
+    crafted[name] = [craft_distributed(s, graph, x, y, batch_size=32)
+                     for s in (tf.distribute.get_strategy(), strategy)]
+losses["attacks"] = {name: {"max_diff": float(np.abs(a - b).max()),
+                            "max_delta": float(np.abs(b - x).max()),
+                            "changed": float((np.abs(b - x) > 0).mean())}
+                     for name, (a, b) in crafted.items()}
 print(json.dumps(losses))
 """
 
@@ -58,6 +80,9 @@ def test_mirrored_over_two_cpus_matches_default_strategy(tmp_path):
     # same seed and global batch: the same losses up to float summation order (stated: 1e-4)
     pgd = losses["pgd_at_mirrored"]
     assert len(pgd) == 2 and all(v == v for v in pgd) and pgd[1] < pgd[0]
+    for name, stats in losses["attacks"].items():
+        assert stats["max_diff"] <= 1e-5, (name, stats)  # same examples as on one device
+        assert stats["max_delta"] <= 8 / 255 + 1e-6 and stats["changed"] > 0.5, (name, stats)
     for key in ("loss", "test_loss"):
         for a, b in zip(losses["default"][key], losses["mirrored"][key]):
             assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (key, a, b)

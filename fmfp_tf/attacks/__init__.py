@@ -9,6 +9,9 @@
 | cw_l2 | Carlini-Wagner L2, untargeted (Carlini & Wagner 2017) | unbounded L2, minimised |
 | eot | wraps any attack with Expectation over Transformation (Athalye et al. 2018) | samples |
 
+`distributed.craft_distributed` runs any graph-mode attack core over the replicas of a
+`tf.distribute` strategy.
+
 CleverHans 4.0.0 is the reference: `cleverhans_compat` makes it run on Keras 3, and the tests
 check these functions against it.
 """

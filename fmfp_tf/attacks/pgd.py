@@ -39,14 +39,16 @@ def pgd_graph(model, x, y, eps, step_size, steps, norm="inf", random_start=True,
         seed = tf.constant([0, 0], tf.int64)
     delta = _random_start(x, eps, norm, seed) if random_start else tf.zeros_like(x)
     x_adv = tf.clip_by_value(x + delta, clip_min, clip_max)
-    for _ in tf.range(steps):
+
+    def step(i, x_adv):
         grad, _ = common.loss_gradient(model, x_adv, y)
-        if norm == "inf":
-            step = tf.sign(grad)
-        else:
-            step = grad / _l2_norm(grad)
-        x_adv = x_adv + step_size * step
-        x_adv = tf.clip_by_value(x + _project(x_adv - x, eps, norm), clip_min, clip_max)
+        direction = tf.sign(grad) if norm == "inf" else grad / _l2_norm(grad)
+        x_adv = x_adv + step_size * direction
+        return i + 1, tf.clip_by_value(x + _project(x_adv - x, eps, norm), clip_min, clip_max)
+
+    # an explicit while_loop, not autograph: callers such as strategy.run on a lambda whose
+    # source autograph cannot read would otherwise get a Python loop over a tensor
+    _, x_adv = tf.while_loop(lambda i, _: i < steps, step, [tf.constant(0), x_adv])
     return x_adv
 
 

@@ -13,6 +13,8 @@ Images are float32 in [0, 1], resized to `image_size`; labels are int32.
 """
 import dataclasses
 
+import numpy as np
+
 from fmfp_tf.data import cache, face_alignment, faces, folder, gtsrb, images, synthetic
 from fmfp_tf.data.images import Arrays
 from fmfp_tf.data.pipeline import make_dataset
@@ -74,7 +76,9 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
                 split_seed=0, synthetic_seed=0, limit=None, use_cache=True, face_crop="none"):
     """The split as uint8 arrays (N, H, W, C) and int32 labels, plus class names (`Arrays`).
 
-    `limit` keeps the first `limit` examples (after the deterministic order of the files).
+    `limit` keeps a random sample of `limit` examples (seeded by `split_seed`, kept in file
+    order): the official layouts are sorted by class, so their first N files would hold only the
+    first few classes.
     `face_crop` ('none', 'center' or 'mtcnn') crops face images before resizing.
     """
     height, width = _check(name, split, image_size)
@@ -106,8 +110,10 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
     options = {"split": split, "size": [height, width], "on_bad_image": on_bad_image,
                "split_seed": split_seed, "face_crop": face_crop}
     arrays = cache.cached(name, options, paths, root, build) if use_cache else build()
-    if limit is not None:
-        arrays = Arrays(arrays.images[:limit], arrays.labels[:limit], arrays.class_names,
+    if limit is not None and limit < len(arrays.labels):
+        keep = np.sort(np.random.default_rng([split_seed, SPLITS.index(split)]).choice(
+            len(arrays.labels), limit, replace=False))
+        arrays = Arrays(arrays.images[keep], arrays.labels[keep], arrays.class_names,
                         arrays.skipped)
     return arrays
 

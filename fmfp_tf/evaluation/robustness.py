@@ -141,11 +141,15 @@ def _params(attack, settings):
 
 
 def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("white-box",),
-             n=1000, source=None, settings=None, dataset=None, data_dir=None, log=print):
+             n=1000, source=None, settings=None, dataset=None, data_dir=None, log=print,
+             crafted=None):
     """Records of robust accuracy for each model x threat model x attack x eps.
 
     `source`: a ModelEntry crafting the transfer attacks for every model; when None, each model's
     undefended twin is looked up beside its run directory.
+    `crafted`: an optional dict reused across calls to keep adversarial examples by the model that
+    crafted them, so examples transferred from one twin to many defended models, and the twin's own
+    white-box examples, are crafted once.
     """
     settings = settings or AttackSettings()
     threats = threat_models.check_threats(threats)
@@ -202,7 +206,15 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
                         done[0] = k
                         log(f"  {entry.name} [{threat}] {attack}: {k}/{total} images")
 
-                x_adv = _craft(attack, crafter, x, y, eps, settings, progress)
+                crafter_path = (source_entry.path if threat == "transfer" else entry.path)
+                key = (os.path.abspath(crafter_path), dataset_name, attack, eps, len(y),
+                       settings.seed, json.dumps(_params(attack, settings), sort_keys=True))
+                if crafted is not None and threat != "adaptive" and key in crafted:
+                    x_adv = crafted[key]
+                else:
+                    x_adv = _craft(attack, crafter, x, y, eps, settings, progress)
+                    if crafted is not None and threat != "adaptive":
+                        crafted[key] = x_adv
                 predicted = threat_models.predict_labels(threat, entry.model, x_adv,
                                                          settings.eot_samples)
                 record = {**base, "attack": attack, "threat_model": threat, "eps": eps,

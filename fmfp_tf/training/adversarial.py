@@ -54,13 +54,13 @@ def twin_config(config):
     return dataclasses.replace(config, defense="none", size=None)
 
 
-def cw_augmented(config, train_arrays, out_dir, verbose=1):
+def cw_augmented(config, train_arrays, out_dir, verbose=1, twin_dir=None):
     """The training set plus C&W examples crafted on the undefended twin (trained if needed)."""
     from fmfp_tf.training.run import train
     from fmfp_tf.models_io import load_model
 
     twin = twin_config(config)
-    twin_dir = os.path.join(out_dir, "twin-undefended")
+    twin_dir = twin_dir or os.path.join(out_dir, "twin-undefended")
     if not os.path.isfile(os.path.join(twin_dir, "metrics.json")):
         if verbose:
             print(f"cw-at: training the undefended twin into {twin_dir}")

@@ -86,11 +86,12 @@ def _prepare_dir(out_dir, config, resume, overwrite):
     atomic.write_json(config_path, config.to_dict())
 
 
-def train(config, out_dir, resume=False, overwrite=False, verbose=1):
+def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=None):
     """Trains the model described by `config` into `out_dir`; returns the metrics dict.
 
     With `resume`, the config stored in `out_dir` is used and training continues from the last
-    checkpoint.
+    checkpoint. `twin_dir`: for cw-at, where the undefended twin is (or is to be) trained; by
+    default `out_dir/twin-undefended`.
     """
     if resume:
         config = read_run_config(out_dir)
@@ -116,7 +117,8 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1):
     from fmfp_tf.training import adversarial
 
     if config.adversarial_training == "cw":
-        train_arrays = adversarial.cw_augmented(config, train_arrays, out_dir, verbose)
+        train_arrays = adversarial.cw_augmented(config, train_arrays, out_dir, verbose,
+                                                   twin_dir=twin_dir)
     with strategy.scope():
         model = build_model(config, input_shape, num_classes)
         optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -133,8 +135,12 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1):
         perturb=perturb, clean_weight=clean_weight, log_dir=os.path.join(out_dir, "logs"),
         verbose=verbose,
     )
-    test_loss, test_accuracy = evaluate_arrays(
-        eval_step, strategy, test_arrays.images, test_arrays.labels, config.batch_size)
+    if history and "test_accuracy" in history[-1]:
+        # the last epoch was evaluated on the same weights
+        test_loss, test_accuracy = history[-1]["test_loss"], history[-1]["test_accuracy"]
+    else:
+        test_loss, test_accuracy = evaluate_arrays(
+            eval_step, strategy, test_arrays.images, test_arrays.labels, config.batch_size)
     metrics = {
         "run": config.run_name(),
         "test_accuracy": test_accuracy,

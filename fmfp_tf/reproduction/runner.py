@@ -1,0 +1,178 @@
+"""`reproduce`: train what a paper table needs (cached by config fingerprint), evaluate, report.
+
+Trained models live in a cache directory, one run directory per resolved `TrainConfig` named
+`<run name>-<fingerprint>`: a re-run, and every other table that needs the same model (the
+undefended twins of tables 3 to 6), reuses it; a run interrupted mid-training is resumed from its
+checkpoint. Adversarial examples are kept by the model that crafted them, so the examples
+transferred from one undefended twin to all its defended models are crafted once.
+"""
+import os
+import time
+
+from fmfp_tf.attacks.common import parse_eps
+from fmfp_tf.config import TrainConfig
+from fmfp_tf.errors import UsageError
+from fmfp_tf.evaluation.robustness import evaluate, load_entry
+from fmfp_tf.reproduction import paper_numbers, report, table_spec
+
+# where each dataset lives under a data root such as ../shared/data
+DATA_DIR_NAMES = {"gtsrb": ("gtsrb", "GTSRB"), "orl": ("att_faces", "orl", "ORL"),
+                  "yale": ("yalefaces", "yale", "Yale"),
+                  "belgium": ("belgium", "BelgiumTSC", "belgiumtsc")}
+
+
+def resolve_data_dirs(data_root=None, explicit=None):
+    """{dataset: directory} from `data_root`'s usual sub-folders, overridden by `explicit`."""
+    explicit = dict(explicit or {})
+    for dataset, path in explicit.items():
+        if dataset not in DATA_DIR_NAMES:
+            raise UsageError(f"--data-dir {dataset}={path}: unknown dataset; expected one of "
+                             f"{', '.join(DATA_DIR_NAMES)}")
+        if not os.path.isdir(path):
+            raise UsageError(f"--data-dir {dataset}={path}: not a directory")
+    if data_root is not None and not os.path.isdir(data_root):
+        raise UsageError(f"--data-root {data_root}: not a directory")
+    found = {}
+    for dataset, names in DATA_DIR_NAMES.items():
+        if dataset in explicit:
+            found[dataset] = explicit[dataset]
+            continue
+        for name in names if data_root else ():
+            if os.path.isdir(os.path.join(data_root, name)):
+                found[dataset] = os.path.join(data_root, name)
+                break
+    return found
+
+
+def _run_dir(config, models_dir):
+    return os.path.join(models_dir, f"{config.run_name()}-{config.fingerprint()}")
+
+
+def ensure_trained(config, models_dir, log, twin_dir=None):
+    """The run directory of `config` in the cache, training (or resuming) it when needed."""
+    from fmfp_tf.training.run import train
+
+    run_dir = _run_dir(config, models_dir)
+    if os.path.isfile(os.path.join(run_dir, "metrics.json")) and os.path.isfile(
+            os.path.join(run_dir, "model.keras")):
+        log(f"  cached: {os.path.basename(run_dir)}")
+        return run_dir
+    resume = os.path.isfile(os.path.join(run_dir, "config.json"))
+    log(f"  {'resuming' if resume else 'training'}: {os.path.basename(run_dir)}")
+    started = time.time()
+    import keras
+
+    keras.backend.clear_session()
+    metrics = train(None if resume else config, run_dir, resume=resume, verbose=0,
+                    twin_dir=twin_dir)
+    log(f"  trained {os.path.basename(run_dir)}: test accuracy {metrics['test_accuracy']:.4f} "
+        f"({time.time() - started:.0f} s)")
+    return run_dir
+
+
+def column_config(spec, column, data_dir, defense, size):
+    values = spec.train_settings(column.dataset)
+    return TrainConfig(dataset=column.dataset, data_dir=data_dir, model=column.model,
+                       defense=defense, size=spec.layer_size(size), **values)
+
+
+def _cell(spec, column, size, attack, status, **values):
+    paper_size = size if spec.defense in ("mask", "padding") and spec.table == 5 else None
+    paper = paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack,
+                                 paper_size)
+    cell = {"table": spec.table, "column": column.label, "dataset": column.dataset,
+            "paper_dataset": column.paper_dataset, "model": column.model,
+            "defense": spec.defense, "size": size,
+            "layer_size": spec.layer_size(size) if spec.defense in ("mask", "padding") else None,
+            "attack": attack, "paper_pct": paper, "protocol": spec.protocol
+            if attack != "none" else "clean", "protocol_pct": None, "white_box_pct": None,
+            "delta_protocol": None, "delta_white_box": None, "n": None, "status": status,
+            "run": None}
+    cell.update(values)
+    if paper is not None:
+        for key, delta in (("protocol_pct", "delta_protocol"), ("white_box_pct",
+                                                                "delta_white_box")):
+            if cell[key] is not None:
+                cell[delta] = round(cell[key] - paper, 2)
+    return cell
+
+
+def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=print):
+    """Trains and evaluates one table; writes its report; returns (cells, records, seconds)."""
+    started = time.time()
+    crafted = {} if crafted is None else crafted
+    settings = spec.attack_settings()
+    eps = parse_eps(spec.eps)
+    cells, records = [], []
+    rows = ["none"] + spec.attacks
+    for column in spec.columns:
+        data_dir = data_dirs.get(column.dataset)
+        sizes = spec.sizes if spec.defense in ("mask", "padding") else [None]
+        if data_dir is None and column.dataset != "synthetic":  # synthetic needs no files
+            log(f"table {spec.table} {column.label}: not run, data absent")
+            cells += [_cell(spec, column, size, attack, "not run: data absent")
+                      for size in sizes for attack in rows]
+            continue
+        log(f"table {spec.table} {column.label}")
+        twin_config = column_config(spec, column, data_dir, "none", None)
+        twin_dir = ensure_trained(twin_config, models_dir, log)
+        source = load_entry(twin_dir)
+        for size in sizes:
+            if spec.defense == "none":
+                run_dir, entry = twin_dir, source
+            else:
+                config = column_config(spec, column, data_dir, spec.defense, size)
+                run_dir = ensure_trained(config, models_dir, log, twin_dir=twin_dir)
+                entry = load_entry(run_dir)
+            threats = ["white-box"]
+            if spec.protocol == "transfer" and spec.defense != "none":
+                threats.append("transfer")
+            found = evaluate([entry], spec.attacks, [eps], threats, spec.n, source=source,
+                             settings=settings, log=log, crafted=crafted)
+            for record in found:
+                record["table"] = spec.table
+                record["column"] = column.label
+                record["paper_size"] = size
+            records += found
+            by_key = {(r["attack"], r["threat_model"]): r for r in found}
+            for attack in rows:
+                if attack == "none":
+                    clean = 100 * by_key[("none", "none")]["accuracy"]
+                    protocol_pct = white_box_pct = clean
+                else:
+                    protocol_record = by_key.get((attack, spec.protocol)) or by_key.get(
+                        (attack, "white-box"))
+                    protocol_pct = 100 * protocol_record["accuracy"]
+                    white_box_pct = 100 * by_key[(attack, "white-box")]["accuracy"]
+                cells.append(_cell(spec, column, size, attack, "ok",
+                                   protocol_pct=round(protocol_pct, 2),
+                                   white_box_pct=round(white_box_pct, 2),
+                                   n=found[0]["n"], run=os.path.basename(run_dir)))
+    seconds = time.time() - started
+    report.write_table(spec, cells, records, os.path.join(out_dir, f"table{spec.table}"),
+                       seconds)
+    return cells, records, seconds
+
+
+def reproduce(tables, out_dir, quick=False, data_root=None, data_dirs=None, models_dir=None,
+              log=print):
+    """Runs each named table (table3..table6, 'all', or YAML paths); returns the report paths."""
+    names = list(table_spec.TABLES) if "all" in tables else list(tables)
+    if not names:
+        raise UsageError("name a table: table3, table4, table5, table6 or all")
+    # parse every table before the first training, so a typo fails in seconds, not in an hour
+    specs = [table_spec.load(name, quick=quick) for name in names]
+    dirs = resolve_data_dirs(data_root, data_dirs)
+    models_dir = models_dir or os.path.join(out_dir, "models")
+    os.makedirs(models_dir, exist_ok=True)
+    crafted = {}
+    summary = []
+    for spec in specs:
+        log(f"== table {spec.table}: {spec.title} ({'quick' if quick else 'full'})")
+        cells, _, seconds = run_table(spec, out_dir, models_dir, dirs, crafted, log)
+        summary.append({"table": spec.table, "title": spec.title, "seconds": round(seconds, 1),
+                        "cells": len(cells),
+                        "not_run": sum(c["status"] != "ok" for c in cells)})
+        log(f"== table {spec.table} done in {seconds:.0f} s")
+    return report.write_index(summary, out_dir, quick)
+

@@ -1,0 +1,151 @@
+"""One paper table as a YAML file (configs/table3.yaml ... table6.yaml), read into a `TableSpec`.
+
+A table file names the defense, its sizes, the columns (dataset x model), the attacks, the budget,
+the threat model under which we read the paper's numbers (`protocol`), the training settings shared
+by every column (`train`, with per-dataset overrides in `datasets`) and the evaluation effort
+(`evaluation`). A `quick:` section overrides `train`, `datasets` and `evaluation` for `--quick`.
+Unknown keys are errors that name the file and the key.
+"""
+import dataclasses
+import importlib.resources
+import os
+import typing
+
+from fmfp_tf.config import TrainConfig, read_yaml
+from fmfp_tf.errors import UsageError
+from fmfp_tf.evaluation.robustness import ATTACK_NAMES, AttackSettings
+
+TABLES = ("table3", "table4", "table5", "table6")
+DEFENSES = ("none", "cw-at", "mask", "padding")
+PROTOCOLS = ("white-box", "transfer")
+TOP_KEYS = {"table", "title", "defense", "size_unit", "sizes", "columns", "attacks", "eps",
+            "protocol", "train", "datasets", "evaluation", "quick", "notes"}
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset", "model", "defense",
+                                                                     "size", "data_dir"}
+EVAL_KEYS = {f.name for f in dataclasses.fields(AttackSettings)} | {"n"}
+
+
+@dataclasses.dataclass
+class Column:
+    dataset: str
+    model: str
+    paper_dataset: str  # the dataset name in the paper's table ("faces" in table 6)
+
+    @property
+    def label(self):
+        return f"{self.dataset}/{self.model}"
+
+
+@dataclasses.dataclass
+class TableSpec:
+    path: str
+    table: int
+    title: str
+    defense: str
+    columns: typing.List[Column]
+    attacks: typing.List[str]
+    eps: str
+    protocol: str
+    size_unit: typing.Optional[str] = None
+    sizes: typing.List[int] = dataclasses.field(default_factory=lambda: [None])
+    train: dict = dataclasses.field(default_factory=dict)
+    datasets: dict = dataclasses.field(default_factory=dict)
+    evaluation: dict = dataclasses.field(default_factory=dict)
+    quick: bool = False
+    notes: str = ""
+
+    def layer_size(self, size):
+        """The FM/FP layer's `size` for the paper's z: pixels, or z % of the side as a fraction."""
+        if size is None:
+            return None
+        return size / 100.0 if self.size_unit == "percent" else int(size)
+
+    def train_settings(self, dataset):
+        return {**self.train, **self.datasets.get(dataset, {})}
+
+    def attack_settings(self):
+        values = {k: v for k, v in self.evaluation.items() if k != "n"}
+        return AttackSettings(**values)
+
+    @property
+    def n(self):
+        return int(self.evaluation.get("n", 1000))
+
+
+def _fail(path, message):
+    raise UsageError(f"{path}: {message}")
+
+
+def _check_keys(path, where, mapping, allowed):
+    if not isinstance(mapping, dict):
+        _fail(path, f"{where} must be a mapping; got {mapping!r}")
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        _fail(path, f"unknown key(s) {', '.join(unknown)} in {where}; allowed: "
+                    f"{', '.join(sorted(allowed))}")
+
+
+def table_path(name):
+    """A table name (table3..table6) resolved to its YAML file, or a path to a YAML file."""
+    if name in TABLES:
+        resource = importlib.resources.files("fmfp_tf.configs").joinpath(f"{name}.yaml")
+        return str(resource)
+    if os.path.isfile(name):
+        return name
+    raise UsageError(f"unknown table {name!r}; expected one of {', '.join(TABLES)}, all, or a "
+                     "path to a table YAML file")
+
+
+def load(name, quick=False):
+    """The TableSpec of a table name or YAML path; `quick` applies its `quick:` section."""
+    path = table_path(name)
+    data = read_yaml(path)
+    _check_keys(path, "the table file", data, TOP_KEYS)
+    for key in ("table", "title", "defense", "columns", "attacks", "eps", "protocol"):
+        if key not in data:
+            _fail(path, f"missing key {key!r}")
+    if data["defense"] not in DEFENSES:
+        _fail(path, f"defense = {data['defense']!r}; expected one of {', '.join(DEFENSES)}")
+    if data["protocol"] not in PROTOCOLS:
+        _fail(path, f"protocol = {data['protocol']!r}; expected one of {', '.join(PROTOCOLS)}")
+    attacks = data["attacks"]
+    if not isinstance(attacks, list) or not attacks or any(a not in ATTACK_NAMES for a in attacks):
+        _fail(path, f"attacks = {attacks!r}; expected a list drawn from {', '.join(ATTACK_NAMES)}")
+    columns = []
+    for i, column in enumerate(data["columns"] or []):
+        _check_keys(path, f"columns[{i}]", column, {"dataset", "model", "paper_dataset"})
+        if "dataset" not in column or "model" not in column:
+            _fail(path, f"columns[{i}] needs a dataset and a model")
+        columns.append(Column(column["dataset"], column["model"],
+                              column.get("paper_dataset", column["dataset"])))
+    if not columns:
+        _fail(path, "columns is empty")
+    sizes = data.get("sizes", [None])
+    size_unit = data.get("size_unit")
+    if data["defense"] in ("mask", "padding"):
+        if size_unit not in ("percent", "pixels"):
+            _fail(path, f"size_unit = {size_unit!r}; expected percent or pixels")
+        if (not isinstance(sizes, list) or not sizes
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)):
+            _fail(path, f"sizes = {sizes!r}; expected a list of positive integers")
+    sections = {"train": data.get("train") or {}, "datasets": data.get("datasets") or {},
+                "evaluation": data.get("evaluation") or {}}
+    quick_section = data.get("quick") or {}
+    _check_keys(path, "quick", quick_section, {"train", "datasets", "evaluation"})
+    if quick:
+        sections["train"] = {**sections["train"], **(quick_section.get("train") or {})}
+        merged = {k: dict(v) for k, v in sections["datasets"].items()}
+        for dataset, values in (quick_section.get("datasets") or {}).items():
+            merged[dataset] = {**merged.get(dataset, {}), **(values or {})}
+        sections["datasets"] = merged
+        sections["evaluation"] = {**sections["evaluation"],
+                                  **(quick_section.get("evaluation") or {})}
+    _check_keys(path, "train", sections["train"], TRAIN_KEYS)
+    for dataset, values in sections["datasets"].items():
+        _check_keys(path, f"datasets.{dataset}", values, TRAIN_KEYS)
+    _check_keys(path, "evaluation", sections["evaluation"], EVAL_KEYS)
+    return TableSpec(path=path, table=int(data["table"]), title=str(data["title"]),
+                     defense=data["defense"], columns=columns, attacks=list(attacks),
+                     eps=str(data["eps"]), protocol=data["protocol"], size_unit=size_unit,
+                     sizes=list(sizes), quick=quick, notes=str(data.get("notes", "")).strip(),
+                     **sections)

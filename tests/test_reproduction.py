@@ -1,0 +1,148 @@
+"""`fmfp-tf reproduce`: paper numbers, table files, data discovery, reports, caching."""
+import csv
+import json
+import os
+
+import pytest
+import yaml
+
+from conftest import REPO, SHARED_DATA, shared_dataset
+from fmfp_tf.errors import UsageError
+from fmfp_tf.reproduction import paper_numbers, runner, table_spec
+
+
+def test_paper_numbers_lookup_and_copy_matches_shared():
+    assert paper_numbers.lookup(5, "gtsrb", "dnn1", "fgsm", 20) == 91.20
+    assert paper_numbers.lookup(3, "gtsrb", "dnn1", "none") == 98.30
+    assert paper_numbers.lookup(6, "faces", "facenet", "cw") == 89.00
+    assert paper_numbers.lookup(5, "gtsrb", "dnn1", "fgsm", 25) is None
+    assert len(paper_numbers.rows()) == 154
+    shared = SHARED_DATA.parent / "paper" / "tables.csv"
+    if not shared.is_file():
+        pytest.skip(f"{shared} absent")
+    packaged = REPO / "fmfp_tf" / "reproduction" / "paper_tables.csv"
+    assert packaged.read_text() == shared.read_text()
+
+
+@pytest.mark.parametrize("name", table_spec.TABLES)
+def test_every_table_file_parses_and_names_paper_cells(name):
+    spec = table_spec.load(name)
+    quick = table_spec.load(name, quick=True)
+    assert quick.n < spec.n and quick.quick and not spec.quick
+    assert quick.train_settings("gtsrb")["train_limit"] < spec.train_settings("gtsrb")["train_limit"]
+    sizes = spec.sizes if spec.defense in ("mask", "padding") else [None]
+    # every column and attack of our table has the paper's number to compare with
+    for column in spec.columns:
+        for size in sizes:
+            for attack in ["none"] + spec.attacks:
+                paper_size = size if spec.table == 5 else None
+                assert paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack,
+                                            paper_size) is not None, (column, size, attack)
+
+
+def test_table5_reads_z_as_percent_of_the_side():
+    spec = table_spec.load("table5")
+    assert spec.size_unit == "percent"
+    assert [spec.layer_size(z) for z in spec.sizes] == [0.1, 0.2, 0.3, 0.4]
+
+
+def _write_table(tmp_path, **changes):
+    data = {
+        "table": 5, "title": "tiny", "defense": "mask", "size_unit": "percent", "sizes": [10, 40],
+        "columns": [{"dataset": "synthetic", "model": "dnn1", "paper_dataset": "gtsrb"},
+                    {"dataset": "belgium", "model": "dnn4"}],
+        "attacks": ["fgsm", "cw"], "eps": "8/255", "protocol": "transfer",
+        "train": {"epochs": 1, "train_limit": 430, "test_limit": 100, "seed": 0},
+        "evaluation": {"n": 60, "cw_iterations": 5, "cw_binary_search_steps": 1,
+                       "pgd_steps": 5},
+    }
+    data.update(changes)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_table_file_errors_name_the_file_and_key(tmp_path):
+    with pytest.raises(UsageError, match=r"tiny.yaml: unknown key\(s\) epoch in train"):
+        table_spec.load(_write_table(tmp_path, train={"epoch": 1}))
+    with pytest.raises(UsageError, match=r"tiny.yaml: defense = 'cutout'"):
+        table_spec.load(_write_table(tmp_path, defense="cutout"))
+    with pytest.raises(UsageError, match=r"tiny.yaml: attacks = \['deepfool'\]"):
+        table_spec.load(_write_table(tmp_path, attacks=["deepfool"]))
+    with pytest.raises(UsageError, match=r"unknown table 'table9'"):
+        table_spec.load("table9")
+
+
+def test_data_dirs_from_root_and_explicit(tmp_path):
+    (tmp_path / "gtsrb").mkdir()
+    (tmp_path / "att_faces").mkdir()
+    found = runner.resolve_data_dirs(str(tmp_path), {"belgium": str(tmp_path)})
+    assert found == {"gtsrb": str(tmp_path / "gtsrb"), "orl": str(tmp_path / "att_faces"),
+                     "belgium": str(tmp_path)}
+    with pytest.raises(UsageError, match="--data-dir belgium=.*not a directory"):
+        runner.resolve_data_dirs(None, {"belgium": str(tmp_path / "missing")})
+    with pytest.raises(UsageError, match="unknown dataset"):
+        runner.resolve_data_dirs(None, {"imagenet": str(tmp_path)})
+
+
+def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
+    table = _write_table(tmp_path)
+    out = tmp_path / "out"
+    messages = []
+    paths = runner.reproduce([table], str(out), log=messages.append)
+    assert paths[0] == str(out / "README.md")
+    report = (out / "table5" / "report.md").read_text()
+    assert "not run: data absent" in report
+    with open(out / "table5" / "cells.csv") as handle:
+        cells = list(csv.DictReader(handle))
+    ran = [c for c in cells if c["status"] == "ok"]
+    absent = [c for c in cells if c["status"] != "ok"]
+    assert len(ran) == 2 * 3 and len(absent) == 2 * 3  # 2 sizes x (clean, fgsm, cw) per column
+    for cell in ran:
+        assert cell["paper_pct"] and cell["protocol_pct"] and cell["white_box_pct"]
+        assert float(cell["delta_protocol"]) == pytest.approx(
+            float(cell["protocol_pct"]) - float(cell["paper_pct"]), abs=0.011)
+    assert {c["size"] for c in ran} == {"10", "40"}
+    assert {c["layer_size"] for c in ran} == {"0.1", "0.4"}
+    results = json.loads((out / "table5" / "results.json").read_text())
+    threats = {r["threat_model"] for r in results["records"]}
+    assert threats == {"none", "white-box", "transfer"}
+    transfer = [r for r in results["records"] if r["threat_model"] == "transfer"]
+    assert all(r["source_model"].startswith("synthetic-dnn1-none") for r in transfer)
+    assert (out / "table5" / "figure.png").stat().st_size > 1000
+    trained = [m for m in messages if "training:" in m]
+    assert len(trained) == 3  # the twin and two sizes
+    # a second run trains nothing
+    again = []
+    runner.reproduce([table], str(out), log=again.append)
+    assert not [m for m in again if "training:" in m]
+    assert len([m for m in again if "cached:" in m]) >= 3
+    with open(out / "table5" / "cells.csv") as handle:
+        assert [c["protocol_pct"] for c in csv.DictReader(handle)] == [
+            c["protocol_pct"] for c in cells]
+
+
+@pytest.mark.real_data
+def test_cli_reproduce_table5_quick_on_real_data(tmp_path):
+    """The issue's check: `fmfp-tf reproduce table5 --quick` reports paper, protocol and
+    white-box for every size (GTSRB and ORL from ../shared/data)."""
+    from click.testing import CliRunner
+
+    from fmfp_tf.cli.main import cli
+
+    shared_dataset("gtsrb")
+    shared_dataset("att_faces")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["reproduce", "table5", "--quick", "--data-root",
+                                      str(SHARED_DATA), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "table5" / "cells.csv") as handle:
+        cells = list(csv.DictReader(handle))
+    assert {(c["column"], c["size"]) for c in cells} == {
+        (column, str(z)) for column in ("gtsrb/dnn1", "orl/mtcnn") for z in (10, 20, 30, 40)}
+    for cell in cells:
+        assert cell["status"] == "ok"
+        assert cell["paper_pct"] and cell["protocol_pct"] and cell["white_box_pct"], cell
+    report = (out / "table5" / "report.md").read_text()
+    assert "| No attack | 98.17 / " in report
+    assert os.path.isfile(out / "table5" / "figure.png")
