@@ -122,6 +122,10 @@ print("ok")
 @pytest.mark.parametrize("args, code, message", [
     (["train", "--defense", "mask", "--size", "-1"], 2, "size"),
     (["train", "--defense", "mask", "--size", "64"], 2, "size = 64"),
+    (["train", "--defense", "mask", "--size", "120%"], 2, "percent of the side"),
+    (["train", "--defense", "mask", "--size", "big"], 2, "not a size"),
+    (["reproduce", "table9", "--out", "x"], 2, "unknown table 'table9'"),
+    (["reproduce", "table5", "--data-dir", "belgium", "--out", "x"], 2, "DATASET=DIR"),
     (["train", "--dataset", "mnist"], 2, "dataset"),
     (["train", "--defense", "blur"], 2, "defense"),
     (["train", "--dataset", "gtsrb", "--data-dir", "/nonexistent/dir"], 1, "not found"),
@@ -163,3 +167,12 @@ def test_lambda_models_are_refused_without_unsafe_flag(tmp_path):
     result = fmfp("export", "--model", path, "--out", str(tmp_path / "s"), "--name", "m")
     assert result.returncode == 1 and "Lambda" in result.stderr
     assert not (tmp_path / "s" / "m" / "1").exists()
+
+
+def test_size_accepts_pixels_fractions_and_percent():
+    from fmfp_tf.cli.options import parse_size
+
+    assert parse_size(None, None, "20") == 20 and isinstance(parse_size(None, None, "20"), int)
+    assert parse_size(None, None, "0.2") == 0.2
+    assert parse_size(None, None, "20%") == pytest.approx(0.2)
+    assert parse_size(None, None, " 12.5% ") == pytest.approx(0.125)

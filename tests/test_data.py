@@ -53,6 +53,18 @@ def test_gtsrb_official_layout_both_roots(tmp_path):
     assert test.images.shape == (4, 16, 16, 3) and test.labels.tolist() == [0, 5, 42, 0]
 
 
+def test_limit_is_a_seeded_sample_across_classes(tmp_path):
+    # the official layout is sorted by class: the first N files would hold one class only
+    gtsrb_fixture(str(tmp_path), classes=(0, 5, 42), per_class=4)
+    first = data.load_arrays("gtsrb", str(tmp_path), "train", (16, 16), limit=6)
+    again = data.load_arrays("gtsrb", str(tmp_path), "train", (16, 16), limit=6)
+    assert len(first.labels) == 6 and len(set(first.labels.tolist())) >= 2
+    np.testing.assert_array_equal(first.images, again.images)
+    assert first.labels.tolist() == sorted(first.labels.tolist())  # kept in file order
+    other = data.load_arrays("gtsrb", str(tmp_path), "train", (16, 16), limit=6, split_seed=1)
+    assert not np.array_equal(other.images, first.images)
+
+
 def test_load_gives_batched_float_pipeline(tmp_path):
     gtsrb_fixture(str(tmp_path))
     split = data.load("gtsrb", str(tmp_path), "train", batch_size=4)

@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_DATA, shared_dataset
+from tests.conftest import REPO, SHARED_DATA, shared_dataset
 from fmfp_tf.errors import UsageError
 from fmfp_tf.reproduction import paper_numbers, runner, table_spec
 
