@@ -122,10 +122,12 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
             c["protocol_pct"] for c in cells]
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_cli_reproduce_table5_quick_on_real_data(tmp_path):
-    """The issue's check: `fmfp-tf reproduce table5 --quick` reports paper, protocol and
-    white-box for every size (GTSRB and ORL from ../shared/data)."""
+    """`fmfp-tf reproduce table5 --quick` reports paper, protocol and white-box for every size
+    (GTSRB and ORL from ../shared/data). About 6 minutes here, so it is marked slow:
+    `pytest -m slow tests/test_reproduction.py`."""
     from click.testing import CliRunner
 
     from fmfp_tf.cli.main import cli
