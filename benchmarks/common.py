@@ -1,5 +1,6 @@
 """Shared by the benchmarks: interleaved timing, machine facts, and the docs/benchmarks.md table."""
 import json
+import logging
 import os
 import re
 import statistics
@@ -9,6 +10,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# models built one after another each trace the attack graphs anew; TensorFlow calls it retracing
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def interleaved(functions, rounds=7, repeats=5, warmup=2):

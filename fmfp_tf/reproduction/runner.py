@@ -77,9 +77,9 @@ def column_config(spec, column, data_dir, defense, size):
 
 
 def _cell(spec, column, size, attack, status, **values):
-    paper_size = size if spec.defense in ("mask", "padding") and spec.table == 5 else None
-    paper = paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack,
-                                 paper_size)
+    paper = paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack, size)
+    if paper is None and size is not None:  # a table whose paper cells give no size (table 6)
+        paper = paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack)
     cell = {"table": spec.table, "column": column.label, "dataset": column.dataset,
             "paper_dataset": column.paper_dataset, "model": column.model,
             "defense": spec.defense, "size": size,
