@@ -76,12 +76,13 @@ def markdown(records, warnings):
     return "\n".join(lines) + "\n"
 
 
-def to_csv(records):
+def to_csv(records, columns=COLUMNS):
+    """CSV text of `records` (dicts), one column per name in `columns`; missing keys are empty."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: record.get(k) for k in COLUMNS})
+        writer.writerow({k: record.get(k) for k in columns})
     return buffer.getvalue()
 
 

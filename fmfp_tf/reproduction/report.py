@@ -3,13 +3,11 @@
 Every cell carries the paper's value, ours under the paper's protocol (our reading of its threat
 model), ours white-box, and both differences; cells whose data is absent say so.
 """
-import csv
-import io
 import os
 
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.evaluation import diagnostics
-from fmfp_tf.evaluation.report import ATTACK_LABELS
+from fmfp_tf.evaluation.report import ATTACK_LABELS, to_csv
 
 CELL_COLUMNS = ("table", "column", "dataset", "model", "defense", "size", "layer_size", "attack",
                 "paper_pct", "protocol", "protocol_pct", "white_box_pct", "delta_protocol",
@@ -93,15 +91,6 @@ def markdown(spec, cells, warnings, seconds):
     return "\n".join(lines) + "\n"
 
 
-def to_csv(cells):
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CELL_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for cell in cells:
-        writer.writerow({k: cell.get(k) for k in CELL_COLUMNS})
-    return buffer.getvalue()
-
-
 def figure(spec, cells, path):
     panels = {}
     for cell in cells:
@@ -118,7 +107,7 @@ def write_table(spec, cells, records, out_dir, seconds):
     os.makedirs(out_dir, exist_ok=True)
     warnings = diagnostics.check(records)
     atomic.write_text(os.path.join(out_dir, "report.md"), markdown(spec, cells, warnings, seconds))
-    atomic.write_text(os.path.join(out_dir, "cells.csv"), to_csv(cells))
+    atomic.write_text(os.path.join(out_dir, "cells.csv"), to_csv(cells, CELL_COLUMNS))
     figure(spec, cells, os.path.join(out_dir, "figure.png"))
     atomic.write_json(os.path.join(out_dir, "results.json"), {
         "table": spec.table, "title": spec.title, "quick": spec.quick, "seconds": seconds,
