@@ -2,9 +2,11 @@
 workers agree."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -98,26 +100,63 @@ def free_ports(n):
     return ports
 
 
-def test_two_local_workers_train_fm_to_identical_weights(tmp_path):
+def start_workers(out_dirs, extra=(), epochs=3):
+    """Two `fmfp-tf train --strategy multiworker` processes on 127.0.0.1, one per out dir."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
-    for index in range(2):
+    for index, out_dir in enumerate(out_dirs):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "fmfp_tf.cli.main", "train", "--strategy", "multiworker",
-             "--defense", "mask", "--size", "8", "--epochs", "2", "--train-limit", "430",
-             "--test-limit", "100", "--quiet", "--out", str(tmp_path / f"worker{index}")],
+             "--defense", "mask", "--size", "8", "--epochs", str(epochs), "--train-limit", "430",
+             "--test-limit", "100", "--quiet", "--out", str(out_dir), *extra],
             env={**ENV, "TF_CONFIG": json.dumps(tf_config)}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
-    outputs = []
+    return processes
+
+
+def finish(processes):
+    """Waits for the workers; returns their weights digests."""
+    digests = []
     for process in processes:
         stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
-        outputs.append(stdout.strip().splitlines()[-1])
-    digests = [line.split("weights_sha256 ")[1].split()[0] for line in outputs]
-    assert digests[0] == digests[1]
+        digests.append(stdout.strip().splitlines()[-1].split("weights_sha256 ")[1].split()[0])
+    return digests
+
+
+def epochs_checkpointed(run_dir):
+    state = run_dir / "checkpoints" / "state.json"
+    try:
+        return len(json.loads(state.read_text())["history"])
+    except (OSError, ValueError):
+        return 0  # not written yet, or being replaced
+
+
+def test_two_local_workers_train_fm_to_identical_weights_and_restart_from_the_chief(tmp_path):
+    straight = finish(start_workers([tmp_path / "worker0", tmp_path / "worker1"]))
+    assert straight[0] == straight[1]
     # only the chief writes the run directory
     metrics = json.loads((tmp_path / "worker0" / "metrics.json").read_text())
     assert metrics["strategy"]["requested"] == "multiworker"
     assert metrics["strategy"]["replicas"] == 2
     assert not (tmp_path / "worker1" / "metrics.json").exists()
+
+    # a crash: both workers (sharing a run directory, as on a shared file system) are killed
+    # once the chief has checkpointed epoch 1; both restart with --resume from the chief's files
+    shared = tmp_path / "shared"
+    processes = start_workers([shared, shared])
+    deadline = time.time() + 600
+    while epochs_checkpointed(shared) < 1 and time.time() < deadline:
+        assert all(p.poll() is None for p in processes), "a worker ended before epoch 1"
+        time.sleep(0.02)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    done = epochs_checkpointed(shared)
+    assert 1 <= done < 3 and not (shared / "metrics.json").exists(), "the kill came too late"
+    resumed = finish(start_workers([shared, shared], extra=["--resume"]))
+    # same weights as the uninterrupted run, on both workers
+    assert resumed == straight
+    metrics = json.loads((shared / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["weights_sha256"].startswith(straight[0])
