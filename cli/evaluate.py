@@ -63,7 +63,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
     entries = [load_entry(path, unsafe=unsafe_load) for path in models]
     source = load_entry(source_model, unsafe=unsafe_load) if source_model else None
     records = run(entries, _split(attacks), eps_values, _split(threat), n, source, settings,
-                  dataset, data_dir, log=lambda m: click.echo(m, err=True))
+                  dataset, data_dir, log=lambda m: click.echo(m, err=True), crafted={})
     paths, warnings = write_report(records, out, command=" ".join(["fmfp-tf"] + sys.argv[1:]))
     for warning in warnings:
         click.echo(f"WARNING: {warning}", err=True)

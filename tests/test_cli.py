@@ -64,6 +64,25 @@ def test_evaluate_white_box_and_transfer(runs, tmp_path):
     assert (out / "accuracy_vs_eps_white-box.png").exists()
 
 
+def test_transfer_examples_are_crafted_once_per_source_and_image_set(runs):
+    from fmfp_tf.evaluation import AttackSettings, evaluate, load_entry
+
+    entry = load_entry(str(runs / "masked"))
+    settings = AttackSettings(pgd_steps=3)
+    crafted = {}
+    first = evaluate([entry], ["fgsm", "pgd"], threats=("transfer",), n=40, settings=settings,
+                     log=lambda m: None, crafted=crafted)
+    assert len(crafted) == 2  # one set of examples per attack, crafted on the twin
+    again = evaluate([entry], ["fgsm", "pgd"], threats=("transfer",), n=40, settings=settings,
+                     log=lambda m: None, crafted=crafted)
+    assert len(crafted) == 2
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in first]
+    # other test images are other examples, never a stale cache hit
+    evaluate([entry], ["fgsm"], threats=("transfer",), n=30, settings=settings,
+             log=lambda m: None, crafted=crafted)
+    assert len(crafted) == 3
+
+
 def test_export_serves_the_same_classes_and_holds_no_random_op(runs, tmp_path):
     base = tmp_path / "serving"
     result = fmfp("export", "--model", str(runs / "masked"), "--out", str(base), "--name", "signs")

@@ -5,6 +5,7 @@ number of images, accuracy (a fraction), the source model for transfer, the atta
 and the seconds it took.
 """
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -161,6 +162,8 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
     records = []
     for entry in entries:
         x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
+        # examples are reused only for the very same test images
+        images_digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
         check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
         base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
                 "dataset": dataset_name, "n": int(len(y))}
@@ -207,8 +210,8 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
                         log(f"  {entry.name} [{threat}] {attack}: {k}/{total} images")
 
                 crafter_path = (source_entry.path if threat == "transfer" else entry.path)
-                key = (os.path.abspath(crafter_path), dataset_name, attack, eps, len(y),
-                       settings.seed, json.dumps(_params(attack, settings), sort_keys=True))
+                key = (os.path.abspath(crafter_path), images_digest, attack, eps, settings.seed,
+                       json.dumps(_params(attack, settings), sort_keys=True))
                 if crafted is not None and threat != "adaptive" and key in crafted:
                     x_adv = crafted[key]
                 else:
