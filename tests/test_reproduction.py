@@ -30,7 +30,8 @@ def test_every_table_file_parses_and_names_paper_cells(name):
     quick = table_spec.load(name, quick=True)
     assert quick.n < spec.n and quick.quick and not spec.quick
     assert quick.train_settings("gtsrb")["train_limit"] < spec.train_settings("gtsrb")["train_limit"]
-    sizes = spec.sizes if spec.defense in ("mask", "padding") else [None]
+    sizes = spec.sizes
+    assert (sizes == [None]) == (spec.defense not in ("mask", "padding"))
     # every column and attack of our table has the paper's number to compare with
     for column in spec.columns:
         for size in sizes:
@@ -69,6 +70,8 @@ def test_table_file_errors_name_the_file_and_key(tmp_path):
         table_spec.load(_write_table(tmp_path, defense="cutout"))
     with pytest.raises(UsageError, match=r"tiny.yaml: attacks = \['deepfool'\]"):
         table_spec.load(_write_table(tmp_path, attacks=["deepfool"]))
+    with pytest.raises(UsageError, match=r"tiny.yaml: sizes = \[10, 40\] given for defense 'none'"):
+        table_spec.load(_write_table(tmp_path, defense="none"))
     with pytest.raises(UsageError, match=r"unknown table 'table9'"):
         table_spec.load("table9")
 

@@ -107,7 +107,7 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=print):
     rows = ["none"] + spec.attacks
     for column in spec.columns:
         data_dir = data_dirs.get(column.dataset)
-        sizes = spec.sizes if spec.defense in ("mask", "padding") else [None]
+        sizes = spec.sizes  # [None] for a defense without a size
         if data_dir is None and column.dataset != "synthetic":  # synthetic needs no files
             log(f"table {spec.table} {column.label}: not run, data absent")
             cells += [_cell(spec, column, size, attack, "not run: data absent")

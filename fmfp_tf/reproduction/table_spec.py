@@ -128,6 +128,9 @@ def load(name, quick=False):
         if (not isinstance(sizes, list) or not sizes
                 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)):
             _fail(path, f"sizes = {sizes!r}; expected a list of positive integers")
+    elif "sizes" in data:
+        _fail(path, f"sizes = {sizes!r} given for defense {data['defense']!r}; only mask and "
+                    "padding take a size")
     sections = {"train": data.get("train") or {}, "datasets": data.get("datasets") or {},
                 "evaluation": data.get("evaluation") or {}}
     quick_section = data.get("quick") or {}
