@@ -209,7 +209,13 @@ def train_config(values, source="config"):
 
 
 def resolve_train_config(config_file=None, **overrides):
-    """Defaults < YAML file < explicit overrides (None means 'not given')."""
+    """Defaults < YAML file < explicit overrides (None means 'not given').
+
+    A relative `data_dir` is made absolute (from the current directory), so the run's config.json
+    still finds the data when the run is evaluated from elsewhere.
+    """
     values = read_yaml(config_file) if config_file else {}
     values.update({key: value for key, value in overrides.items() if value is not None})
+    if isinstance(values.get("data_dir"), str) and values["data_dir"]:
+        values["data_dir"] = os.path.abspath(values["data_dir"])
     return train_config(values, config_file or "config")

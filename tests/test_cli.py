@@ -175,6 +175,22 @@ def test_evaluate_rejects_bad_eps(runs, tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_evaluate_names_a_recorded_data_dir_that_is_gone(runs, tmp_path):
+    import shutil
+
+    from fmfp_tf.errors import DataError
+    from fmfp_tf.evaluation import evaluate, load_entry
+
+    run = tmp_path / "moved"
+    shutil.copytree(runs / "masked", run)
+    config = json.loads((run / "config.json").read_text())
+    config.update(dataset="gtsrb", data_dir=str(tmp_path / "gone" / "gtsrb"))
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match=r"moved: .*gone/gtsrb, which is not a directory here; "
+                                        r"pass --data-dir"):
+        evaluate([load_entry(str(run))], ["fgsm"], n=8, log=lambda m: None)
+
+
 def test_lambda_models_are_refused_without_unsafe_flag(tmp_path):
     import keras
 

@@ -106,3 +106,9 @@ def test_config_parts_and_fingerprint():
     assert TrainConfig(defense="cw-at").adversarial_training == "cw"
     assert TrainConfig(seed=1).fingerprint() != TrainConfig(seed=2).fingerprint()
     assert TrainConfig(strategy="mirrored").fingerprint() == TrainConfig().fingerprint()
+
+
+def test_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = resolve_train_config(dataset="gtsrb", data_dir="data/gtsrb")
+    assert config.data_dir == str(tmp_path / "data" / "gtsrb")

@@ -14,7 +14,7 @@ import numpy as np
 
 from fmfp_tf import attacks as attack_lib
 from fmfp_tf import data
-from fmfp_tf.errors import ModelError, UsageError
+from fmfp_tf.errors import DataError, ModelError, UsageError
 from fmfp_tf.evaluation import threat_models
 from fmfp_tf.models_io import check_compatible, load_model
 
@@ -100,6 +100,10 @@ def test_images(entry, n, dataset=None, data_dir=None, seed=0):
     if name is None:
         raise UsageError(
             f"{entry.path}: no run config says which dataset it was trained on; pass --dataset")
+    if data_dir is None and entry.data_dir and not os.path.isdir(entry.data_dir):
+        raise DataError(
+            f"{entry.path}: its run config says it was trained on {name} from {entry.data_dir}, "
+            "which is not a directory here; pass --data-dir with the dataset's location")
     arrays = data.load_arrays(name, data_dir or entry.data_dir, "test",
                               entry.image_size or (32, 32), face_crop=entry.face_crop)
     order = np.random.default_rng(seed).permutation(len(arrays.labels))[:n]
