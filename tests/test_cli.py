@@ -186,9 +186,12 @@ def test_evaluate_names_a_recorded_data_dir_that_is_gone(runs, tmp_path):
     config = json.loads((run / "config.json").read_text())
     config.update(dataset="gtsrb", data_dir=str(tmp_path / "gone" / "gtsrb"))
     (run / "config.json").write_text(json.dumps(config))
+    logged = []
     with pytest.raises(DataError, match=r"moved: .*gone/gtsrb, which is not a directory here; "
                                         r"pass --data-dir"):
-        evaluate([load_entry(str(run))], ["fgsm"], n=8, log=lambda m: None)
+        evaluate([load_entry(str(runs / "masked")), load_entry(str(run))], ["fgsm"], n=8,
+                 log=logged.append)
+    assert logged == []  # refused before attacking the first model, not after
 
 
 def test_lambda_models_are_refused_without_unsafe_flag(tmp_path):

@@ -94,8 +94,8 @@ def find_twin(entry):
     return None
 
 
-def test_images(entry, n, dataset=None, data_dir=None, seed=0):
-    """n test images (a seeded sample of the test split) and labels for this model."""
+def _dataset_of(entry, dataset=None, data_dir=None):
+    """(dataset name, data directory) the model is evaluated on; errors say what to pass."""
     name = dataset or entry.dataset
     if name is None:
         raise UsageError(
@@ -104,7 +104,13 @@ def test_images(entry, n, dataset=None, data_dir=None, seed=0):
         raise DataError(
             f"{entry.path}: its run config says it was trained on {name} from {entry.data_dir}, "
             "which is not a directory here; pass --data-dir with the dataset's location")
-    arrays = data.load_arrays(name, data_dir or entry.data_dir, "test",
+    return name, data_dir or entry.data_dir
+
+
+def test_images(entry, n, dataset=None, data_dir=None, seed=0):
+    """n test images (a seeded sample of the test split) and labels for this model."""
+    name, data_dir = _dataset_of(entry, dataset, data_dir)
+    arrays = data.load_arrays(name, data_dir, "test",
                               entry.image_size or (32, 32), face_crop=entry.face_crop)
     order = np.random.default_rng(seed).permutation(len(arrays.labels))[:n]
     x = arrays.images[order].astype(np.float32) / 255.0
@@ -163,6 +169,8 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
         raise UsageError(f"unknown attack(s) {', '.join(unknown)}; expected "
                          f"{', '.join(ATTACK_NAMES)}")
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
+    for entry in entries:  # fail before hours of attacks on the first models, not after
+        _dataset_of(entry, dataset, data_dir)
     records = []
     for entry in entries:
         x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
