@@ -129,7 +129,7 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
 @pytest.mark.real_data
 def test_cli_reproduce_table5_quick_on_real_data(tmp_path):
     """`fmfp-tf reproduce table5 --quick` reports paper, protocol and white-box for every size
-    (GTSRB and ORL from ../shared/data). About 6 minutes here, so it is marked slow:
+    (GTSRB and ORL from ../shared/data). Several minutes here, so it is marked slow:
     `pytest -m slow tests/test_reproduction.py`."""
     from click.testing import CliRunner
 
