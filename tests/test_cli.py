@@ -81,6 +81,15 @@ def test_transfer_examples_are_crafted_once_per_source_and_image_set(runs):
     evaluate([entry], ["fgsm"], threats=("transfer",), n=30, settings=settings,
              log=lambda m: None, crafted=crafted)
     assert len(crafted) == 3
+    # a model's own white-box examples are kept only when it is the transfer source
+    evaluate([entry], ["fgsm"], threats=("white-box",), n=30, settings=settings,
+             log=lambda m: None, crafted=crafted)
+    assert len(crafted) == 3
+    twin = load_entry(str(runs / "twin"))
+    evaluate([twin], ["fgsm"], threats=("white-box",), n=30, settings=settings, source=twin,
+             log=lambda m: None, crafted=crafted)
+    # fgsm: the examples transferred from the twin at n=30; the unbounded-PGD check is new
+    assert len(crafted) == 4 and sum(key[2] == "fgsm" for key in crafted) == 2
 
 
 def test_export_serves_the_same_classes_and_holds_no_random_op(runs, tmp_path):

@@ -171,6 +171,7 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)
+    source_path = source and os.path.abspath(source.path)
     records = []
     for entry in entries:
         x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
@@ -224,11 +225,15 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
                 crafter_path = (source_entry.path if threat == "transfer" else entry.path)
                 key = (os.path.abspath(crafter_path), images_digest, attack, eps, settings.seed,
                        json.dumps(_params(attack, settings), sort_keys=True))
-                if crafted is not None and threat != "adaptive" and key in crafted:
+                # only a transfer source's examples are asked for again; keeping every model's
+                # white-box examples would hold n images per attack and eps for each model
+                keep = crafted is not None and threat != "adaptive" and (
+                    threat == "transfer" or source_path == os.path.abspath(entry.path))
+                if keep and key in crafted:
                     x_adv = crafted[key]
                 else:
                     x_adv = _craft(attack, crafter, x, y, eps, settings, progress)
-                    if crafted is not None and threat != "adaptive":
+                    if keep:
                         crafted[key] = x_adv
                 predicted = threat_models.predict_labels(threat, entry.model, x_adv,
                                                          settings.eot_samples)
