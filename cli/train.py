@@ -1,5 +1,6 @@
 """`fmfp-tf train`."""
 import os
+import shlex
 
 import click
 
@@ -16,8 +17,8 @@ from fmfp_tf.cli.options import parse_size
               help="none (default), mask, padding, fgsm-at, pgd-at, cw-at, mask+pgd-at, "
                    "padding+pgd-at.")
 @click.option("--size", callback=parse_size,
-              help="FM square side / FP largest shrink: pixels (20), a fraction (0.2) or a "
-                   "percent of the side (20%).")
+              help="FM square side / FP largest shrink: the paper's z, a percent of the image "
+                   "side (20 = 20%: 6 px of 32); 6px for pixels, 0.2 for a fraction.")
 @click.option("--fill", help="zero (default), mean, noise or a number.")
 @click.option("--epochs", type=int, help="Passes over the training set (default 8).")
 @click.option("--batch-size", type=int, help="Global batch size, over all replicas (default 32).")
@@ -61,5 +62,29 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
         )
         out = out or os.path.join("runs", config.run_name())
         metrics = run_training(config, out, overwrite=overwrite, verbose=0 if quiet else 1)
-    click.echo(f"test_accuracy {metrics['test_accuracy']:.4f}  weights_sha256 "
-               f"{metrics['weights_sha256'][:16]}  run {out}")
+    if quiet:
+        click.echo(f"test_accuracy {metrics['test_accuracy']:.4f}  weights_sha256 "
+                   f"{metrics['weights_sha256'][:16]}  run {out}")
+    else:
+        click.echo(summary(metrics, out))
+
+
+def summary(metrics, out):
+    """What a run ended with and what to do next, with the run's real paths."""
+    config = metrics["config"]
+    size = (f" {metrics['size']} ({metrics['size_pixels']} px)" if metrics.get("size") else "")
+    name = "-".join([config["dataset"], config["model"], config["defense"].replace("+", "-")])
+    run = shlex.quote(out)
+    return "\n".join([
+        "",
+        f"Done: {config['dataset']} {config['model']}, defense {config['defense']}{size}, "
+        f"{metrics['epochs']} epochs in {metrics['wall_seconds']:.0f} s.",
+        f"Test accuracy {100 * metrics['test_accuracy']:.2f} % on "
+        f"{metrics['dataset']['test_examples']:,} test images.",
+        f"Run directory: {out} (model.keras, metrics.json, history.png, logs/ for TensorBoard)",
+        "Next:",
+        f"  fmfp-tf evaluate --model {run} --out {shlex.quote(os.path.join(out, 'evaluation'))}"
+        "    # robust accuracy, white-box",
+        f"  fmfp-tf export --model {run} --out serving --name {name}"
+        "    # a SavedModel for TF Serving",
+    ])

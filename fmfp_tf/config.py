@@ -9,6 +9,7 @@ import json
 import os
 import typing
 
+from fmfp_tf import sizes
 from fmfp_tf.errors import UsageError
 
 DEFENSES = ("none", "mask", "padding", "fgsm-at", "pgd-at", "cw-at", "mask+pgd-at",
@@ -25,7 +26,9 @@ class TrainConfig:
     data_dir: typing.Optional[str] = None
     model: str = "dnn1"
     defense: str = "none"
-    size: typing.Optional[float] = None  # int pixels or a fraction in (0, 1); needed by mask/padding
+    # FM square / FP largest shrink, stored as '20%' or '6px' (see fmfp_tf.sizes). Given in Python,
+    # an int is pixels and a float a fraction; in YAML and the CLI a bare number is a percent.
+    size: typing.Optional[str] = None
     fill: typing.Union[str, float] = "zero"
     epochs: int = 8
     batch_size: int = 32
@@ -61,6 +64,16 @@ class TrainConfig:
         tail = self.defense.split("+")[-1]
         return tail[:-3] if tail.endswith("-at") else None
 
+    @property
+    def layer_size(self):
+        """The FM/FP layer's `size` argument (int pixels or float fraction), or None."""
+        return None if self.size is None else sizes.parse(self.size).layer_value
+
+    @property
+    def size_pixels(self):
+        """The size in pixels of the model input, or None."""
+        return None if self.size is None else sizes.parse(self.size).pixels(min(self.image_size))
+
     def to_dict(self):
         data = dataclasses.asdict(self)
         data["image_size"] = list(self.image_size)
@@ -75,13 +88,11 @@ class TrainConfig:
     def run_name(self):
         parts = [self.dataset, self.model, self.defense.replace("+", "-")]
         if self.layer_defense and self.size is not None:
-            parts.append(f"z{_format_number(self.size)}")
+            given = self.size.replace("%", "pct")
+            parts.append(f"z{given}" if given.endswith("px") else
+                         f"z{given}-{self.size_pixels}px")
         parts.append(f"s{self.seed}")
         return "-".join(parts)
-
-
-def _format_number(value):
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _fail(key, value, expected):
@@ -132,6 +143,11 @@ def validate(config):
     from fmfp_tf.data import DATASETS
     from fmfp_tf.models import MODELS
 
+    if config.size is not None:
+        try:
+            config.size = sizes.parse(config.size, bare="pixels").text
+        except ValueError as error:
+            raise UsageError(f"config: {error}") from None
     hints = typing.get_type_hints(type(config))
     for field in dataclasses.fields(config):
         setattr(config, field.name, _coerce(field.name, getattr(config, field.name),
@@ -144,17 +160,16 @@ def validate(config):
             _fail(key, getattr(config, key), "one of " + ", ".join(allowed))
     if config.layer_defense:
         if config.size is None:
-            _fail("size", None, f"a size for defense {config.defense!r} (pixels, or a fraction)")
-        if config.size >= 1 and not float(config.size).is_integer():
-            _fail("size", config.size, "an integer number of pixels or a fraction in (0, 1)")
-        if config.size <= 0:
-            _fail("size", config.size, "an int >= 1 (pixels) or a float in (0, 1)")
-        if config.size >= 1:
-            config.size = int(config.size)
-            if config.size >= min(config.image_size):
-                _fail("size", config.size,
-                      f"fewer pixels than the image side {min(config.image_size)} "
-                      f"(image_size {config.image_size[0]}x{config.image_size[1]})")
+            _fail("size", None, f"a size for defense {config.defense!r} (20 = 20% of the image "
+                                "side, 6px, or a fraction such as 0.2)")
+        pixels, side = config.size_pixels, min(config.image_size)
+        if pixels >= side:
+            _fail("size", config.size, f"a square smaller than the image side {side} px "
+                                       f"(image_size {config.image_size[0]}x"
+                                       f"{config.image_size[1]}; {config.size} is {pixels} px)")
+    elif config.size is not None:
+        _fail("size", config.size, f"no size: defense {config.defense!r} has no FM/FP layer "
+                                   "(use mask, padding or their +pgd-at forms)")
     if isinstance(config.fill, str) and config.fill not in ("zero", "mean", "noise"):
         _fail("fill", config.fill, "zero, mean, noise or a number")
     for key, low in (("epochs", 1), ("batch_size", 1), ("at_steps", 1), ("cw_at_iterations", 1)):
@@ -197,14 +212,25 @@ def read_yaml(path):
     return data
 
 
-def train_config(values, source="config"):
-    """A TrainConfig from a mapping; unknown keys are an error naming them."""
+def train_config(values, source="config", bare_size="percent"):
+    """A TrainConfig from a mapping; unknown keys are an error naming them.
+
+    `bare_size`: what a bare number >= 1 under `size` means. 'percent' (the paper's z) for YAML
+    files and the CLI; 'pixels' for a run's config.json, which before sizes carried units wrote
+    pixels (it now writes '20%' or '6px', so the reading matters only for old runs).
+    """
     known = {field.name for field in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(
             f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
         )
+    values = dict(values)
+    if values.get("size") is not None:
+        try:
+            values["size"] = sizes.parse(values["size"], bare=bare_size).text
+        except ValueError as error:
+            raise UsageError(f"{source}: {error}") from None
     return TrainConfig(**values)
 
 

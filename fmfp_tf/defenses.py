@@ -34,7 +34,7 @@ def _input_shape(model, input_shape):
     return tuple(shape[1:])
 
 
-def defend(model, defense="mask", size=20, *, input_shape=None, **options):
+def defend(model, defense="mask", size="20%", *, input_shape=None, **options):
     """Returns a new model: `defense` layer right after the input, then `model`.
 
     The new model calls the original one, so both share every weight: training the defended model
@@ -44,7 +44,8 @@ def defend(model, defense="mask", size=20, *, input_shape=None, **options):
     Args:
         model: a Keras model mapping images to logits or probabilities.
         defense: "mask" (FeatureMask) or "padding" (FeaturePadding).
-        size: the layer's size (pixels, or a fraction of the side if a float in (0, 1)).
+        size: the layer's size: an int of pixels, a float fraction of the side in (0, 1), or
+            a string such as `"20%"` (percent of the side, the paper's z) or `"6px"`.
         input_shape: needed only when the model does not know its input shape.
         **options: passed to the layer (fill, seed, test_time, value_range, ...).
 
@@ -53,9 +54,9 @@ def defend(model, defense="mask", size=20, *, input_shape=None, **options):
     >>> import keras
     >>> base = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
     ...                          keras.layers.Dense(10)])
-    >>> defended = defend(base, "mask", size=8)
-    >>> defended.layers[1].name
-    'feature_mask'
+    >>> defended = defend(base, "mask", size="20%")
+    >>> defended.layers[1].name, defended.layers[1].size
+    ('feature_mask', 0.2)
     """
     layer = defense_layer(defense, size, **options)
     shape = _input_shape(model, input_shape)

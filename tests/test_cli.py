@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -18,9 +19,12 @@ def fmfp(*args, cwd=None, timeout=600):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    masked = fmfp("train", "--defense", "mask", "--size", "8", *SMALL, "--out",
+    # not --quiet: the summary and what reaches stderr are checked below
+    masked = fmfp("train", "--defense", "mask", "--size", "8", *SMALL[:-1], "--out",
                   str(root / "masked"))
     assert masked.returncode == 0, masked.stderr[-3000:]
+    (root / "masked.stdout").write_text(masked.stdout)
+    (root / "masked.stderr").write_text(masked.stderr)
     twin = fmfp("train", "--defense", "none", *SMALL, "--out", str(root / "twin"))
     assert twin.returncode == 0, twin.stderr[-3000:]
     return root
@@ -37,6 +41,22 @@ def test_train_writes_a_complete_run_directory(runs):
     assert metrics["versions"]["tensorflow"] and metrics["seed"] == 0
     assert metrics["dataset"]["test_examples"] == 200
     assert any(f.startswith("events") for f in os.listdir(run / "logs"))
+    assert metrics["size"] == "8%" and metrics["size_pixels"] == 3  # --size 8: 8 % of 32 px
+
+
+def test_train_ends_with_a_summary_and_no_tensorflow_start_up_noise(runs):
+    stdout = (runs / "masked.stdout").read_text()
+    summary = stdout[stdout.index("Done:"):]
+    run = str(runs / "masked")
+    metrics = json.loads((runs / "masked" / "metrics.json").read_text())
+    assert "defense mask 8% (3 px)" in summary
+    assert f"Test accuracy {100 * metrics['test_accuracy']:.2f} % on 200 test images" in summary
+    assert f"Run directory: {run}" in summary
+    assert f"fmfp-tf evaluate --model {run} --out {os.path.join(run, 'evaluation')}" in summary
+    assert f"fmfp-tf export --model {run} --out serving" in summary
+    stderr = (runs / "masked.stderr").read_text()
+    for notice in ("cuInit", "cuda drivers", "oneDNN", "absl::InitializeLog", "cpu_feature_guard"):
+        assert notice not in stderr, stderr[:2000]
 
 
 def test_evaluate_white_box_and_transfer(runs, tmp_path):
@@ -149,8 +169,10 @@ print("ok")
 
 @pytest.mark.parametrize("args, code, message", [
     (["train", "--defense", "mask", "--size", "-1"], 2, "size"),
-    (["train", "--defense", "mask", "--size", "64"], 2, "size = 64"),
-    (["train", "--defense", "mask", "--size", "120%"], 2, "percent of the side"),
+    (["train", "--defense", "mask", "--size", "64px"], 2, "size = '64px'"),
+    (["train", "--defense", "mask", "--size", "100"], 2, "percent of the image side"),
+    (["train", "--defense", "none", "--size", "20"], 2, "defense 'none' has no FM/FP layer"),
+    (["train", "--defense", "mask", "--size", "120%"], 2, "percent of the image side"),
     (["train", "--defense", "mask", "--size", "big"], 2, "not a size"),
     (["reproduce", "table9", "--out", "x"], 2, "unknown table 'table9'"),
     (["reproduce", "table5", "--data-dir", "belgium", "--out", "x"], 2, "DATASET=DIR"),
@@ -216,10 +238,15 @@ def test_lambda_models_are_refused_without_unsafe_flag(tmp_path):
     assert not (tmp_path / "s" / "m" / "1").exists()
 
 
-def test_size_accepts_pixels_fractions_and_percent():
+def test_cli_size_is_a_percent_of_the_side_unless_it_says_px():
     from fmfp_tf.cli.options import parse_size
 
-    assert parse_size(None, None, "20") == 20 and isinstance(parse_size(None, None, "20"), int)
-    assert parse_size(None, None, "0.2") == 0.2
-    assert parse_size(None, None, "20%") == pytest.approx(0.2)
-    assert parse_size(None, None, " 12.5% ") == pytest.approx(0.125)
+    assert parse_size(None, None, "20") == "20%"       # the paper's z
+    assert parse_size(None, None, "20%") == "20%"
+    assert parse_size(None, None, "0.2") == "20%"      # a fraction
+    assert parse_size(None, None, "6px") == "6px"
+    assert parse_size(None, None, " 12.5% ") == "12.5%"
+    with pytest.raises(click.BadParameter, match="whole number"):
+        parse_size(None, None, "6.5px")
+
+

@@ -77,10 +77,12 @@ def test_model_capacities_differ_and_unknown_names_fail():
 def test_config_validation_names_key_value_and_expectation(tmp_path):
     with pytest.raises(UsageError, match="size"):
         TrainConfig(defense="mask")
-    with pytest.raises(UsageError, match="size = 64"):
-        TrainConfig(defense="mask", size=64)
-    with pytest.raises(UsageError, match="size = -1"):
+    with pytest.raises(UsageError, match="size = '64px'.*smaller than the image side 32"):
+        TrainConfig(defense="mask", size=64)            # Python: an int is pixels
+    with pytest.raises(UsageError, match="size -1"):
         TrainConfig(defense="mask", size=-1)
+    with pytest.raises(UsageError, match="defense 'none' has no FM/FP layer"):
+        TrainConfig(defense="none", size=20)
     with pytest.raises(UsageError, match="epochs"):
         TrainConfig(epochs="ten")
     with pytest.raises(UsageError, match="defense"):
@@ -94,7 +96,11 @@ def test_config_validation_names_key_value_and_expectation(tmp_path):
         resolve_train_config(str(path))
     path.write_text("epochs: 3\ndefense: mask\nsize: 8\n")
     config = resolve_train_config(str(path), epochs=5)
-    assert config.epochs == 5 and config.size == 8 and config.layer_defense == "mask"
+    # a bare size in a YAML file is the paper's z: a percent of the image side
+    assert config.epochs == 5 and config.size == "8%" and config.layer_defense == "mask"
+    assert config.size_pixels == 3 and config.layer_size == 0.08
+    path.write_text("defense: padding\nsize: 4px\n")
+    assert resolve_train_config(str(path)).size_pixels == 4
     path.write_text("- not\n- a mapping\n")
     with pytest.raises(UsageError, match="mapping"):
         resolve_train_config(str(path))
@@ -112,3 +118,18 @@ def test_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = resolve_train_config(dataset="gtsrb", data_dir="data/gtsrb")
     assert config.data_dir == str(tmp_path / "data" / "gtsrb")
+
+
+def test_run_config_json_reads_old_bare_sizes_as_pixels_and_names_a_damaged_file(tmp_path):
+    import json
+
+    from fmfp_tf.training.run import read_run_config
+
+    # config.json written before sizes carried units held pixels; new ones hold '20%' / '6px'
+    (tmp_path / "config.json").write_text(json.dumps({"defense": "mask", "size": 20}))
+    assert read_run_config(str(tmp_path)).size == "20px"
+    (tmp_path / "config.json").write_text(json.dumps({"defense": "mask", "size": "20%"}))
+    assert read_run_config(str(tmp_path)).size_pixels == 6
+    (tmp_path / "config.json").write_text('{"defense": "mask", "si')
+    with pytest.raises(UsageError, match="config.json: unreadable run config"):
+        read_run_config(str(tmp_path))

@@ -36,20 +36,27 @@ def test_every_table_file_parses_and_names_paper_cells(name):
     for column in spec.columns:
         for size in sizes:
             for attack in ["none"] + spec.attacks:
-                paper_size = size if spec.table == 5 else None
+                paper_size = spec.paper_z(size) if spec.table == 5 else None
                 assert paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack,
                                             paper_size) is not None, (column, size, attack)
 
 
-def test_table5_reads_z_as_percent_of_the_side():
+def test_table_sizes_are_percent_of_the_side_unless_they_say_px():
     spec = table_spec.load("table5")
-    assert spec.size_unit == "percent"
-    assert [spec.layer_size(z) for z in spec.sizes] == [0.1, 0.2, 0.3, 0.4]
+    assert spec.sizes == ["10%", "20%", "30%", "40%"]
+    assert [spec.paper_z(z) for z in spec.sizes] == [10, 20, 30, 40]
+    assert table_spec.load("table6").sizes == ["4px"]
+
+
+def test_a_table_with_an_invalid_size_names_it(tmp_path):
+    path = _write_table(tmp_path, sizes=[10, "150%"])
+    with pytest.raises(UsageError, match="150%"):
+        table_spec.load(str(path))
 
 
 def _write_table(tmp_path, **changes):
     data = {
-        "table": 5, "title": "tiny", "defense": "mask", "size_unit": "percent", "sizes": [10, 40],
+        "table": 5, "title": "tiny", "defense": "mask", "sizes": [10, 40],
         "columns": [{"dataset": "synthetic", "model": "dnn1", "paper_dataset": "gtsrb"},
                     {"dataset": "belgium", "model": "dnn4"}],
         "attacks": ["fgsm", "cw"], "eps": "8/255", "protocol": "transfer",
@@ -105,8 +112,8 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
         assert cell["paper_pct"] and cell["protocol_pct"] and cell["white_box_pct"]
         assert float(cell["delta_protocol"]) == pytest.approx(
             float(cell["protocol_pct"]) - float(cell["paper_pct"]), abs=0.011)
-    assert {c["size"] for c in ran} == {"10", "40"}
-    assert {c["layer_size"] for c in ran} == {"0.1", "0.4"}
+    assert {c["size"] for c in ran} == {"10%", "40%"}
+    assert {c["size_pixels"] for c in ran} == {"3", "13"}
     results = json.loads((out / "table5" / "results.json").read_text())
     threats = {r["threat_model"] for r in results["records"]}
     assert threats == {"none", "white-box", "transfer"}
@@ -144,7 +151,7 @@ def test_cli_reproduce_table5_quick_on_real_data(tmp_path):
     with open(out / "table5" / "cells.csv") as handle:
         cells = list(csv.DictReader(handle))
     assert {(c["column"], c["size"]) for c in cells} == {
-        (column, str(z)) for column in ("gtsrb/dnn1", "orl/mtcnn") for z in (10, 20, 30, 40)}
+        (column, f"{z}%") for column in ("gtsrb/dnn1", "orl/mtcnn") for z in (10, 20, 30, 40)}
     for cell in cells:
         assert cell["status"] == "ok"
         assert cell["paper_pct"] and cell["protocol_pct"] and cell["white_box_pct"], cell

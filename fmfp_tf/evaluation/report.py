@@ -6,8 +6,8 @@ import os
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.evaluation import diagnostics
 
-COLUMNS = ("model", "defense", "size", "dataset", "attack", "threat_model", "eps", "n",
-           "accuracy", "source_model", "median_l2", "seconds")
+COLUMNS = ("model", "defense", "size", "size_pixels", "dataset", "attack", "threat_model", "eps",
+           "n", "accuracy", "source_model", "median_l2", "seconds")
 ATTACK_LABELS = {"none": "No attack", "fgsm": "FGSM", "ifgsm": "I-FGSM", "rfgsm": "R-FGSM",
                  "pgd": "PGD", "cw": "C&W-L2", "pgd-unbounded": "PGD eps=1 (check)"}
 
@@ -30,6 +30,13 @@ def markdown(records, warnings):
     n_values = sorted({r["n"] for r in records})
     lines.append(f"Accuracy in % on {', '.join(map(str, n_values))} test images per model. "
                  "Each table is one threat model; the clean row is the same in all.")
+    lines.append("")
+    lines += ["| model | defense | size (as given) | size (px of the input) |",
+              "| --- | --- | --- | ---: |"]
+    for model in models:
+        first = next(r for r in records if r["model"] == model)
+        lines.append(f"| {model} | {first.get('defense', '-')} | {first.get('size') or '-'} | "
+                     f"{first.get('size_pixels') or '-'} |")
     lines.append("")
     for threat in threats:
         lines.append(f"## Threat model: {threat}")
@@ -99,16 +106,17 @@ def figures(records, out_dir):
             plots.line_plot(series, path, "eps (L-inf)", "accuracy", f"threat model: {threat}")
             written.append(path)
     # accuracy against size when the models differ only in size
-    sized = [r for r in records if r.get("size") is not None]
+    sized = [r for r in records if r.get("size_pixels") is not None]
     groups = {}
     for r in sized:
         groups.setdefault((r["dataset"], r["defense"], r["threat_model"], r["attack"], r["eps"]),
-                          []).append((r["size"], r["accuracy"]))
+                          []).append((r["size_pixels"], r["accuracy"]))
     series = {f"{k[1]} {k[2]} {k[3]}{_eps_label(k[4])}": v for k, v in groups.items()
               if len({s for s, _ in v}) > 1}
     if series:
         path = os.path.join(out_dir, "accuracy_vs_size.png")
-        plots.line_plot(series, path, "size", "accuracy", "accuracy against FM/FP size")
+        plots.line_plot(series, path, "size (pixels of the model input)", "accuracy",
+                        "accuracy against FM/FP size")
         written.append(path)
     return written
 

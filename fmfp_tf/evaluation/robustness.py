@@ -49,7 +49,8 @@ class ModelEntry:
     dataset: str = None
     data_dir: str = None
     defense: str = "unknown"
-    size: float = None
+    size: str = None  # as given: '20%' or '6px'
+    size_pixels: int = None  # on the model input
     architecture: str = None
     seed: int = None
     image_size: tuple = None
@@ -68,6 +69,7 @@ def load_entry(path, unsafe=False):
         parsed = read_run_config(run_dir)
         entry.dataset, entry.data_dir = parsed.dataset, parsed.data_dir
         entry.defense, entry.size = parsed.defense, parsed.size
+        entry.size_pixels = parsed.size_pixels
         entry.architecture, entry.seed = parsed.model, parsed.seed
         entry.image_size, entry.face_crop = parsed.image_size, face_crop_for(parsed)
     return entry
@@ -179,6 +181,7 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
         images_digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
         check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
         base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
+                "size_pixels": entry.size_pixels,
                 "dataset": dataset_name, "n": int(len(y))}
         clean = threat_models.predict_labels("white-box", entry.model, x, settings.eot_samples)
         records.append({**base, "attack": "none", "threat_model": "none", "eps": None,

@@ -4,6 +4,8 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from fmfp_tf import sizes
+
 FILLS = ("zero", "mean", "noise")
 DATA_FORMATS = ("channels_last", "channels_first")
 
@@ -13,23 +15,12 @@ def _is_real_number(value):
 
 
 def check_size(size, layer):
-    """`size`: an int >= 1 (pixels) or a float in (0, 1) (fraction of the shorter side)."""
-    if isinstance(size, (bool, np.bool_)):
-        raise ValueError(f"{layer}: size must be an int >= 1 or a float in (0, 1); got {size!r}")
-    if isinstance(size, numbers.Integral):
-        if size < 1:
-            raise ValueError(
-                f"{layer}: size must be an int >= 1 (pixels) or a float in (0, 1); got {size!r}"
-            )
-        return int(size)
-    if _is_real_number(size):
-        if not 0.0 < float(size) < 1.0 or not np.isfinite(size):
-            raise ValueError(
-                f"{layer}: a float size is a fraction of the image side and must lie in (0, 1); "
-                f"got {size!r}"
-            )
-        return float(size)
-    raise ValueError(f"{layer}: size must be an int >= 1 or a float in (0, 1); got {size!r}")
+    """`size`: an int >= 1 (pixels), a float in (0, 1) (fraction of the shorter side), or a string
+    such as '20%' or '6px'; returned as the int or float the layer stores."""
+    try:
+        return sizes.parse(size, bare="pixels", name=f"{layer}: size").layer_value
+    except ValueError as error:
+        raise ValueError(str(error)) from None
 
 
 def check_fill(fill, layer):

@@ -19,7 +19,9 @@ class FeatureMask(RandomImageDefense):
 
     Args:
         size: side of the square. An int >= 1 is pixels; a float in (0, 1) is a fraction of the
-            shorter image side. Must be smaller than the shorter side.
+            shorter image side; the strings `"20%"` (the paper's z, a percent of the side) and
+            `"6px"` say the same as the configs and the CLI. Must be smaller than the shorter
+            side. A fraction resolves to `round(fraction * side)` pixels, at least 1.
         fill: what hidden pixels become: `"zero"`, `"mean"` (the image's own per-channel mean),
             `"noise"` (uniform in `value_range`) or a number.
         value_range: (low, high) of the pixel values, used by `fill="noise"`. Default (0, 1).

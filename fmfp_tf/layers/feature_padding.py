@@ -43,7 +43,8 @@ class FeaturePadding(RandomImageDefense):
 
     Args:
         size: the largest shrink. An int >= 1 is pixels; a float in (0, 1) is a fraction of the
-            shorter side. Must be smaller than the shorter side.
+            shorter side; `"20%"` and `"6px"` as in the configs and the CLI. Must be smaller
+            than the shorter side.
         fill: border value: `"zero"`, `"mean"` (the image's per-channel mean), `"noise"`
             (uniform in `value_range`) or a number.
         value_range: (low, high) of the pixel values, used by `fill="noise"`. Default (0, 1).

@@ -9,7 +9,7 @@ from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.evaluation import diagnostics
 from fmfp_tf.evaluation.report import ATTACK_LABELS, to_csv
 
-CELL_COLUMNS = ("table", "column", "dataset", "model", "defense", "size", "layer_size", "attack",
+CELL_COLUMNS = ("table", "column", "dataset", "model", "defense", "size", "size_pixels", "attack",
                 "paper_pct", "protocol", "protocol_pct", "white_box_pct", "delta_protocol",
                 "delta_white_box", "n", "status", "run")
 
@@ -25,7 +25,7 @@ def _delta(value):
 def _group_label(cell):
     if cell["size"] is None:
         return cell["column"]
-    return f"{cell['column']} z={cell['size']}"
+    return f"{cell['column']} z={cell['size']} ({cell['size_pixels']} px)"
 
 
 def markdown(spec, cells, warnings, seconds):
@@ -84,10 +84,9 @@ def markdown(spec, cells, warnings, seconds):
               f"- evaluation: {spec.evaluation}",
               f"- training (all columns): {spec.train}",
               f"- per dataset: {spec.datasets}"]
-    if spec.size_unit:
-        lines.append(f"- z unit: {spec.size_unit}"
-                     + (" of the image side (layer size = z / 100)"
-                        if spec.size_unit == "percent" else " of the model input"))
+    if spec.sizes != [None]:
+        lines.append("- z: a bare number is a percent of the shorter image side (the paper's z), "
+                     "'Npx' pixels of the model input; each cell names both")
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ transferred from one undefended twin to all its defended models are crafted once
 import os
 import time
 
+from fmfp_tf import sizes as fmfp_sizes
 from fmfp_tf.attacks.common import parse_eps
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.errors import UsageError
@@ -73,17 +74,19 @@ def ensure_trained(config, models_dir, log, twin_dir=None):
 def column_config(spec, column, data_dir, defense, size):
     values = spec.train_settings(column.dataset)
     return TrainConfig(dataset=column.dataset, data_dir=data_dir, model=column.model,
-                       defense=defense, size=spec.layer_size(size), **values)
+                       defense=defense, size=size, **values)
 
 
 def _cell(spec, column, size, attack, status, **values):
-    paper = paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack, size)
+    paper = paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack,
+                                 spec.paper_z(size))
     if paper is None and size is not None:  # a table whose paper cells give no size (table 6)
         paper = paper_numbers.lookup(spec.table, column.paper_dataset, column.model, attack)
     cell = {"table": spec.table, "column": column.label, "dataset": column.dataset,
             "paper_dataset": column.paper_dataset, "model": column.model,
             "defense": spec.defense, "size": size,
-            "layer_size": spec.layer_size(size) if spec.defense in ("mask", "padding") else None,
+            "size_pixels": None if size is None else fmfp_sizes.parse(size).pixels(
+                min(spec.train_settings(column.dataset).get("image_size", (32, 32)))),
             "attack": attack, "paper_pct": paper, "protocol": spec.protocol
             if attack != "none" else "clean", "protocol_pct": None, "white_box_pct": None,
             "delta_protocol": None, "delta_white_box": None, "n": None, "status": status,

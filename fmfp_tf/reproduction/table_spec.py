@@ -11,6 +11,7 @@ import importlib.resources
 import os
 import typing
 
+from fmfp_tf import sizes as fmfp_sizes
 from fmfp_tf.config import TrainConfig, read_yaml
 from fmfp_tf.errors import UsageError
 from fmfp_tf.evaluation.robustness import ATTACK_NAMES, AttackSettings
@@ -18,7 +19,7 @@ from fmfp_tf.evaluation.robustness import ATTACK_NAMES, AttackSettings
 TABLES = ("table3", "table4", "table5", "table6")
 DEFENSES = ("none", "cw-at", "mask", "padding")
 PROTOCOLS = ("white-box", "transfer")
-TOP_KEYS = {"table", "title", "defense", "size_unit", "sizes", "columns", "attacks", "eps",
+TOP_KEYS = {"table", "title", "defense", "sizes", "columns", "attacks", "eps",
             "protocol", "train", "datasets", "evaluation", "quick", "notes"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset", "model", "defense",
                                                                      "size", "data_dir"}
@@ -46,19 +47,22 @@ class TableSpec:
     attacks: typing.List[str]
     eps: str
     protocol: str
-    size_unit: typing.Optional[str] = None
-    sizes: typing.List[int] = dataclasses.field(default_factory=lambda: [None])
+    # the paper's z as written in the file: a bare number is % of the image side, '4px' pixels
+    sizes: typing.List[typing.Optional[str]] = dataclasses.field(default_factory=lambda: [None])
     train: dict = dataclasses.field(default_factory=dict)
     datasets: dict = dataclasses.field(default_factory=dict)
     evaluation: dict = dataclasses.field(default_factory=dict)
     quick: bool = False
     notes: str = ""
 
-    def layer_size(self, size):
-        """The FM/FP layer's `size` for the paper's z: pixels, or z % of the side as a fraction."""
-        if size is None:
+    @staticmethod
+    def paper_z(size):
+        """The paper's z of a size as written (20 for '20%'), for looking up its cells; None for
+        pixels, which the paper never gives."""
+        if size is None or not str(size).endswith("%"):
             return None
-        return size / 100.0 if self.size_unit == "percent" else int(size)
+        z = float(str(size)[:-1])
+        return int(z) if z.is_integer() else z
 
     def train_settings(self, dataset):
         return {**self.train, **self.datasets.get(dataset, {})}
@@ -121,13 +125,14 @@ def load(name, quick=False):
     if not columns:
         _fail(path, "columns is empty")
     sizes = data.get("sizes", [None])
-    size_unit = data.get("size_unit")
     if data["defense"] in ("mask", "padding"):
-        if size_unit not in ("percent", "pixels"):
-            _fail(path, f"size_unit = {size_unit!r}; expected percent or pixels")
-        if (not isinstance(sizes, list) or not sizes
-                or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)):
-            _fail(path, f"sizes = {sizes!r}; expected a list of positive integers")
+        if not isinstance(sizes, list) or not sizes:
+            _fail(path, f"sizes = {sizes!r}; expected a list such as [10, 20] (% of the image "
+                        "side) or [4px]")
+        try:
+            sizes = [fmfp_sizes.parse(s, bare="percent", name="sizes entry").text for s in sizes]
+        except ValueError as error:
+            _fail(path, str(error))
     elif "sizes" in data:
         _fail(path, f"sizes = {sizes!r} given for defense {data['defense']!r}; only mask and "
                     "padding take a size")
@@ -149,6 +154,6 @@ def load(name, quick=False):
     _check_keys(path, "evaluation", sections["evaluation"], EVAL_KEYS)
     return TableSpec(path=path, table=int(data["table"]), title=str(data["title"]),
                      defense=data["defense"], columns=columns, attacks=list(attacks),
-                     eps=str(data["eps"]), protocol=data["protocol"], size_unit=size_unit,
+                     eps=str(data["eps"]), protocol=data["protocol"],
                      sizes=list(sizes), quick=quick, notes=str(data.get("notes", "")).strip(),
                      **sections)

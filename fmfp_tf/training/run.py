@@ -14,7 +14,7 @@ import time
 import keras
 import tensorflow as tf
 
-from fmfp_tf import atomic, data, models, plots, provenance
+from fmfp_tf import atomic, data, models, plots, provenance, sizes
 from fmfp_tf.config import TrainConfig, train_config
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
@@ -43,7 +43,7 @@ def build_model(config, input_shape, num_classes):
     """The (possibly defended) model of `config`, uncompiled."""
     model = models.build(config.model, input_shape, num_classes)
     if config.layer_defense:
-        model = defend(model, config.layer_defense, config.size, fill=config.fill,
+        model = defend(model, config.layer_defense, config.layer_size, fill=config.fill,
                        seed=config.seed, test_time=config.test_time)
     return model
 
@@ -57,8 +57,15 @@ def read_run_config(run_dir):
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
         raise UsageError(f"{run_dir}: not a run directory (no config.json)")
-    with open(path, encoding="utf-8") as handle:
-        return train_config(json.load(handle), path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path}: unreadable run config ({error}); the run directory is damaged: "
+                         "start it again with --overwrite or choose another --out") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a JSON object of config keys")
+    return train_config(values, path, bare_size="pixels")
 
 
 def _prepare_dir(out_dir, config, resume, overwrite):
@@ -125,7 +132,9 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
         perturb, clean_weight = adversarial.perturbation(config, model)
     if verbose:
         print(f"model {config.model} ({model.count_params():,} parameters), defense "
-              f"{config.defense}" + (f" size {config.size}" if config.layer_defense else "")
+              f"{config.defense}"
+              + (f" size {sizes.describe(config.size, min(input_shape[:2]))}"
+                 if config.layer_defense else "")
               + f", strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
               "replica(s)")
     history, eval_step = fit(
@@ -150,6 +159,8 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
         "history": history,
         "config": config.to_dict(),
         "fingerprint": config.fingerprint(),
+        "size": config.size,
+        "size_pixels": config.size_pixels,
         "seed": config.seed,
         "dataset": {
             "name": config.dataset,
@@ -174,7 +185,4 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
             model.save(tmp)
         plots.history_plot(history, os.path.join(out_dir, "history.png"), config.run_name())
         atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    if verbose:
-        print(f"test accuracy {test_accuracy:.4f} on {len(test_arrays.labels)} images "
-              f"({metrics['wall_seconds']:.0f} s); run written to {out_dir}")
     return metrics

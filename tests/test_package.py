@@ -1,0 +1,92 @@
+"""The package behaves like a Keras library: attributes, layer registration, quiet start-up."""
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+ENV = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                         "FMFP_TF_TF_NOTICES")}
+NOTICES = ("cuInit", "cuda drivers", "oneDNN", "absl::InitializeLog", "cpu_feature_guard")
+
+
+def run_python(script, tmp_path):
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=ENV, cwd=tmp_path, timeout=300)
+
+
+def test_saved_fm_model_loads_with_plain_keras_after_import_fmfp_tf(tmp_path):
+    import keras
+    import numpy as np
+
+    from fmfp_tf import defend
+
+    base = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                             keras.layers.Dense(4)])
+    path = tmp_path / "fm.keras"
+    defend(base, "mask", size="25%", seed=3).save(path)
+    # in a fresh process: import fmfp_tf (which must not import TensorFlow), then plain Keras
+    script = f"""
+import sys
+import fmfp_tf
+assert "tensorflow" not in sys.modules, "import fmfp_tf must stay light"
+import keras
+model = keras.models.load_model({str(path)!r})
+layer = model.layers[1]
+assert type(layer).__name__ == "FeatureMask" and layer.size == 0.25, layer
+import numpy as np
+split = fmfp_tf.data.load("synthetic", split="test", limit=8, batch_size=8, image_size=(16, 16))
+net = fmfp_tf.models.build("dnn4", split.image_shape, split.num_classes)
+x, y = next(iter(split.dataset))
+x_adv = fmfp_tf.attacks.pgd(net, x.numpy(), y.numpy(), eps="8/255", steps=2)
+assert np.abs(x_adv - x.numpy()).max() <= 8 / 255 + 1e-6
+print("ok")
+"""
+    result = run_python(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+    for notice in NOTICES:
+        assert notice not in result.stderr, result.stderr[:2000]
+    assert np is not None
+
+
+def test_keras_imported_before_fmfp_tf_also_gets_the_layers(tmp_path):
+    script = """
+import keras
+import fmfp_tf
+assert keras.saving.get_registered_object("fmfp_tf>FeaturePadding") is not None
+print("ok")
+"""
+    result = run_python(script, tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_start_up_filter_drops_notices_and_keeps_real_errors(tmp_path):
+    script = """
+import os
+from fmfp_tf import startup
+with startup.native_notices_filtered():
+    os.write(2, b"I0000 00:00:1.2 3 cudart_stub.cc:31] Could not find cuda drivers on your machine\\n")
+    os.write(2, b"E0000 00:00:1.2 3 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\\n")
+    os.write(2, b"E0000 00:00:1.2 3 some_op.cc:9] a real error\\n")
+    raise SystemExit(3)
+"""
+    result = run_python(script, tmp_path)
+    assert result.returncode == 3
+    assert "a real error" in result.stderr
+    assert "cuInit" not in result.stderr and "cuda drivers" not in result.stderr
+
+
+def test_cli_help_does_not_import_tensorflow(tmp_path):
+    script = """
+import sys
+from fmfp_tf.cli.main import cli
+try:
+    cli.main(["--help"], standalone_mode=False)
+except SystemExit:
+    pass
+assert "tensorflow" not in sys.modules
+"""
+    result = run_python(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "train" in result.stdout and str(REPO)
