@@ -13,8 +13,10 @@ def _split(value):
               help="A run directory, .keras file or SavedModel; repeat for several.")
 @click.option("--source-model", help="Model crafting transfer attacks (default: each model's "
                                       "undefended twin beside it).")
-@click.option("--attacks", default="fgsm,ifgsm,rfgsm,cw,pgd", show_default=True,
-              help="Comma-separated: fgsm, ifgsm, rfgsm, pgd, cw.")
+@click.option("--attacks", default="fgsm,ifgsm,rfgsm,pgd,cw,autoattack", show_default=True,
+              help="Comma-separated, from: fgsm, ifgsm, rfgsm, pgd, cw, apgd-ce, apgd-dlr, "
+                   "apgd-t, square, autoattack (APGD-CE + APGD-T + Square, per-image worst case; "
+                   "the EOT 'rand' version for models random at inference).")
 @click.option("--eps", default="8/255", show_default=True,
               help="L-inf budget(s), comma-separated: 8/255 or 0.031.")
 @click.option("--threat", default="white-box", show_default=True,
@@ -29,13 +31,19 @@ def _split(value):
 @click.option("--cw-binary-steps", type=int, default=5, show_default=True)
 @click.option("--cw-learning-rate", type=float, default=0.01, show_default=True)
 @click.option("--cw-initial-const", type=float, default=0.01, show_default=True)
+@click.option("--apgd-steps", type=int, default=100, show_default=True)
+@click.option("--apgd-restarts", type=int, default=1, show_default=True)
+@click.option("--apgd-target-classes", type=int, default=9, show_default=True,
+              help="APGD-T: one targeted run per class ranked 2nd.. by the clean logits.")
+@click.option("--square-queries", type=int, default=5000, show_default=True)
 @click.option("--eot-samples", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--unsafe-load", is_flag=True, help="Allow models holding Lambda layers (code).")
 def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_dir, pgd_steps,
              pgd_restarts, cw_iterations, cw_binary_steps, cw_learning_rate, cw_initial_const,
-             eot_samples, batch_size, seed, unsafe_load):
+             apgd_steps, apgd_restarts, apgd_target_classes, square_queries, eot_samples,
+             batch_size, seed, unsafe_load):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots."""
     import logging
 
@@ -51,14 +59,20 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
     eps_values = [parse_eps(e) for e in _split(eps)]
     for name, value in (("--pgd-steps", pgd_steps), ("--pgd-restarts", pgd_restarts),
                         ("--cw-iterations", cw_iterations), ("--eot-samples", eot_samples),
-                        ("--cw-binary-steps", cw_binary_steps),
+                        ("--cw-binary-steps", cw_binary_steps), ("--apgd-steps", apgd_steps),
+                        ("--apgd-restarts", apgd_restarts),
+                        ("--apgd-target-classes", apgd_target_classes),
+                        ("--square-queries", square_queries),
                         ("--batch-size", batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be a positive integer; got {value}")
     settings = AttackSettings(pgd_steps=pgd_steps, pgd_restarts=pgd_restarts,
                               cw_iterations=cw_iterations, cw_binary_search_steps=cw_binary_steps,
                               cw_learning_rate=cw_learning_rate,
-                              cw_initial_const=cw_initial_const, eot_samples=eot_samples,
+                              cw_initial_const=cw_initial_const, apgd_steps=apgd_steps,
+                              apgd_restarts=apgd_restarts,
+                              apgd_target_classes=apgd_target_classes,
+                              square_queries=square_queries, eot_samples=eot_samples,
                               batch_size=batch_size, seed=seed)
     entries = [load_entry(path, unsafe=unsafe_load) for path in models]
     source = load_entry(source_model, unsafe=unsafe_load) if source_model else None

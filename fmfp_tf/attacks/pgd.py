@@ -9,15 +9,15 @@ from fmfp_tf.errors import UsageError
 NORMS = ("inf", "2")
 
 
-def _l2_norm(v):
+def l2_norm(v):
     return tf.sqrt(tf.reduce_sum(tf.square(v), axis=tf.range(1, tf.rank(v)), keepdims=True)
                    + 1e-12)
 
 
-def _project(delta, eps, norm):
+def project(delta, eps, norm):
     if norm == "inf":
         return tf.clip_by_value(delta, -eps, eps)
-    return delta * tf.minimum(1.0, eps / _l2_norm(delta))
+    return delta * tf.minimum(1.0, eps / l2_norm(delta))
 
 
 def _random_start(x, eps, norm, seed):
@@ -25,7 +25,7 @@ def _random_start(x, eps, norm, seed):
         return tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
     # uniform in the L2 ball: a random direction times radius eps * u^(1/d)
     direction = tf.random.stateless_normal(tf.shape(x), seed)
-    direction /= _l2_norm(direction)
+    direction /= l2_norm(direction)
     dims = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32)
     u = tf.random.stateless_uniform(tf.concat([tf.shape(x)[:1], tf.ones_like(tf.shape(x)[1:])],
                                               0), tf.random.experimental.stateless_fold_in(seed, 1))
@@ -42,9 +42,9 @@ def pgd_graph(model, x, y, eps, step_size, steps, norm="inf", random_start=True,
 
     def step(i, x_adv):
         grad, _ = common.loss_gradient(model, x_adv, y)
-        direction = tf.sign(grad) if norm == "inf" else grad / _l2_norm(grad)
+        direction = tf.sign(grad) if norm == "inf" else grad / l2_norm(grad)
         x_adv = x_adv + step_size * direction
-        return i + 1, tf.clip_by_value(x + _project(x_adv - x, eps, norm), clip_min, clip_max)
+        return i + 1, tf.clip_by_value(x + project(x_adv - x, eps, norm), clip_min, clip_max)
 
     # an explicit while_loop, not autograph: callers such as strategy.run on a lambda whose
     # source autograph cannot read would otherwise get a Python loop over a tensor

@@ -5,11 +5,18 @@ Each check compares cells of the results and returns a warning naming the cells 
 1. iterative attacks (I-FGSM, PGD) are at least as strong as the one-step FGSM at the same eps;
 2. accuracy does not rise as eps grows;
 3. an unbounded attack (PGD with eps = 1) drives accuracy to about 0;
-4. transfer attacks are not stronger than white-box attacks on the same model.
+4. transfer attacks are not stronger than white-box attacks on the same model;
+5. the score-based Square attack, which reads no gradient, is not stronger than the gradient
+   attacks on the same model and eps (AutoAttack's flag for gradients that mislead);
+6. no input has an exactly zero loss gradient (AutoAttack's flag: gradient attacks see nothing);
+7. a model random at inference is evaluated with EOT (the adaptive threat model, or AutoAttack's
+   rand version), not only by attacks that see one random draw.
 A difference counts only beyond the sampling noise: 2 standard errors of the accuracies (at least
 one point).
 """
 import math
+
+GRADIENT_ATTACKS = ("fgsm", "ifgsm", "rfgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t")
 
 
 def _tolerance(a, b, n):
@@ -48,6 +55,7 @@ def check(records, unbounded_threshold=0.05):
                     f"{model} {attack} eps={eps if eps is None else round(eps, 4)}: transfer "
                     f"accuracy {record['accuracy']:.3f} < white-box {white['accuracy']:.3f} "
                     "(the white-box attack is weaker than a transferred one: gradient masking?)")
+    warnings += _ensemble_checks(records, cells)
     by_curve = {}
     for (model, threat, attack, eps), record in cells.items():
         if eps is not None and attack not in ("none", "pgd-unbounded"):
@@ -60,3 +68,40 @@ def check(records, unbounded_threshold=0.05):
                     f"{model} [{threat}] {attack}: accuracy rises from {a['accuracy']:.3f} at "
                     f"eps={eps_a:.4g} to {b['accuracy']:.3f} at eps={eps_b:.4g}")
     return sorted(set(warnings))
+
+
+def _ensemble_checks(records, cells):
+    warnings = []
+    for (model, threat, attack, eps), record in cells.items():
+        if attack != "square":
+            continue
+        gradient = [cells[(model, threat, a, eps)] for a in GRADIENT_ATTACKS
+                    if (model, threat, a, eps) in cells]
+        if not gradient:
+            continue
+        strongest = min(gradient, key=lambda r: r["accuracy"])
+        if record["accuracy"] < strongest["accuracy"] - _tolerance(
+                record["accuracy"], strongest["accuracy"], record["n"]):
+            warnings.append(
+                f"{model} [{threat}] eps={eps:.4g}: the black-box Square attack leaves "
+                f"{record['accuracy']:.3f} < {strongest['attack']} {strongest['accuracy']:.3f} "
+                "(gradients that mislead the white-box attacks: gradient masking?)")
+    for record in records:
+        share = record.get("zero_gradient_share")
+        if record["attack"] == "none" and share:
+            warnings.append(
+                f"{record['model']}: {100 * share:.1f} % of the inputs have an exactly zero loss "
+                "gradient (saturated or masked gradients; the DLR-loss attacks and Square do not "
+                "depend on it)")
+    randomized = {r["model"] for r in records if r.get("randomized")}
+    for model in sorted(randomized):
+        with_eot = [r for r in records if r["model"] == model and (
+            r["threat_model"] == "adaptive" or (r["attack"] == "autoattack"
+                                                and r["params"].get("version") == "rand"))]
+        attacked = [r for r in records if r["model"] == model and r["attack"] != "none"]
+        if attacked and not with_eot:
+            warnings.append(
+                f"{model}: random at inference but evaluated without EOT; its robust accuracy is "
+                "overstated until it is attacked with --threat adaptive or --attacks autoattack "
+                "(the rand version)")
+    return warnings

@@ -4,12 +4,10 @@ import io
 import os
 
 from fmfp_tf import atomic, plots, provenance
-from fmfp_tf.evaluation import diagnostics
+from fmfp_tf.evaluation import attack_specs, diagnostics
 
 COLUMNS = ("model", "defense", "size", "size_pixels", "dataset", "attack", "threat_model", "eps",
            "n", "accuracy", "source_model", "median_l2", "seconds")
-ATTACK_LABELS = {"none": "No attack", "fgsm": "FGSM", "ifgsm": "I-FGSM", "rfgsm": "R-FGSM",
-                 "pgd": "PGD", "cw": "C&W-L2", "pgd-unbounded": "PGD eps=1 (check)"}
 
 
 def _eps_label(eps):
@@ -53,7 +51,7 @@ def markdown(records, warnings):
                 match = [r for r in records if r["model"] == model and r["threat_model"] == threat
                          and r["attack"] == attack and r["eps"] == eps]
                 cells.append(f"{100 * match[0]['accuracy']:.2f}" if match else "-")
-            label = ATTACK_LABELS.get(attack, attack) + _eps_label(
+            label = attack_specs.label(attack) + _eps_label(
                 eps if attack != "pgd-unbounded" else None)
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         sources = sorted({f"{r['model']} <- {r['source_model']}" for r in records
@@ -69,18 +67,26 @@ def markdown(records, warnings):
     else:
         lines.append("No check violated: iterative attacks at least as strong as FGSM, accuracy "
                      "non-increasing in eps, unbounded PGD near 0 %, transfer not stronger than "
-                     "white-box (where measured).")
+                     "white-box, Square (no gradients) not stronger than the gradient attacks, "
+                     "no input with a zero gradient, EOT for models random at inference (where "
+                     "measured).")
     lines.append("")
     lines.append("## How it was measured")
     lines.append("")
     params = {}
     for record in records:
-        if record["attack"] != "none":
+        if record["attack"] not in ("none", "worst-case"):
             params.setdefault(record["attack"], record["params"])
     for attack, values in params.items():
-        lines.append(f"- {ATTACK_LABELS.get(attack, attack)}: " + (", ".join(
-            f"{k}={v}" for k, v in values.items()) or "one step"))
+        lines.append(f"- {attack_specs.label(attack)}: " + (", ".join(
+            f"{k}={_value(v)}" for k, v in values.items()) or "one step"))
+    lines.append("- Worst case over all attacks: per image, correct under every bounded attack "
+                 "that ran at that eps (C&W-L2 is unbounded and reported apart)")
     return "\n".join(lines) + "\n"
+
+
+def _value(value):
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def to_csv(records, columns=COLUMNS):

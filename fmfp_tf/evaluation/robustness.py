@@ -15,28 +15,11 @@ import numpy as np
 from fmfp_tf import attacks as attack_lib
 from fmfp_tf import data
 from fmfp_tf.errors import DataError, ModelError, UsageError
-from fmfp_tf.evaluation import threat_models
+from fmfp_tf.evaluation import attack_specs, threat_models
+from fmfp_tf.evaluation.attack_specs import AttackSettings
 from fmfp_tf.models_io import check_compatible, load_model
 
-ATTACK_NAMES = ("fgsm", "ifgsm", "rfgsm", "pgd", "cw")
-
-
-@dataclasses.dataclass
-class AttackSettings:
-    """Budgets and effort of every attack (the paper's readings by default)."""
-
-    ifgsm_steps: int = 10
-    pgd_steps: int = 20
-    pgd_restarts: int = 1
-    cw_iterations: int = 100
-    cw_binary_search_steps: int = 5
-    cw_confidence: float = 0.0
-    cw_learning_rate: float = 0.01
-    cw_initial_const: float = 0.01
-    eot_samples: int = 10
-    unbounded_check: bool = True
-    batch_size: int = 256
-    seed: int = 0
+ATTACK_NAMES = attack_specs.names()
 
 
 @dataclasses.dataclass
@@ -119,38 +102,59 @@ def test_images(entry, n, dataset=None, data_dir=None, seed=0):
     return x, arrays.labels[order], len(arrays.class_names), name
 
 
-def _craft(attack, model, x, y, eps, settings, progress):
-    kwargs = {"batch_size": settings.batch_size, "progress": progress}
-    if attack == "fgsm":
-        return attack_lib.fgsm(model, x, y, eps=eps, **kwargs)
-    if attack == "ifgsm":
-        return attack_lib.ifgsm(model, x, y, eps=eps, steps=settings.ifgsm_steps, **kwargs)
-    if attack == "rfgsm":
-        return attack_lib.rfgsm(model, x, y, eps=eps, seed=settings.seed, **kwargs)
-    if attack in ("pgd", "pgd-unbounded"):
-        return attack_lib.pgd(model, x, y, eps=eps, steps=settings.pgd_steps,
-                              restarts=settings.pgd_restarts, seed=settings.seed, **kwargs)
-    return attack_lib.cw_l2(model, x, y, confidence=settings.cw_confidence,
-                            learning_rate=settings.cw_learning_rate,
-                            initial_const=settings.cw_initial_const,
-                            binary_search_steps=settings.cw_binary_search_steps,
-                            max_iterations=settings.cw_iterations, **kwargs)
+def zero_gradient_share(model, x, y, batch_size=256):
+    """Share of inputs whose cross-entropy gradient is exactly zero (AutoAttack's flag: such
+    points give gradient attacks nothing to follow, a sign of masking or saturated logits)."""
+    import tensorflow as tf
+
+    zero = []
+    for start in range(0, len(x), batch_size):
+        grad, _ = attack_lib.common.loss_gradient(
+            model, tf.constant(x[start:start + batch_size]), tf.constant(y[start:start + batch_size]))
+        zero.append(np.all(grad.numpy().reshape(len(grad), -1) == 0, axis=1))
+    return float(np.concatenate(zero).mean()) if zero else 0.0
 
 
-def _params(attack, settings):
-    return {
-        "fgsm": {},
-        "ifgsm": {"steps": settings.ifgsm_steps, "step_size": "eps/4"},
-        "rfgsm": {"alpha": "eps/2"},
-        "pgd": {"steps": settings.pgd_steps, "restarts": settings.pgd_restarts,
-                "step_size": "2.5*eps/steps", "random_start": True},
-        "pgd-unbounded": {"steps": settings.pgd_steps, "restarts": settings.pgd_restarts},
-        "cw": {"iterations": settings.cw_iterations,
-               "binary_search_steps": settings.cw_binary_search_steps,
-               "confidence": settings.cw_confidence, "learning_rate": settings.cw_learning_rate,
-               "initial_const": settings.cw_initial_const},
-        "none": {},
-    }[attack]
+def _transfer_source(entry, source, x, num_classes, dataset_name, log):
+    """The model that crafts transfer examples for `entry`, or None when transfer is moot."""
+    source_entry = source
+    if source_entry is None:
+        twin = find_twin(entry)
+        if twin is None:
+            raise ModelError(
+                f"{entry.name}: no undefended twin (defense none, same dataset, model and seed) "
+                "beside it for the transfer threat model; pass --source-model or train one with "
+                "`fmfp-tf train --defense none`")
+        source_entry = load_entry(twin)
+    if os.path.abspath(source_entry.path) == os.path.abspath(entry.path):
+        log(f"{entry.name}: transfer from itself is white-box; skipped")
+        return None
+    check_compatible(source_entry.model, x.shape[1:], num_classes, source_entry.name,
+                     dataset_name)
+    return source_entry
+
+
+def _plan(attacks, eps_values, threat, settings):
+    """(attack, eps) pairs: bounded attacks at every eps, unbounded ones once, then the check."""
+    plan = [(a, e) for a in attacks if attack_specs.get(a).bounded for e in eps_values]
+    plan += [(a, None) for a in attacks if not attack_specs.get(a).bounded]
+    if settings.unbounded_check and threat == "white-box":
+        plan.append(("pgd-unbounded", 1.0))
+    return plan
+
+
+def _worst_case(base, threat, correct, source_entry):
+    """Per eps, the share of images that survive every bounded attack run at that eps."""
+    records = []
+    for eps, by_attack in correct.items():
+        survive = np.logical_and.reduce(list(by_attack.values()))
+        record = {**base, "attack": "worst-case", "threat_model": threat, "eps": eps,
+                  "accuracy": float(survive.mean()), "params": {"attacks": list(by_attack)},
+                  "seconds": 0.0}
+        if source_entry is not None:
+            record["source_model"] = source_entry.name
+        records.append(record)
+    return records
 
 
 def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("white-box",),
@@ -158,6 +162,8 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
              crafted=None):
     """Records of robust accuracy for each model x threat model x attack x eps.
 
+    Each model and threat model also gets a "worst-case" record per eps: the share of images that
+    survive every bounded attack that ran (per image, as AutoAttack reports).
     `source`: a ModelEntry crafting the transfer attacks for every model; when None, each model's
     undefended twin is looked up beside its run directory.
     `crafted`: an optional dict reused across calls to keep adversarial examples by the model that
@@ -173,86 +179,87 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)
-    source_path = source and os.path.abspath(source.path)
     records = []
     for entry in entries:
-        x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
-        # examples are reused only for the very same test images
-        images_digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
-        check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
-        base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
-                "size_pixels": entry.size_pixels,
-                "dataset": dataset_name, "n": int(len(y))}
-        clean = threat_models.predict_labels("white-box", entry.model, x, settings.eot_samples)
-        records.append({**base, "attack": "none", "threat_model": "none", "eps": None,
-                        "accuracy": float((clean == y).mean()), "params": {}, "seconds": 0.0})
-        log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(y)} images")
-        for threat in threats:
-            source_entry = None
-            if threat == "adaptive" and not threat_models.is_randomised_at_test_time(entry.model):
-                log(f"{entry.name}: adaptive skipped (no test-time randomness; white-box is "
-                    "adaptive)")
+        records += _evaluate_one(entry, attacks, eps_values, threats, n, source, settings,
+                                 dataset, data_dir, log, crafted)
+    return records
+
+
+def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, dataset, data_dir,
+                  log, crafted):
+    x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
+    # examples are reused only for the very same test images
+    images_digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
+    check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
+    randomized = threat_models.is_randomised_at_test_time(entry.model)
+    base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
+            "size_pixels": entry.size_pixels, "dataset": dataset_name, "n": int(len(y)),
+            "randomized": randomized}
+    clean = threat_models.predict_labels("white-box", entry.model, x, settings.eot_samples)
+    records = [{**base, "attack": "none", "threat_model": "none", "eps": None,
+                "accuracy": float((clean == y).mean()), "params": {}, "seconds": 0.0,
+                "zero_gradient_share": zero_gradient_share(entry.model, x, y,
+                                                           settings.batch_size)}]
+    log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(y)} images")
+    source_path = source and os.path.abspath(source.path)
+    for threat in threats:
+        source_entry = None
+        if threat == "adaptive" and not randomized:
+            log(f"{entry.name}: adaptive skipped (no test-time randomness; white-box is "
+                "adaptive)")
+            continue
+        if threat == "transfer":
+            source_entry = _transfer_source(entry, source, x, num_classes, dataset_name, log)
+            if source_entry is None:
                 continue
+        crafter = threat_models.attacked_model(threat, entry.model,
+                                               source_entry and source_entry.model,
+                                               settings.eot_samples)
+        # the crafter is random at inference only in white-box (adaptive wraps it in EOT)
+        crafter_random = randomized and threat == "white-box"
+        correct = {}
+        for attack, eps in _plan(attacks, eps_values, threat, settings):
+            spec = attack_specs.get(attack)
+            started = time.time()
+            done = [0]
+
+            def progress(k, total, attack=attack):
+                if k - done[0] >= max(total // 4, 1) or k == total:
+                    done[0] = k
+                    log(f"  {entry.name} [{threat}] {attack}: {k}/{total}")
+
+            params = spec.params(settings, eps, crafter_random)
+            crafter_path = source_entry.path if threat == "transfer" else entry.path
+            key = (os.path.abspath(crafter_path), images_digest, attack, eps,
+                   json.dumps(params, sort_keys=True))
+            # only a transfer source's examples are asked for again; keeping every model's
+            # white-box examples would hold n images per attack and eps for each model
+            keep = crafted is not None and threat != "adaptive" and (
+                threat == "transfer" or source_path == os.path.abspath(entry.path))
+            if keep and key in crafted:
+                x_adv = crafted[key]
+            else:
+                x_adv = spec.craft(crafter, x, y, eps, settings, progress, crafter_random)
+                if keep:
+                    crafted[key] = x_adv
+            predicted = threat_models.predict_labels(threat, entry.model, x_adv,
+                                                     settings.eot_samples)
+            if spec.in_worst_case and eps is not None:
+                correct.setdefault(eps, {})[attack] = predicted == y
+            record = {**base, "attack": attack, "threat_model": threat, "eps": eps,
+                      "accuracy": float((predicted == y).mean()), "params": params,
+                      "seconds": round(time.time() - started, 2)}
             if threat == "transfer":
-                source_entry = source
-                if source_entry is None:
-                    twin = find_twin(entry)
-                    if twin is None:
-                        raise ModelError(
-                            f"{entry.name}: no undefended twin (defense none, same dataset, model "
-                            "and seed) beside it for the transfer threat model; pass "
-                            "--source-model or train one with `fmfp-tf train --defense none`")
-                    source_entry = load_entry(twin)
-                if os.path.abspath(source_entry.path) == os.path.abspath(entry.path):
-                    log(f"{entry.name}: transfer from itself is white-box; skipped")
-                    continue
-                check_compatible(source_entry.model, x.shape[1:], num_classes, source_entry.name,
-                                 dataset_name)
-            crafter = threat_models.attacked_model(threat, entry.model,
-                                                   source_entry and source_entry.model,
-                                                   settings.eot_samples)
-            plan = [(a, e) for a in attacks if a != "cw" for e in eps_values]
-            if "cw" in attacks:
-                plan.append(("cw", None))
-            if settings.unbounded_check and threat == "white-box":
-                plan.append(("pgd-unbounded", 1.0))
-            for attack, eps in plan:
-                started = time.time()
-                done = [0]
-
-                def progress(k, total, attack=attack):
-                    if k - done[0] >= max(total // 4, 1) or k == total:
-                        done[0] = k
-                        log(f"  {entry.name} [{threat}] {attack}: {k}/{total} images")
-
-                crafter_path = (source_entry.path if threat == "transfer" else entry.path)
-                key = (os.path.abspath(crafter_path), images_digest, attack, eps, settings.seed,
-                       json.dumps(_params(attack, settings), sort_keys=True))
-                # only a transfer source's examples are asked for again; keeping every model's
-                # white-box examples would hold n images per attack and eps for each model
-                keep = crafted is not None and threat != "adaptive" and (
-                    threat == "transfer" or source_path == os.path.abspath(entry.path))
-                if keep and key in crafted:
-                    x_adv = crafted[key]
-                else:
-                    x_adv = _craft(attack, crafter, x, y, eps, settings, progress)
-                    if keep:
-                        crafted[key] = x_adv
-                predicted = threat_models.predict_labels(threat, entry.model, x_adv,
-                                                         settings.eot_samples)
-                record = {**base, "attack": attack, "threat_model": threat, "eps": eps,
-                          "accuracy": float((predicted == y).mean()),
-                          "params": _params(attack, settings),
-                          "seconds": round(time.time() - started, 2)}
-                if threat == "transfer":
-                    record["source_model"] = source_entry.name
-                if threat == "adaptive":
-                    record["params"] = {**record["params"], "eot_samples": settings.eot_samples}
-                if attack == "cw":
-                    l2 = np.sqrt(((x_adv - x) ** 2).reshape(len(x), -1).sum(-1))
-                    record["median_l2"] = float(np.median(l2))
-                records.append(record)
-                log(f"{entry.name} [{threat}] {attack}"
-                    + (f" eps={eps:.4g}" if eps is not None else "")
-                    + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
+                record["source_model"] = source_entry.name
+            if threat == "adaptive":
+                record["params"] = {**record["params"], "eot_samples": settings.eot_samples}
+            if not spec.bounded:
+                l2 = np.sqrt(((x_adv - x) ** 2).reshape(len(x), -1).sum(-1))
+                record["median_l2"] = float(np.median(l2))
+            records.append(record)
+            log(f"{entry.name} [{threat}] {attack}"
+                + (f" eps={eps:.4g}" if eps is not None else "")
+                + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
+        records += _worst_case(base, threat, correct, source_entry)
     return records

@@ -7,7 +7,8 @@ import os
 
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.evaluation import diagnostics
-from fmfp_tf.evaluation.report import ATTACK_LABELS, to_csv
+from fmfp_tf.evaluation.attack_specs import label as attack_label
+from fmfp_tf.evaluation.report import to_csv
 
 CELL_COLUMNS = ("table", "column", "dataset", "model", "defense", "size", "size_pixels", "attack",
                 "paper_pct", "protocol", "protocol_pct", "white_box_pct", "delta_protocol",
@@ -61,17 +62,17 @@ def markdown(spec, cells, warnings, seconds):
             else:
                 row.append(f"{_pct(cell['paper_pct'])} / {_pct(cell['protocol_pct'])} / "
                            f"{_pct(cell['white_box_pct'])}")
-        lines.append(f"| {ATTACK_LABELS.get(attack, attack)} | " + " | ".join(row) + " |")
+        lines.append(f"| {attack_label(attack)} | " + " | ".join(row) + " |")
     lines += ["", "## Differences (ours - paper, percentage points)", "",
               f"| model | attack | paper | ours ({protocol}) | diff | ours (white-box) | diff | "
               "n |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for cell in cells:
         if cell["status"] != "ok":
-            lines.append(f"| {_group_label(cell)} | {ATTACK_LABELS.get(cell['attack'])} | "
+            lines.append(f"| {_group_label(cell)} | {attack_label(cell['attack'])} | "
                          f"{_pct(cell['paper_pct'])} | {cell['status']} | | | | |")
             continue
         lines.append(
-            f"| {_group_label(cell)} | {ATTACK_LABELS.get(cell['attack'], cell['attack'])} | "
+            f"| {_group_label(cell)} | {attack_label(cell['attack'])} | "
             f"{_pct(cell['paper_pct'])} | {_pct(cell['protocol_pct'])} | "
             f"{'' if cell['delta_protocol'] is None else format(cell['delta_protocol'], '+.2f')} | "
             f"{_pct(cell['white_box_pct'])} | "
@@ -93,7 +94,7 @@ def markdown(spec, cells, warnings, seconds):
 def figure(spec, cells, path):
     panels = {}
     for cell in cells:
-        bars = panels.setdefault(ATTACK_LABELS.get(cell["attack"], cell["attack"]), {}) \
+        bars = panels.setdefault(attack_label(cell["attack"]), {}) \
             .setdefault(_group_label(cell), {})
         bars["paper"] = cell["paper_pct"]
         bars[f"ours ({spec.protocol})"] = cell["protocol_pct"]

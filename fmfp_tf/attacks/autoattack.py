@@ -1,0 +1,83 @@
+"""An AutoAttack-style ensemble (Croce & Hein 2020): robust accuracy is the share of images that
+survive *every* attack, attack by attack on the images still standing.
+
+| version | attacks | for |
+| --- | --- | --- |
+| standard | APGD-CE, APGD-T (targeted DLR, 9 targets), Square (5,000 queries) | deterministic models |
+| rand | APGD-CE and APGD-DLR, each with EOT over 20 draws | models random at inference |
+
+AutoAttack's standard version also runs FAB-T, a minimum-norm attack; it is not implemented here,
+so this ensemble is at most as strong as AutoAttack's and the reports say which attacks ran.
+"""
+import numpy as np
+
+from fmfp_tf.attacks import common
+from fmfp_tf.attacks.apgd import apgd
+from fmfp_tf.attacks.eot import eot_model
+from fmfp_tf.attacks.square import square
+from fmfp_tf.errors import UsageError
+
+VERSIONS = ("standard", "rand")
+EOT_DRAWS = 20
+
+
+def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draws=EOT_DRAWS):
+    """The ensemble's attacks, in order, as (name, function, keyword arguments)."""
+    if version == "standard":
+        return [("apgd-ce", apgd, {"loss": "ce", "steps": steps}),
+                ("apgd-t", apgd, {"loss": "dlr", "targeted": True, "steps": steps,
+                                  "target_classes": target_classes}),
+                ("square", square, {"queries": queries})]
+    if version == "rand":
+        return [("apgd-ce", apgd, {"loss": "ce", "steps": steps, "eot_draws": eot_draws}),
+                ("apgd-dlr", apgd, {"loss": "dlr", "steps": steps, "eot_draws": eot_draws})]
+    raise UsageError(f"version must be one of {', '.join(VERSIONS)}; got {version!r}")
+
+
+def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
+               queries=5000, seed=0, batch_size=256, progress=None, log=None):
+    """Per image, the first adversarial example any attack of the ensemble finds (else the input).
+
+    Each attack runs only on the images that every earlier attack left correctly classified, so
+    the accuracy on the result is the per-image worst case over the ensemble.
+    `log(name, robust_fraction)` is called after each attack, with the share still robust;
+    `progress(k, total)` after each of the `total` attacks. APGD-T uses
+    min(target_classes, classes - 1) targets.
+
+    Returns float32 images within eps (L-inf) and in [0, 1].
+    """
+    eps = common.parse_eps(eps)
+    x = common.check_images(x)
+    num_classes = common.num_classes_of(model, x) if len(x) else None
+    y = common.check_labels(y, len(x), num_classes)
+    if num_classes is not None:
+        # as many targets as there are other classes, on datasets with fewer than 10 classes
+        target_classes = min(target_classes, num_classes - 1)
+    attacks = plan(version, steps, target_classes, queries)
+    out = x.copy()
+    robust = _correct(model, x, y, batch_size)
+    for index, (name, function, kwargs) in enumerate(attacks):
+        todo = np.flatnonzero(robust)
+        if len(todo):
+            kwargs = dict(kwargs)
+            attacked = model
+            draws = kwargs.pop("eot_draws", None)
+            if draws:
+                attacked = eot_model(model, draws)
+            found = function(attacked, x[todo], y[todo], eps=eps, seed=seed + index,
+                             batch_size=batch_size, **kwargs)
+            fooled = ~_correct(attacked, found, y[todo], batch_size)
+            out[todo[fooled]] = found[fooled]
+            robust[todo[fooled]] = False
+        if log is not None:
+            log(name, float(robust.mean()) if len(robust) else 0.0)
+        if progress is not None:
+            progress(index + 1, len(attacks))
+    return out
+
+
+def _correct(model, x, y, batch_size):
+    predicted = np.concatenate([
+        np.argmax(np.asarray(common.logits_of(model, x[i:i + batch_size])), -1)
+        for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, int)
+    return predicted == y

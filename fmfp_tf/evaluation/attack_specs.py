@@ -1,0 +1,131 @@
+"""The attacks `evaluate` knows, in one registry: what each is called, which function runs it,
+whether it takes an eps budget, and the keyword arguments it is given, derived from
+`AttackSettings` in one place, so the report's "How it was measured" prints exactly what ran.
+
+Adding an attack = a module with its function in `fmfp_tf.attacks` + one `register(...)` line
+here; the CLI's `--attacks`, table files, reports and the gradient-masking checks read this table.
+"""
+import dataclasses
+import typing
+
+from fmfp_tf import attacks
+
+
+@dataclasses.dataclass
+class AttackSettings:
+    """Budgets and effort of every attack (the paper's readings and AutoAttack's by default)."""
+
+    ifgsm_steps: int = 10
+    pgd_steps: int = 20
+    pgd_restarts: int = 1
+    cw_iterations: int = 100
+    cw_binary_search_steps: int = 5
+    cw_confidence: float = 0.0
+    cw_learning_rate: float = 0.01
+    cw_initial_const: float = 0.01
+    apgd_steps: int = 100
+    apgd_restarts: int = 1
+    apgd_target_classes: int = 9
+    square_queries: int = 5000
+    eot_samples: int = 10
+    unbounded_check: bool = True
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """One attack as `evaluate` runs it.
+
+    `arguments(settings, eps, randomized)` returns the keyword arguments passed to `function`
+    besides the model, the images, the labels, `batch_size` and `progress`; `randomized` says
+    whether the attacked model is random at inference.
+    """
+
+    name: str
+    label: str
+    function: typing.Callable
+    arguments: typing.Callable
+    bounded: bool = True        # takes an L-inf eps; unbounded attacks run once per threat model
+    iterative: bool = True
+    gradient_free: bool = False
+    selectable: bool = True     # False for the internal unbounded-PGD check
+    in_worst_case: bool = True  # counts in the per-example worst case over attacks
+
+    def kwargs(self, settings, eps, randomized=False):
+        values = dict(self.arguments(settings, eps, randomized))
+        if self.bounded:
+            values["eps"] = eps
+        return values
+
+    def params(self, settings, eps, randomized=False):
+        """What the report records: the arguments without eps (recorded in its own column)."""
+        values = self.kwargs(settings, eps, randomized)
+        values.pop("eps", None)
+        return values
+
+    def craft(self, model, x, y, eps, settings, progress=None, randomized=False):
+        return self.function(model, x, y, batch_size=settings.batch_size, progress=progress,
+                             **self.kwargs(settings, eps, randomized))
+
+
+ATTACKS = {}
+
+
+def register(spec):
+    """Adds `spec` to the registry (a later spec of the same name replaces it)."""
+    ATTACKS[spec.name] = spec
+    return spec
+
+
+def names():
+    """The attacks a user can ask for, in registry order."""
+    return tuple(name for name, spec in ATTACKS.items() if spec.selectable)
+
+
+def get(name):
+    return ATTACKS[name]
+
+
+def label(name):
+    return {"none": "No attack", "worst-case": "Worst case over all attacks"}.get(
+        name, ATTACKS[name].label if name in ATTACKS else name)
+
+
+register(AttackSpec("fgsm", "FGSM", attacks.fgsm, lambda s, eps, r: {}, iterative=False))
+register(AttackSpec("ifgsm", "I-FGSM", attacks.ifgsm,
+                    lambda s, eps, r: {"steps": s.ifgsm_steps, "step_size": eps / 4}))
+register(AttackSpec("rfgsm", "R-FGSM", attacks.rfgsm,
+                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed}, iterative=False))
+register(AttackSpec("pgd", "PGD", attacks.pgd,
+                    lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
+                                       "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed}))
+register(AttackSpec("cw", "C&W-L2", attacks.cw_l2,
+                    lambda s, eps, r: {"confidence": s.cw_confidence,
+                                       "learning_rate": s.cw_learning_rate,
+                                       "initial_const": s.cw_initial_const,
+                                       "binary_search_steps": s.cw_binary_search_steps,
+                                       "max_iterations": s.cw_iterations},
+                    bounded=False, in_worst_case=False))
+register(AttackSpec("apgd-ce", "APGD-CE", attacks.apgd,
+                    lambda s, eps, r: {"loss": "ce", "steps": s.apgd_steps,
+                                       "restarts": s.apgd_restarts, "seed": s.seed}))
+register(AttackSpec("apgd-dlr", "APGD-DLR", attacks.apgd,
+                    lambda s, eps, r: {"loss": "dlr", "steps": s.apgd_steps,
+                                       "restarts": s.apgd_restarts, "seed": s.seed}))
+register(AttackSpec("apgd-t", "APGD-T", attacks.apgd,
+                    lambda s, eps, r: {"loss": "dlr", "targeted": True, "steps": s.apgd_steps,
+                                       "restarts": s.apgd_restarts,
+                                       "target_classes": s.apgd_target_classes, "seed": s.seed}))
+register(AttackSpec("square", "Square", attacks.square,
+                    lambda s, eps, r: {"queries": s.square_queries, "seed": s.seed},
+                    gradient_free=True))
+register(AttackSpec("autoattack", "AutoAttack", attacks.autoattack,
+                    lambda s, eps, r: {"version": "rand" if r else "standard",
+                                       "steps": s.apgd_steps,
+                                       "target_classes": s.apgd_target_classes,
+                                       "queries": s.square_queries, "seed": s.seed}))
+register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", attacks.pgd,
+                    lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
+                                       "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed},
+                    selectable=False, in_worst_case=False))
