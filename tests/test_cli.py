@@ -250,3 +250,22 @@ def test_cli_size_is_a_percent_of_the_side_unless_it_says_px():
         parse_size(None, None, "6.5px")
 
 
+
+
+def test_evaluate_with_apgd_square_and_autoattack_reports_the_worst_case(runs, tmp_path):
+    out = tmp_path / "aa"
+    result = fmfp("evaluate", "--model", str(runs / "twin"), "--attacks",
+                  "pgd,apgd-ce,apgd-t,square,autoattack", "--n", "48", "--pgd-steps", "5",
+                  "--apgd-steps", "10", "--apgd-target-classes", "2", "--square-queries", "40",
+                  "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = json.loads((out / "results.json").read_text())["records"]
+    white = {r["attack"]: r for r in records if r["threat_model"] == "white-box"}
+    assert {"pgd", "apgd-ce", "apgd-t", "square", "autoattack", "worst-case"} <= set(white)
+    bounded = [white[a]["accuracy"] for a in ("pgd", "apgd-ce", "apgd-t", "square", "autoattack")]
+    assert white["worst-case"]["accuracy"] <= min(bounded)
+    assert white["autoattack"]["params"]["version"] == "standard"
+    assert white["apgd-t"]["params"] == {"loss": "dlr", "targeted": True, "steps": 10,
+                                         "restarts": 1, "target_classes": 2, "seed": 0}
+    markdown = (out / "results.md").read_text()
+    assert "Worst case over all attacks" in markdown and "- AutoAttack: version=standard" in markdown

@@ -59,3 +59,32 @@ def test_written_report_lays_out_threat_models_and_is_complete(tmp_path):
     assert payload["records"] == records and payload["warnings"] == warnings
     assert (tmp_path / "accuracy_vs_eps_white-box.png").exists()
     assert str(tmp_path / "results.json") == paths[-1]
+
+
+def test_autoattack_flags_square_zero_gradients_and_missing_eot():
+    records = honest()
+    records.append(rec("fm", "white-box", "apgd-ce", 8 / 255, 0.30))
+    records.append(rec("fm", "white-box", "square", 8 / 255, 0.05))   # black-box beats gradients
+    records[0]["zero_gradient_share"] = 0.25
+    text = "\n".join(diagnostics.check(records))
+    assert "black-box Square attack leaves 0.050 < pgd 0.100" in text
+    assert "25.0 % of the inputs have an exactly zero loss gradient" in text
+    assert "without EOT" not in text
+    randomized = [dict(r, randomized=True) for r in honest()]
+    assert "random at inference but evaluated without EOT" in "\n".join(
+        diagnostics.check(randomized))
+    with_eot = randomized + [dict(rec("fm", "white-box", "autoattack", 8 / 255, 0.05,
+                                      params={"version": "rand"}), randomized=True)]
+    assert "without EOT" not in "\n".join(diagnostics.check(with_eot))
+
+
+def test_report_has_a_worst_case_row_and_the_parameters_that_ran(tmp_path):
+    records = honest() + [rec("fm", "white-box", "worst-case", 8 / 255, 0.08,
+                              params={"attacks": ["fgsm", "pgd"]}),
+                          rec("fm", "white-box", "apgd-t", 8 / 255, 0.09,
+                              params={"loss": "dlr", "targeted": True, "steps": 100})]
+    report.write(records, str(tmp_path))
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| Worst case over all attacks eps=8/255 | 8.00 |" in markdown
+    assert "- APGD-T: loss=dlr, targeted=True, steps=100" in markdown
+    assert "| fm | mask | 20 |" in markdown  # the models table: size as given
