@@ -177,30 +177,13 @@ def apgd_graph(model, x, y, eps, steps, norm, loss_name, seed, target=None, plan
 
 
 @tf.function(reduce_retracing=True)
-def _compiled(model, x, y, eps, steps, is_end, interval, norm, loss_name, seed, restarts,
-              target_classes):
-    logits = tf.cast(common.logits_of(model, x), tf.float32)
-    best = x
-    fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
-    best_loss = tf.fill(tf.shape(y), -np.inf)
-    if loss_name == "dlr-targeted":
-        # the targets: the classes ranked 2nd, 3rd, ... by the clean logits
-        ranked = tf.argsort(logits, axis=-1, direction="DESCENDING", stable=True)
-        runs = [(ranked[:, rank], rank) for rank in range(1, target_classes + 1)]
-    else:
-        runs = [(None, 0)]
-    for target, rank in runs:
-        for restart in range(restarts):
-            run_seed = tf.random.experimental.stateless_fold_in(seed, 1000 * rank + restart)
-            candidate, wrong, loss = apgd_graph(model, x, y, eps, steps, norm, loss_name,
-                                                run_seed, target, (is_end, interval))
-            # a run's result replaces the kept one where it fools the model first, or where
-            # nothing has fooled it yet and it reached a higher loss
-            take = (wrong & ~fooled) | (~fooled & ~wrong & (loss > best_loss))
-            best = tf.where(_per_example(take, x), candidate, best)
-            best_loss = tf.where(take, loss, best_loss)
-            fooled = fooled | wrong
-    return best
+def _compiled(model, x, y, target, eps, steps, is_end, interval, norm, loss_name, seed):
+    return apgd_graph(model, x, y, eps, steps, norm, loss_name, seed, target, (is_end, interval))
+
+
+def _clean_logits(model, x, batch_size):
+    return np.concatenate([np.asarray(common.logits_of(model, x[i:i + batch_size]), np.float32)
+                           for i in range(0, len(x), batch_size)])
 
 
 def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
@@ -253,14 +236,35 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     elif loss == "dlr" and num_classes is not None and num_classes < 3:
         raise UsageError("the DLR loss needs at least 3 classes")
     loss_name = "dlr-targeted" if targeted else loss
+    if not len(x):
+        return x.copy()
     # the budget and its checkpoints travel as tensors: one traced graph serves every budget
     is_end, interval = (tf.constant(a) for a in schedule(steps))
-    counter = [0]
-
-    def run(a, b):
-        counter[0] += 1
-        return _compiled(model, a, b, tf.constant(eps, tf.float32), tf.constant(steps), is_end,
-                         interval, norm, loss_name, common.seed_pair(seed, counter[0]), restarts,
-                         target_classes if targeted else 0)
-
-    return common.batched(run, x, y, batch_size, progress)
+    logits = _clean_logits(model, x, batch_size)
+    best = x.copy()
+    fooled = logits.argmax(-1) != y  # already misclassified inputs are left as they are
+    best_loss = np.full(len(x), -np.inf, np.float32)
+    # targeted: one run per class ranked 2nd, 3rd, ... by the clean logits
+    ranked = np.argsort(-logits, axis=-1, kind="stable")
+    ranks = range(1, target_classes + 1) if targeted else [0]
+    runs = [(rank, restart) for rank in ranks for restart in range(restarts)]
+    for number, (rank, restart) in enumerate(runs):
+        # each run attacks only the inputs that no earlier run has fooled
+        todo = np.flatnonzero(~fooled)
+        for start in range(0, len(todo), batch_size):
+            index = todo[start:start + batch_size]
+            target = ranked[index, rank].astype(np.int32) if targeted else y[index]
+            candidate, wrong, loss = _compiled(
+                model, tf.constant(x[index]), tf.constant(y[index]), tf.constant(target),
+                tf.constant(eps, tf.float32), tf.constant(steps), is_end, interval, norm,
+                loss_name, common.seed_pair(seed, (rank * 1000 + restart) * 100000 + start))
+            candidate, wrong, loss = candidate.numpy(), wrong.numpy(), loss.numpy()
+            # a run's result replaces the kept one where it fools the model, or where it
+            # reached a higher loss
+            take = wrong | (loss > best_loss[index])
+            best[index[take]] = candidate[take]
+            best_loss[index[take]] = loss[take]
+            fooled[index] |= wrong
+        if progress is not None:
+            progress(number + 1, len(runs))
+    return best
