@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from fmfp_tf.attacks import common
 
+SEGMENT = 250  # queries between two compactions of the inputs still standing
 # the paper's schedule of p, written for a budget of 10,000 queries and rescaled to the budget
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
              (6000, 128), (8000, 256))
@@ -41,21 +42,28 @@ def _logits(model, x):
 
 
 @tf.function(reduce_retracing=True)
-def _compiled(model, x, y, eps, sides, seed):
+def _start(model, x, y, eps, seed):
+    """The vertical-stripe start (inputs already misclassified stay as they are) and margins."""
     shape = tf.shape(x)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    stripes = tf.sign(tf.random.stateless_uniform([batch, 1, width, channels], seed, -1.0, 1.0))
+    stripes = tf.sign(tf.random.stateless_uniform([shape[0], 1, shape[2], shape[3]], seed,
+                                                  -1.0, 1.0))
     x_best = tf.clip_by_value(x + eps * stripes, 0.0, 1.0)
     best = margin(_logits(model, x_best), y)
     clean = margin(_logits(model, x), y)
-    # already misclassified inputs stay as they are
-    x_best = tf.where(tf.reshape(clean < 0, [-1, 1, 1, 1]), x, x_best)
-    best = tf.minimum(best, clean)
+    x_best = tf.where(tf.reshape(clean < best, [-1, 1, 1, 1]), x, x_best)
+    return x_best, tf.minimum(best, clean)
+
+
+@tf.function(reduce_retracing=True)
+def _search(model, x, y, eps, x_best, best, sides, first, seed):
+    """Queries `first` .. `first + len(sides) - 1` of the random search."""
+    shape = tf.shape(x)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     queries = tf.shape(sides)[0]
 
     def body(i, x_best, best):
         side = sides[i]
-        step_seed = tf.random.experimental.stateless_fold_in(seed, i + 1)
+        step_seed = tf.random.experimental.stateless_fold_in(seed, first + i + 1)
         seeds = tf.random.experimental.stateless_split(step_seed, 3)
         top = tf.random.stateless_uniform([batch], seeds[0], 0, height - side + 1, tf.int32)
         left = tf.random.stateless_uniform([batch], seeds[1], 0, width - side + 1, tf.int32)
@@ -72,10 +80,10 @@ def _compiled(model, x, y, eps, sides, seed):
         x_best = tf.where(tf.reshape(take, [-1, 1, 1, 1]), candidate, x_best)
         return i + 1, x_best, tf.where(take, value, best)
 
-    _, x_best, _ = tf.while_loop(
+    _, x_best, best = tf.while_loop(
         lambda i, _, best: (i < queries) & tf.reduce_any(best >= 0), body,
         [tf.constant(0), x_best, best])
-    return x_best
+    return x_best, best
 
 
 def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_size=256,
@@ -106,11 +114,30 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
     sides = np.array([min(max(int(round(np.sqrt(window_share(q, queries, p_init) * height
                                                         * width))), 1), shorter - 1)
                       for q in range(queries)], np.int32)
-    counter = [0]
-
-    def run(a, b):
-        counter[0] += 1
-        return _compiled(model, a, b, tf.constant(eps, tf.float32), tf.constant(sides),
-                         common.seed_pair(seed, counter[0]))
-
-    return common.batched(run, x, y, batch_size, progress)
+    if not len(x):
+        return x.copy()
+    out = np.empty_like(x)
+    best = np.empty(len(x), np.float32)
+    for start in range(0, len(x), batch_size):
+        part = slice(start, start + batch_size)
+        x_best, margins = _start(model, tf.constant(x[part]), tf.constant(y[part]),
+                                 tf.constant(eps, tf.float32), common.seed_pair(seed, start))
+        out[part], best[part] = x_best.numpy(), margins.numpy()
+    # the search runs in segments of queries; after each, inputs already fooled drop out, so a
+    # batch is not held at full size by its last few robust images
+    # the start was query 0; the search makes the other queries - 1
+    for first in range(1, queries, SEGMENT):
+        todo = np.flatnonzero(best >= 0)
+        if not len(todo):
+            break
+        segment = tf.constant(sides[first:first + SEGMENT])
+        for start in range(0, len(todo), batch_size):
+            index = todo[start:start + batch_size]
+            x_best, margins = _search(
+                model, tf.constant(x[index]), tf.constant(y[index]), tf.constant(eps, tf.float32),
+                tf.constant(out[index]), tf.constant(best[index]), segment, tf.constant(first),
+                common.seed_pair(seed, 1 + int(index[0])))
+            out[index], best[index] = x_best.numpy(), margins.numpy()
+        if progress is not None:
+            progress(min(first + SEGMENT, queries), queries)
+    return out
