@@ -97,3 +97,61 @@ def test_existing_run_is_not_overwritten_without_flag(tmp_path):
     result = subprocess.run(command("train", "--epochs", "1", "--out", str(out)),
                             capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 2 and "--resume" in result.stderr
+
+
+TINY = ["--epochs", "2", "--train-limit", "430", "--test-limit", "100", "--quiet"]
+
+
+def test_a_failed_or_killed_overwrite_leaves_the_old_run_whole(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.run(command("train", *TINY, "--out", str(out)), capture_output=True,
+                           text=True, env=ENV, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {name: (out / name).read_bytes() for name in ("metrics.json", "model.keras",
+                                                           "config.json")}
+    # the new run fails on its data: the old run is untouched
+    failed = subprocess.run(command("train", *TINY, "--dataset", "gtsrb", "--data-dir",
+                                    str(tmp_path / "typo"), "--overwrite", "--out", str(out)),
+                            capture_output=True, text=True, env=ENV, timeout=600)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before
+    # the new run is killed mid-way: the old run is untouched, and the next writer cleans up
+    process = subprocess.Popen(command("train", "--epochs", "5", "--train-limit", "430",
+                                       "--quiet", "--overwrite", "--out", str(out)),
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    staging = out / ".overwrite" / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while not staging.exists() and time.time() < deadline:
+        assert process.poll() is None
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    assert {name: (out / name).read_bytes() for name in before} == before
+    # a completed overwrite replaces the run
+    done = subprocess.run(command("train", "--epochs", "1", "--train-limit", "430",
+                                  "--test-limit", "100", "--quiet", "--overwrite", "--out",
+                                  str(out)), capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+    assert not (out / ".overwrite").exists() and not (out / ".previous").exists()
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
+    out = tmp_path / "busy"
+    first = subprocess.Popen(command("train", "--epochs", "5", "--train-limit", "430", "--quiet",
+                                     "--out", str(out)),
+                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_epochs(str(out), 1, first)
+        second = subprocess.run(command("train", "--resume", "--out", str(out), "--quiet"),
+                                capture_output=True, text=True, env=ENV, timeout=300)
+        assert second.returncode == 2
+        assert f"in use by process {first.pid}" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.kill()
+        first.wait()
+    # a killed holder releases the lock: the run resumes
+    resumed = subprocess.run(command("train", "--resume", "--out", str(out), "--quiet"),
+                             capture_output=True, text=True, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -5,7 +5,9 @@ A run directory holds:
 - `checkpoints/`: the latest checkpoints and the history so far,
 - `logs/`: TensorBoard summaries,
 - `model.keras`, `metrics.json`, `history.png`: written atomically when training ends;
-  `metrics.json` present means the run is complete.
+  `metrics.json` present means the run is complete,
+- `.lock`: held by the process writing the run (see `fmfp_tf.runs`); `--overwrite` trains in
+  `.overwrite/` and swaps the new run in only once it is complete.
 """
 import json
 import os
@@ -14,7 +16,7 @@ import time
 import keras
 import tensorflow as tf
 
-from fmfp_tf import atomic, data, models, plots, provenance, sizes
+from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
 from fmfp_tf.config import TrainConfig, train_config
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
@@ -68,31 +70,6 @@ def read_run_config(run_dir):
     return train_config(values, path, bare_size="pixels")
 
 
-def _prepare_dir(out_dir, config, resume, overwrite):
-    config_path = os.path.join(out_dir, "config.json")
-    if resume:
-        if not os.path.isfile(config_path):
-            raise UsageError(f"{out_dir}: nothing to resume (no config.json)")
-        return
-    if os.path.isfile(os.path.join(out_dir, "metrics.json")) or os.path.isdir(
-        os.path.join(out_dir, "checkpoints")
-    ):
-        if not overwrite:
-            raise UsageError(
-                f"{out_dir}: already holds a run; pass --resume to continue it, --overwrite to "
-                "start again, or choose another --out"
-            )
-        import shutil
-
-        for name in ("checkpoints", "logs", "metrics.json", "model.keras", "history.png"):
-            path = os.path.join(out_dir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-    atomic.write_json(config_path, config.to_dict())
-
-
 def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=None):
     """Trains the model described by `config` into `out_dir`; returns the metrics dict.
 
@@ -101,14 +78,38 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
     default `out_dir/twin-undefended`.
     """
     if resume:
+        if not os.path.isfile(os.path.join(out_dir, "config.json")):
+            raise UsageError(f"{out_dir}: nothing to resume (no config.json)")
         config = read_run_config(out_dir)
     elif not isinstance(config, TrainConfig):
         raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
-    started = time.time()
     strategy = strategies.get_strategy(config.strategy)
-    chief = strategies.is_chief(strategy)
-    if chief:
-        _prepare_dir(out_dir, config, resume, overwrite)
+    if not strategies.is_chief(strategy):
+        # workers other than the chief write nothing that lasts in the run directory
+        return _train_in(config, out_dir, strategy, False, verbose, twin_dir)
+    with runs.locked(out_dir):
+        staged = None
+        if not resume and runs.holds_run(out_dir):
+            if not overwrite:
+                raise UsageError(
+                    f"{out_dir}: already holds a run; pass --resume to continue it, --overwrite "
+                    "to start again (the old run stays whole until the new one completes), or "
+                    "choose another --out")
+            staged = runs.staging_dir(out_dir)
+        work_dir = staged or out_dir
+        if not resume:
+            atomic.write_json(os.path.join(work_dir, "config.json"), config.to_dict())
+        metrics = _train_in(config, work_dir, strategy, True, verbose,
+                            twin_dir or (os.path.join(work_dir, "twin-undefended")
+                                         if staged else None))
+        if staged:
+            runs.swap_in(out_dir, staged)
+        return metrics
+
+
+def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
+    """Trains into `out_dir` (the run directory, or its staging directory on --overwrite)."""
+    started = time.time()
     seed_everything(config.seed)
 
     train_arrays = load_split(config, "train")

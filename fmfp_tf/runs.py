@@ -1,0 +1,104 @@
+"""A run directory's guard rails: one writer at a time, and an --overwrite that loses nothing.
+
+- `locked(run_dir)`: an advisory lock (`fcntl.flock` on `RUN/.lock`, which the kernel releases
+  when the holder dies, so a crash never leaves a stale lock). A second writer gets a one-line
+  error naming the holder's pid.
+- `Overwrite`: a new run replacing a finished one is trained in `RUN/.overwrite/`; only once it is
+  complete are the old files moved aside (`RUN/.previous/`), the new ones moved in and the old
+  ones deleted. A failure, a kill or Ctrl-C before that leaves the old run whole; the next writer
+  cleans up what a kill left.
+"""
+import contextlib
+import errno
+import os
+import shutil
+
+from fmfp_tf.errors import UsageError
+
+LOCK_NAME = ".lock"
+STAGING = ".overwrite"
+PREVIOUS = ".previous"
+# the files and folders a run consists of (what an overwrite replaces)
+RUN_ENTRIES = ("config.json", "checkpoints", "logs", "metrics.json", "model.keras", "history.png",
+               "twin-undefended")
+
+
+@contextlib.contextmanager
+def locked(run_dir, what="run directory"):
+    """Holds an exclusive lock on `run_dir` for the block; UsageError if another process has it."""
+    import fcntl
+
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, LOCK_NAME)
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise UsageError(f"{run_dir}: {what} in use by process {holder}; wait for it to "
+                             "finish or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        recover(run_dir)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def holds_run(run_dir):
+    return any(os.path.exists(os.path.join(run_dir, name))
+               for name in ("metrics.json", "checkpoints"))
+
+
+def recover(run_dir):
+    """Undoes what a kill left (called under the lock): a half-done swap is rolled back or
+    finished, an abandoned staging directory removed."""
+    previous = os.path.join(run_dir, PREVIOUS)
+    staging = os.path.join(run_dir, STAGING)
+    if os.path.isdir(previous):
+        if os.path.isfile(os.path.join(run_dir, "metrics.json")) and not os.path.isdir(staging):
+            shutil.rmtree(previous)  # the new run was fully moved in: the old one can go
+        else:
+            # killed while moving: put the old run back
+            for name in os.listdir(previous):
+                target = os.path.join(run_dir, name)
+                _remove(target)
+                os.replace(os.path.join(previous, name), target)
+            os.rmdir(previous)
+    if os.path.isdir(staging):
+        shutil.rmtree(staging)
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def staging_dir(run_dir):
+    """Where an overwriting run is trained until it completes."""
+    path = os.path.join(run_dir, STAGING)
+    _remove(path)
+    os.makedirs(path)
+    return path
+
+
+def swap_in(run_dir, staged):
+    """Replaces the run in `run_dir` by the complete run in `staged` (both under the lock)."""
+    previous = os.path.join(run_dir, PREVIOUS)
+    _remove(previous)
+    os.makedirs(previous)
+    for name in RUN_ENTRIES:
+        if os.path.lexists(os.path.join(run_dir, name)):
+            os.replace(os.path.join(run_dir, name), os.path.join(previous, name))
+    for name in os.listdir(staged):
+        os.replace(os.path.join(staged, name), os.path.join(run_dir, name))
+    os.rmdir(staged)
+    shutil.rmtree(previous)
