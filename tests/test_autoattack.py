@@ -145,3 +145,32 @@ def test_bad_arguments_and_labels_are_named(trained_model):
         attacks.square(model, x[:2], np.array([0, 99]))
     with pytest.raises(UsageError, match="version"):
         attacks.autoattack(model, x[:2], y[:2], version="plus")
+
+
+class NoisyDefense:
+    """Built lazily: a third defense layer, known to nothing but its base class."""
+
+    @staticmethod
+    def layer():
+        from fmfp_tf.layers.base import RandomImageDefense
+
+        class AddNoise(RandomImageDefense):
+            def transform(self, images, seed):
+                return images + 0.01 * tf.random.stateless_normal(tf.shape(images), seed)
+
+        return AddNoise(size=1, test_time=True, seed=0)
+
+
+def test_any_defense_random_at_inference_gets_eot_and_the_rand_ensemble(trained_model):
+    from fmfp_tf.evaluation import attack_specs, threat_models
+
+    model, x, y = trained_model
+    noisy = keras.Sequential([keras.Input(x.shape[1:]), NoisyDefense.layer(), model])
+    assert threat_models.is_randomised_at_test_time(noisy)
+    assert not threat_models.is_randomised_at_test_time(model)
+    spec = attack_specs.get("autoattack")
+    assert spec.params(attack_specs.AttackSettings(), EPS, randomized=True)["version"] == "rand"
+    seen = []
+    x_adv = attacks.autoattack(noisy, x[:16], y[:16], eps=EPS, version="rand", steps=3,
+                               log=lambda name, robust: seen.append(name))
+    assert seen == ["apgd-ce", "apgd-dlr"] and within_budget(x_adv, x[:16], EPS)

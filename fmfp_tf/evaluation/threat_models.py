@@ -13,7 +13,7 @@ import numpy as np
 
 from fmfp_tf.attacks.eot import eot_model
 from fmfp_tf.errors import UsageError
-from fmfp_tf.layers import FeatureMask, FeaturePadding
+from fmfp_tf.layers.base import RandomImageDefense
 
 THREAT_MODELS = ("white-box", "transfer", "adaptive")
 
@@ -34,7 +34,9 @@ def _all_layers(model):
 
 
 def is_randomised_at_test_time(model):
-    return any(isinstance(layer, (FeatureMask, FeaturePadding)) and layer.test_time
+    """Whether any defense layer (every `RandomImageDefense`, not only FM and FP) of `model` is
+    active at inference, so two calls on the same input can differ."""
+    return any(isinstance(layer, RandomImageDefense) and layer.test_time
                for layer in _all_layers(model))
 
 
