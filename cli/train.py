@@ -23,8 +23,10 @@ from fmfp_tf.cli.options import parse_size
 @click.option("--epochs", type=int, help="Passes over the training set (default 8).")
 @click.option("--batch-size", type=int, help="Global batch size, over all replicas (default 32).")
 @click.option("--learning-rate", type=float, help="Adam learning rate (default 1e-3).")
-@click.option("--seed", type=int, help="Seed of weights, shuffling and the layers (default 0).")
-@click.option("--image-size", type=int, help="Square image side in pixels (default 32).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1),
+              help="Seed of weights, shuffling and the layers, 0..2^32-1 (default 0).")
+@click.option("--image-size", type=click.IntRange(4, 1024),
+              help="Square image side in pixels, 4..1024 (default 32).")
 @click.option("--face-crop", help="auto (default: mtcnn for face datasets), none, center, mtcnn.")
 @click.option("--train-limit", type=int, help="Use a seeded random sample of N training images.")
 @click.option("--test-limit", type=int, help="Use a seeded random sample of N test images.")
@@ -52,6 +54,15 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
     if resume:
         if not out:
             raise click.UsageError("--resume needs --out, the run directory to continue")
+        given = [name for name, value in [("--config", config_file), ("--image-size", image_size),
+                                          ("--at-eps", at_eps), ("--overwrite", overwrite or None),
+                                          *((f"--{k.replace('_', '-')}", v)
+                                            for k, v in options.items())] if value is not None]
+        if given:
+            # a resumed run continues exactly as configured; a changed setting would be ignored
+            raise click.UsageError(
+                f"--resume continues the run in {out} with its recorded settings; "
+                f"{', '.join(given)} cannot change it (start a new run with another --out)")
         metrics = run_training(None, out, resume=True, verbose=0 if quiet else 1)
     else:
         config = resolve_train_config(

@@ -192,6 +192,9 @@ def validate(config):
         _fail("image_size", config.image_size, "two sides in 4..1024")
     if config.data_dir is None and config.dataset != "synthetic":
         _fail("data_dir", None, f"a directory for dataset {config.dataset!r}")
+    if config.data_dir is not None and config.dataset == "synthetic":
+        _fail("data_dir", config.data_dir, "none: the synthetic dataset is drawn from the seed "
+                                           "and reads no files (pass --dataset too)")
 
 
 def read_yaml(path):
@@ -206,7 +209,8 @@ def read_yaml(path):
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if data is None:
-        return {}
+        raise UsageError(f"{path}: the config file is empty; expected a mapping of keys to values "
+                         "(see configs/)")
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of keys to values at the top level")
     return data

@@ -101,6 +101,9 @@ def test_config_validation_names_key_value_and_expectation(tmp_path):
     assert config.size_pixels == 3 and config.layer_size == 0.08
     path.write_text("defense: padding\nsize: 4px\n")
     assert resolve_train_config(str(path)).size_pixels == 4
+    path.write_text("# only a comment\n")
+    with pytest.raises(UsageError, match="c.yaml: the config file is empty"):
+        resolve_train_config(str(path))
     path.write_text("- not\n- a mapping\n")
     with pytest.raises(UsageError, match="mapping"):
         resolve_train_config(str(path))
