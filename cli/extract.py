@@ -7,11 +7,13 @@ import click
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Directory to create with the archive's contents.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-def extract(archive, out, overwrite):
+@click.option("--max-size", type=click.FloatRange(min=0, min_open=True), default=8.0,
+              show_default=True, help="Refuse archives whose members add up to more GiB.")
+def extract(archive, out, overwrite, max_size):
     """Safely extract an official dataset archive (zip or tar) into a new directory.
 
     Members with absolute paths, '..' or links are refused; nothing is written then.
     """
     from fmfp_tf.data.archives import extract as run_extract
 
-    click.echo(run_extract(archive, out, overwrite=overwrite))
+    click.echo(run_extract(archive, out, overwrite=overwrite, max_bytes=int(max_size * 2**30)))

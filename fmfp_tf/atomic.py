@@ -10,6 +10,19 @@ import shutil
 import tempfile
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode(path, directory=False):
+    """Gives `path` the mode the user's umask gives a new file or directory (mkstemp and mkdtemp
+    create 0600 / 0700, which a rename would carry to the final output: unreadable by a TF
+    Serving process running as another user)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def _fsync_dir(path):
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -42,6 +55,7 @@ def atomic_path(path, suffix=None):
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        ordinary_mode(tmp)
         os.replace(tmp, path)
         _fsync_dir(directory)
     finally:
@@ -90,6 +104,7 @@ def atomic_directory(path, overwrite=False):
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
         yield tmp
+        ordinary_mode(tmp, directory=True)
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)

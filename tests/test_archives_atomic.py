@@ -70,3 +70,35 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("crash")
     assert not (tmp_path / "dir").exists()
     assert sorted(os.listdir(tmp_path)) == ["metrics.json"]
+
+
+def test_damaged_archives_and_bombs_get_a_clear_error(tmp_path):
+    tar_path = tmp_path / "faces.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as handle:
+        for i in range(20):
+            data = os.urandom(20000)
+            info = tarfile.TarInfo(f"s1/{i}.pgm")
+            info.size = len(data)
+            handle.addfile(info, io.BytesIO(data))
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(tar_path.read_bytes()[:150000])
+    with pytest.raises(DataError, match="truncated or corrupt archive"):
+        extract(str(truncated), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match="above the limit.*--max-size"):
+        extract(str(tar_path), str(tmp_path / "out"), max_bytes=100000)
+    with pytest.raises(DataError, match="--overwrite"):
+        extract(str(tar_path), str(tmp_path / "out2"))
+        extract(str(tar_path), str(tmp_path / "out2"))
+
+
+def test_outputs_get_the_modes_of_the_users_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic.write_json(str(tmp_path / "metrics.json"), {"a": 1})
+        with atomic.atomic_directory(str(tmp_path / "export")) as tmp:
+            open(os.path.join(tmp, "saved_model.pb"), "w").close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o755

@@ -174,3 +174,11 @@ def test_any_defense_random_at_inference_gets_eot_and_the_rand_ensemble(trained_
     x_adv = attacks.autoattack(noisy, x[:16], y[:16], eps=EPS, version="rand", steps=3,
                                log=lambda name, robust: seen.append(name))
     assert seen == ["apgd-ce", "apgd-dlr"] and within_budget(x_adv, x[:16], EPS)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "rfgsm", "pgd", "cw_l2", "apgd", "square",
+                                  "autoattack"])
+def test_every_attack_names_a_label_outside_the_models_classes(trained_model, name):
+    model, x, y = trained_model
+    with pytest.raises(UsageError, match=r"labels must lie in 0..42; got 0..43"):
+        getattr(attacks, name)(model, x[:2], np.array([0, 43]))

@@ -7,9 +7,22 @@ Extraction goes to a temporary directory that is renamed into place when complet
 import os
 import tarfile
 import zipfile
+import zlib
 
 from fmfp_tf import atomic
 from fmfp_tf.errors import DataError
+
+# the official GTSRB, BelgiumTSC, ORL and Yale archives unpack to well under 1 GiB together
+DEFAULT_MAX_BYTES = 8 * 2**30
+# what a damaged archive raises while being read: a truncated gzip stream ends in EOFError
+_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
+
+
+def _check_total(archive, total, max_bytes):
+    if total > max_bytes:
+        raise DataError(f"{archive}: would extract {total / 2**30:.2f} GiB, above the limit of "
+                        f"{max_bytes / 2**30:.2f} GiB (raise it with --max-size if the archive is "
+                        "trusted)")
 
 
 def _check_member(archive, name):
@@ -20,7 +33,7 @@ def _check_member(archive, name):
         raise DataError(f"{archive}: member {name!r} escapes the target directory; refused")
 
 
-def _members(archive):
+def _members(archive, max_bytes=DEFAULT_MAX_BYTES):
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as handle:
             for info in handle.infolist():
@@ -29,10 +42,13 @@ def _members(archive):
                 if mode == 0o120000:
                     raise DataError(f"{archive}: member {info.filename!r} is a symbolic link; "
                                     "refused")
+            _check_total(archive, sum(info.file_size for info in handle.infolist()), max_bytes)
         return "zip"
     try:
         with tarfile.open(archive) as handle:
-            for member in handle.getmembers():
+            members = handle.getmembers()
+            _check_total(archive, sum(m.size for m in members), max_bytes)
+            for member in members:
                 _check_member(archive, member.name)
                 if member.issym() or member.islnk():
                     raise DataError(f"{archive}: member {member.name!r} is a link; refused")
@@ -40,15 +56,21 @@ def _members(archive):
                     raise DataError(f"{archive}: member {member.name!r} is not a regular file; "
                                     "refused")
         return "tar"
-    except tarfile.TarError:
+    except tarfile.ReadError:
         raise DataError(f"{archive}: not a zip or tar archive") from None
+    except _DAMAGED as error:
+        raise DataError(f"{archive}: truncated or corrupt archive ({error})") from None
 
 
-def extract(archive, target, overwrite=False):
-    """Extracts `archive` to `target` (created whole, atomically); returns `target`."""
+def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
+    """Extracts `archive` to `target` (created whole, atomically); returns `target`.
+
+    `max_bytes` caps the total size the members declare (a zip bomb is refused before anything
+    is written).
+    """
     if not os.path.isfile(archive):
         raise DataError(f"{archive}: archive not found")
-    kind = _members(archive)
+    kind = _members(archive, max_bytes)
     try:
         with atomic.atomic_directory(target, overwrite=overwrite) as tmp:
             if kind == "zip":
@@ -60,5 +82,9 @@ def extract(archive, target, overwrite=False):
                 with tarfile.open(archive) as handle:
                     handle.extractall(tmp, **options)
     except FileExistsError:
-        raise DataError(f"{target}: already exists") from None
+        raise DataError(f"{target}: already exists; pass --overwrite to replace it") from None
+    except DataError:
+        raise
+    except _DAMAGED as error:
+        raise DataError(f"{archive}: truncated or corrupt archive ({error})") from None
     return target
