@@ -155,3 +155,30 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
     resumed = subprocess.run(command("train", "--resume", "--out", str(out), "--quiet"),
                              capture_output=True, text=True, env=ENV, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_damaged_state_gets_one_line_and_a_damaged_checkpoint_falls_back(tmp_path):
+    out = tmp_path / "damaged"
+    process = subprocess.Popen(command("train", "--epochs", "4", "--train-limit", "430",
+                                       "--test-limit", "100", "--quiet", "--out", str(out)),
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(str(out), 2, process)
+    process.kill()
+    process.wait()
+    state = out / "checkpoints" / "state.json"
+    good_state = state.read_text()
+    state.write_text(good_state[:40])
+    result = subprocess.run(command("train", "--resume", "--out", str(out), "--quiet"),
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "state.json: damaged training state" in result.stderr
+    state.write_text(good_state)
+    # truncate the newest checkpoint's data: the resume falls back to the one before
+    newest = sorted((out / "checkpoints").glob("ckpt-*.data-*"),
+                    key=lambda p: int(p.name.split("-")[1].split(".")[0]))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    result = subprocess.run(command("train", "--resume", "--out", str(out)),
+                            capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "is damaged" in result.stdout and "trying the one before" in result.stdout
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 4

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from fmfp_tf import atomic, provenance
 from fmfp_tf.data.pipeline import make_dataset
+from fmfp_tf.errors import UsageError
 
 
 class Interrupted(Exception):
@@ -133,6 +134,32 @@ def evaluate_arrays(eval_step, strategy, images, labels, batch_size):
     return totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1)
 
 
+def _restore(checkpoint, manager, checkpoint_dir, verbose):
+    """Restores the newest whole checkpoint (the manager keeps two); returns its path."""
+    for path in reversed(manager.checkpoints):
+        try:
+            checkpoint.restore(path).expect_partial()
+            return path
+        except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+            if verbose:
+                print(f"checkpoint {path} is damaged ({str(error).splitlines()[0][:200]}); "
+                      "trying the one before")
+    raise UsageError(f"{checkpoint_dir}: no whole checkpoint to resume from (the last two are "
+                     "damaged); start the run again with --overwrite")
+
+
+def _read_state(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        if not isinstance(state.get("history"), list) or len(state.get("partial", ())) != 3:
+            raise ValueError("missing history or partial totals")
+        return state
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        raise UsageError(f"{path}: damaged training state ({error}); the checkpoints cannot be "
+                         "resumed without it: start the run again with --overwrite") from None
+
+
 def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, checkpoint_dir,
         write_files=True, perturb=None, clean_weight=0.0, log_dir=None, verbose=1,
         on_epoch_end=None):
@@ -159,15 +186,14 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     state_path = os.path.join(checkpoint_dir, "state.json")
     history, partial = [], [0.0, 0.0, 0.0]
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    if manager.checkpoints:
+        restored = _restore(checkpoint, manager, checkpoint_dir, verbose)
         if os.path.exists(state_path):
-            with open(state_path, encoding="utf-8") as handle:
-                state = json.load(handle)
+            state = _read_state(state_path)
             history = state["history"][: int(epoch_var.numpy())]
             partial = state["partial"] if int(step_var.numpy()) else partial
         if verbose:
-            print(f"resumed from {manager.latest_checkpoint}: {int(epoch_var.numpy())} epoch(s) "
+            print(f"resumed from {restored}: {int(epoch_var.numpy())} epoch(s) "
                   f"and {int(step_var.numpy())} batch(es) done")
 
     steps = int(np.ceil(len(train.labels) / batch_size))
