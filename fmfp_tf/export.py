@@ -86,11 +86,15 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
         raise ModelError(
             f"{model_path}: its FM/FP layers run at test time (test_time=True); a served model "
             "must be deterministic. Retrain without --test-time to export it")
-    version = version or next_version(base, name)
-    target = os.path.join(base, name, str(version))
-    if os.path.exists(target) and not force:
-        raise UsageError(f"{target} already exists; pass --force to replace it")
-    archive = _archive(model)
-    with atomic.atomic_directory(target, overwrite=force) as tmp:
-        archive.write_out(tmp, verbose=False)
+    from fmfp_tf import runs
+
+    # one exporter per model name at a time: two would pick the same next version
+    with runs.locked(os.path.join(base, name), "model directory"):
+        version = version or next_version(base, name)
+        target = os.path.join(base, name, str(version))
+        if os.path.exists(target) and not force:
+            raise UsageError(f"{target} already exists; pass --force to replace it")
+        archive = _archive(model)
+        with atomic.atomic_directory(target, overwrite=force) as tmp:
+            archive.write_out(tmp, verbose=False)
     return target

@@ -63,6 +63,12 @@ def load_model(path, unsafe=False):
             return SavedModelClassifier(resolved)
         except (OSError, ValueError) as error:
             raise ModelError(f"{resolved}: cannot load SavedModel ({error})") from None
+    import zipfile
+
+    if not zipfile.is_zipfile(resolved):
+        # Keras would say "File not found" of a file that exists but is damaged
+        raise ModelError(f"{resolved}: not a valid .keras file (truncated or corrupt; a .keras "
+                         "file is a zip archive)")
     try:
         return keras.saving.load_model(resolved, safe_mode=not unsafe, compile=False)
     except ValueError as error:
@@ -75,6 +81,7 @@ def load_model(path, unsafe=False):
         raise ModelError(f"{resolved}: cannot load model ({message})") from None
     except (OSError, KeyError, TypeError) as error:
         raise ModelError(f"{resolved}: cannot load model ({error})") from None
+
 
 
 def check_compatible(model, image_shape, num_classes, model_name="model", dataset="dataset"):

@@ -73,6 +73,14 @@ def recover(run_dir):
             os.rmdir(previous)
     if os.path.isdir(staging):
         shutil.rmtree(staging)
+    # temporary files of atomic writes (.model.keras.*.tmp.keras, ...) and TensorFlow's half-written
+    # checkpoints (ckpt-N_temp/) that a kill or a full disk left behind
+    for folder in (run_dir, os.path.join(run_dir, "checkpoints")):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if (name.startswith(".") and ".tmp" in name) or name.endswith("_temp"):
+                _remove(os.path.join(folder, name))
 
 
 def _remove(path):

@@ -274,3 +274,16 @@ def test_evaluate_with_apgd_square_and_autoattack_reports_the_worst_case(runs, t
                                          "restarts": 1, "target_classes": 2, "seed": 0}
     markdown = (out / "results.md").read_text()
     assert "Worst case over all attacks" in markdown and "- AutoAttack: version=standard" in markdown
+
+
+def test_unclear_messages_now_name_the_problem(tmp_path):
+    damaged = tmp_path / "m.keras"
+    damaged.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    result = fmfp("evaluate", "--model", str(damaged), "--out", str(tmp_path / "e"))
+    assert result.returncode == 1 and "not a valid .keras file (truncated or corrupt" in result.stderr
+    a_file = tmp_path / "data.txt"
+    a_file.write_text("x")
+    result = fmfp("train", "--dataset", "gtsrb", "--data-dir", str(a_file))
+    assert result.returncode == 1 and "is a file; expected the dataset's directory" in result.stderr
+    result = fmfp("reproduce", str(tmp_path / "mine.yaml"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "mine.yaml: table file not found" in result.stderr

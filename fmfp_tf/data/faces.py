@@ -38,7 +38,9 @@ def _check_dir(data_dir, dataset, layout):
     if data_dir is None:
         raise DataError(f"{dataset} needs data_dir: the folder holding {layout}")
     if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: data directory not found")
+        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
+                                           if os.path.exists(data_dir)
+                                           else "data directory not found"))
 
 
 def orl_files(data_dir, split, split_seed=0):

@@ -32,7 +32,9 @@ def folder_files(data_dir, split, test_fraction=0.2, split_seed=0):
     if data_dir is None:
         raise DataError("folder needs data_dir: a folder with one sub-folder of images per class")
     if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: data directory not found")
+        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
+                                           if os.path.exists(data_dir)
+                                           else "data directory not found"))
     if os.path.isdir(os.path.join(data_dir, "train")) and os.path.isdir(
         os.path.join(data_dir, "test")
     ):

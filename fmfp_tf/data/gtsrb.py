@@ -65,7 +65,9 @@ def gtsrb_root(data_dir):
     if data_dir is None:
         raise DataError("gtsrb needs data_dir: the folder that holds GTSRB/ (or GTSRB/ itself)")
     if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: data directory not found")
+        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
+                                           if os.path.exists(data_dir)
+                                           else "data directory not found"))
     for candidate in (os.path.join(data_dir, "GTSRB"), data_dir):
         if os.path.isdir(os.path.join(candidate, "Final_Training")) or os.path.isdir(
             os.path.join(candidate, "Final_Test")
@@ -137,7 +139,9 @@ def belgium_files(data_dir, split):
     if data_dir is None:
         raise DataError("belgium needs data_dir: the folder holding Training/ and Testing/")
     if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: data directory not found")
+        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
+                                           if os.path.exists(data_dir)
+                                           else "data directory not found"))
     folder = {"train": "Training", "test": "Testing"}[split]
     images_dir = os.path.join(data_dir, folder)
     if not os.path.isdir(images_dir):

@@ -96,6 +96,8 @@ def table_path(name):
         return str(resource)
     if os.path.isfile(name):
         return name
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        raise UsageError(f"{name}: table file not found")
     raise UsageError(f"unknown table {name!r}; expected one of {', '.join(TABLES)}, all, or a "
                      "path to a table YAML file")
 
