@@ -54,15 +54,7 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
     if resume:
         if not out:
             raise click.UsageError("--resume needs --out, the run directory to continue")
-        given = [name for name, value in [("--config", config_file), ("--image-size", image_size),
-                                          ("--at-eps", at_eps), ("--overwrite", overwrite or None),
-                                          *((f"--{k.replace('_', '-')}", v)
-                                            for k, v in options.items())] if value is not None]
-        if given:
-            # a resumed run continues exactly as configured; a changed setting would be ignored
-            raise click.UsageError(
-                f"--resume continues the run in {out} with its recorded settings; "
-                f"{', '.join(given)} cannot change it (start a new run with another --out)")
+        _check_resume_options(out, config_file, image_size, at_eps, options)
         metrics = run_training(None, out, resume=True, verbose=0 if quiet else 1)
     else:
         config = resolve_train_config(
@@ -78,6 +70,36 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
                    f"{metrics['weights_sha256'][:16]}  run {out}")
     else:
         click.echo(summary(metrics, out))
+
+
+def _check_resume_options(out, config_file, image_size, at_eps, options):
+    """--resume continues a run as recorded: options that repeat the recorded settings are
+    accepted, options that would change them are refused (never silently ignored)."""
+    if config_file:
+        raise click.UsageError("--resume reads the settings recorded in the run; drop --config")
+    import os
+
+    from fmfp_tf.attacks.common import parse_eps
+    from fmfp_tf.config import train_config
+    from fmfp_tf.training.run import read_run_config
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if image_size:
+        given["image_size"] = (image_size, image_size)
+    if at_eps is not None:
+        given["at_eps"] = parse_eps(at_eps)
+    if not given or not os.path.isfile(os.path.join(out, "config.json")):
+        return  # nothing to compare, or nothing to resume (train says so)
+    if given.get("data_dir"):
+        given["data_dir"] = os.path.abspath(given["data_dir"])
+    recorded = read_run_config(out).to_dict()
+    asked = train_config({**recorded, **given}, "options").to_dict()
+    changed = [f"--{key.replace('_', '-')} {asked[key]!r} (recorded: {recorded[key]!r})"
+               for key in given if asked[key] != recorded[key]]
+    if changed:
+        raise click.UsageError(
+            f"--resume continues the run in {out} as recorded; it cannot change "
+            f"{', '.join(changed)}: start a new run with another --out")
 
 
 def summary(metrics, out):

@@ -182,3 +182,15 @@ def test_every_attack_names_a_label_outside_the_models_classes(trained_model, na
     model, x, y = trained_model
     with pytest.raises(UsageError, match=r"labels must lie in 0..42; got 0..43"):
         getattr(attacks, name)(model, x[:2], np.array([0, 43]))
+
+
+def test_a_first_batch_of_one_image_does_not_fix_the_batch_size():
+    # the evaluation hands the attacks subsets of any size, a single image included
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(5)])
+    rng = np.random.default_rng(0)
+    for count in (1, 3):
+        x = rng.random((count, 8, 8, 1)).astype(np.float32)
+        y = np.arange(count) % 5
+        assert attacks.square(model, x, y, eps=0.1, queries=20).shape == x.shape
+        assert attacks.apgd(model, x, y, eps=0.1, steps=4, loss="dlr").shape == x.shape
