@@ -171,10 +171,9 @@ def apgd_graph(model, x, y, eps, steps, norm, loss_name, seed, target=None, plan
 
         return i + 1, tf.cond(is_end[i], checkpoint, lambda: out)
 
-    # every state tensor is per example: its batch size may be static in one trace and not in
-    # the values the loop computes (tf.fill of a dynamic size), so leave it open
-    invariants = tf.nest.map_structure(
-        lambda t: tf.TensorShape([None] + t.shape.as_list()[1:]), state)
+    # a trace may know the batch size (or more) statically where the values the loop computes
+    # do not (tf.fill of a dynamic size): leave every dimension open, only the ranks are fixed
+    invariants = tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), state)
     _, state = tf.while_loop(lambda i, _: i < steps, body, [tf.constant(0), state],
                              shape_invariants=[tf.TensorShape([]), invariants])
     examples = tf.where(_per_example(state["fooled"], x), state["x_found"], state["x_best"])

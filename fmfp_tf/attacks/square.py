@@ -80,11 +80,11 @@ def _search(model, x, y, eps, x_best, best, sides, first, seed):
         x_best = tf.where(tf.reshape(take, [-1, 1, 1, 1]), candidate, x_best)
         return i + 1, x_best, tf.where(take, value, best)
 
-    # the batch size is left open: a trace may know it, the window draws do not
+    # dimensions are left open: a trace may know them, the window draws (from tf.shape) do not
     _, x_best, best = tf.while_loop(
         lambda i, _, best: (i < queries) & tf.reduce_any(best >= 0), body,
         [tf.constant(0), x_best, best],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None] + x.shape.as_list()[1:]),
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None] * 4),
                           tf.TensorShape([None])])
     return x_best, best
 
