@@ -184,6 +184,10 @@ print("ok")
     (["train", "--defense", "blur"], 2, "defense"),
     (["train", "--dataset", "gtsrb", "--data-dir", "/nonexistent/dir"], 1, "not found"),
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x"], 1, "not found"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--cw-learning-rate", "nan"], 2,
+     "--cw-learning-rate must be a finite number > 0; got nan"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "fgsm,deepfool"],
+     2, "--attacks: unknown deepfool"),
     (["export", "--model", "/nonexistent.keras", "--out", "x", "--name", "m"], 1, "not found"),
 ])
 def test_bad_input_gives_one_line_error_without_traceback(tmp_path, args, code, message):

@@ -238,3 +238,23 @@ def test_real_orl_and_yale_counts():
     yale_test = data.load_arrays("yale", str(yale), "test")
     assert len(yale_train.labels) + len(yale_test.labels) == 165
     assert len(yale_test.labels) == 45 and len(yale_train.class_names) == 15
+
+
+def test_folder_with_an_empty_class_one_class_or_only_bad_images_is_refused(tmp_path):
+    from fmfp_tf.data import load_arrays
+
+    for name in ("a", "b"):
+        (tmp_path / "empty" / name).mkdir(parents=True)
+    write_ppm(str(tmp_path / "empty" / "a" / "1.ppm"))
+    with pytest.raises(DataError, match=r"class folder\(s\) b hold no images"):
+        load_arrays("folder", str(tmp_path / "empty"), use_cache=False)
+    (tmp_path / "one" / "a").mkdir(parents=True)
+    write_ppm(str(tmp_path / "one" / "a" / "1.ppm"))
+    with pytest.raises(DataError, match=r"one.*only one class folder \(a\)"):
+        load_arrays("folder", str(tmp_path / "one"), use_cache=False)
+    for name in ("a", "b"):
+        (tmp_path / "bad" / name).mkdir(parents=True)
+        for i in range(5):
+            (tmp_path / "bad" / name / f"{i}.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"all 8 images of the train split were skipped as bad"):
+        load_arrays("folder", str(tmp_path / "bad"), on_bad_image="skip", use_cache=False)

@@ -18,7 +18,7 @@ import numpy as np
 from fmfp_tf.data import cache, face_alignment, faces, folder, gtsrb, images, synthetic
 from fmfp_tf.data.images import Arrays
 from fmfp_tf.data.pipeline import make_dataset
-from fmfp_tf.errors import UsageError
+from fmfp_tf.errors import DataError, UsageError
 
 DATASETS = ("synthetic", "gtsrb", "belgium", "orl", "yale", "folder")
 SPLITS = ("train", "test")
@@ -109,7 +109,13 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
 
     options = {"split": split, "size": [height, width], "on_bad_image": on_bad_image,
                "split_seed": split_seed, "face_crop": face_crop}
+    if not paths:
+        raise DataError(f"{name} in {data_dir}: the {split} split holds no images")
     arrays = cache.cached(name, options, paths, root, build) if use_cache else build()
+    if not len(arrays.labels):
+        first = arrays.skipped[0] if arrays.skipped else ("?", "?")
+        raise DataError(f"{name} in {data_dir}: all {len(paths)} images of the {split} split were "
+                        f"skipped as bad (first: {first[0]}: {first[1]})")
     if limit is not None and limit < len(arrays.labels):
         keep = np.sort(np.random.default_rng([split_seed, SPLITS.index(split)]).choice(
             len(arrays.labels), limit, replace=False))

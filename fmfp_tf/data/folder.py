@@ -25,6 +25,14 @@ def _class_files(root):
         )
     if not any(files.values()):
         raise DataError(f"{root}: the class folders hold no images ({', '.join(EXTENSIONS)})")
+    empty = [name for name in classes if not files[name]]
+    if empty:
+        # an empty class would be a label the model can never learn nor be tested on
+        raise DataError(f"{root}: class folder(s) {', '.join(empty)} hold no images "
+                        f"({', '.join(EXTENSIONS)}); remove them or add images")
+    if len(classes) < 2:
+        raise DataError(f"{root}: only one class folder ({classes[0]}); a classifier needs at "
+                        "least two")
     return classes, files
 
 
