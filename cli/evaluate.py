@@ -72,17 +72,12 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
                         ("--cw-initial-const", cw_initial_const)):
         if not (math.isfinite(value) and value > 0):
             raise UsageError(f"{name} must be a finite number > 0; got {value}")
-    from fmfp_tf.evaluation import ATTACK_NAMES, THREAT_MODELS
+    from fmfp_tf.evaluation.attack_specs import check_names
+    from fmfp_tf.evaluation.threat_models import check_threats
 
     # every option is checked before the first model is loaded or attacked
-    unknown = [a for a in _split(attacks) if a not in ATTACK_NAMES]
-    if unknown or not _split(attacks):
-        raise UsageError(f"--attacks: unknown {', '.join(unknown) or 'empty list'}; expected "
-                         f"names from {', '.join(ATTACK_NAMES)}")
-    unknown = [t for t in _split(threat) if t not in THREAT_MODELS]
-    if unknown or not _split(threat):
-        raise UsageError(f"--threat: unknown {', '.join(unknown) or 'empty list'}; expected "
-                         f"names from {', '.join(THREAT_MODELS)}")
+    check_names(_split(attacks), "--attacks")
+    check_threats(_split(threat))
     settings = AttackSettings(pgd_steps=pgd_steps, pgd_restarts=pgd_restarts,
                               cw_iterations=cw_iterations, cw_binary_search_steps=cw_binary_steps,
                               cw_learning_rate=cw_learning_rate,

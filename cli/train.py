@@ -77,8 +77,6 @@ def _check_resume_options(out, config_file, image_size, at_eps, options):
     accepted, options that would change them are refused (never silently ignored)."""
     if config_file:
         raise click.UsageError("--resume reads the settings recorded in the run; drop --config")
-    import os
-
     from fmfp_tf.attacks.common import parse_eps
     from fmfp_tf.config import train_config
     from fmfp_tf.training.run import read_run_config

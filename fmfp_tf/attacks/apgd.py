@@ -41,10 +41,7 @@ def _sorted_logits(logits):
 def dlr_loss(logits, y):
     """-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3): positive once the example is misclassified."""
     ordered = _sorted_logits(logits)
-    true = tf.gather(logits, y, batch_dims=1)
-    others = tf.where(tf.equal(tf.range(tf.shape(logits)[-1])[tf.newaxis], y[:, tf.newaxis]),
-                      -np.inf, logits)
-    return -(true - tf.reduce_max(others, -1)) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+    return -common.margin(logits, y) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
 
 
 def targeted_dlr_loss(logits, y, target):
@@ -185,11 +182,6 @@ def _compiled(model, x, y, target, eps, steps, is_end, interval, norm, loss_name
     return apgd_graph(model, x, y, eps, steps, norm, loss_name, seed, target, (is_end, interval))
 
 
-def _clean_logits(model, x, batch_size):
-    return np.concatenate([np.asarray(common.logits_of(model, x[i:i + batch_size]), np.float32)
-                           for i in range(0, len(x), batch_size)])
-
-
 def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
          targeted=False, target_classes=9, seed=0, batch_size=256, progress=None):
     """Auto-PGD, untargeted (CE or DLR loss) or targeted (DLR over the top `target_classes`).
@@ -229,7 +221,7 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     restarts = common.check_positive_int("restarts", restarts)
     target_classes = common.check_positive_int("target_classes", target_classes)
     x = common.check_images(x)
-    num_classes = common.num_classes_of(model, x) if len(x) else None
+    num_classes = common.num_classes_of(model, x)
     y = common.check_labels(y, len(x), num_classes)
     if targeted:
         if num_classes is not None and target_classes > num_classes - 1:
@@ -244,7 +236,7 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
         return x.copy()
     # the budget and its checkpoints travel as tensors: one traced graph serves every budget
     is_end, interval = (tf.constant(a) for a in schedule(steps))
-    logits = _clean_logits(model, x, batch_size)
+    logits = common.predict_logits(model, x, batch_size)
     best = x.copy()
     fooled = logits.argmax(-1) != y  # already misclassified inputs are left as they are
     best_loss = np.full(len(x), -np.inf, np.float32)

@@ -48,7 +48,7 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     """
     eps = common.parse_eps(eps)
     x = common.check_images(x)
-    num_classes = common.num_classes_of(model, x) if len(x) else None
+    num_classes = common.num_classes_of(model, x)
     y = common.check_labels(y, len(x), num_classes)
     if num_classes is not None:
         # as many targets as there are other classes, on datasets with fewer than 10 classes
@@ -77,7 +77,6 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
 
 
 def _correct(model, x, y, batch_size):
-    predicted = np.concatenate([
-        np.argmax(np.asarray(common.logits_of(model, x[i:i + batch_size])), -1)
-        for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, int)
-    return predicted == y
+    if not len(x):
+        return np.zeros(0, bool)
+    return common.predict_logits(model, x, batch_size).argmax(-1) == y

@@ -89,7 +89,24 @@ def loss_gradient(model, x, y):
 
 
 def num_classes_of(model, x_sample):
+    """The model's number of outputs, from one image; None when there is no image to ask with."""
+    if not len(x_sample):
+        return None
     return int(logits_of(model, tf.convert_to_tensor(x_sample[:1])).shape[-1])
+
+
+def predict_logits(model, x, batch_size=256):
+    """float32 logits of the images `x` (non-empty), `batch_size` at a time."""
+    return np.concatenate([np.asarray(logits_of(model, x[i:i + batch_size]), np.float32)
+                           for i in range(0, len(x), batch_size)])
+
+
+def margin(logits, y):
+    """z_y - max_{i != y} z_i per example: negative once the example is misclassified."""
+    true = tf.gather(logits, y, batch_dims=1)
+    others = tf.where(tf.equal(tf.range(tf.shape(logits)[-1])[tf.newaxis], y[:, tf.newaxis]),
+                      -np.inf, logits)
+    return true - tf.reduce_max(others, -1)
 
 
 def batched(fn, x, y, batch_size, progress=None):

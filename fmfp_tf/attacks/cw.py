@@ -92,7 +92,7 @@ def cw_l2(model, x, y, confidence=0.0, learning_rate=0.01, initial_const=0.01,
     binary_search_steps = common.check_positive_int("binary_search_steps", binary_search_steps)
     max_iterations = common.check_positive_int("max_iterations", max_iterations)
     x = common.check_images(x)
-    y = common.check_labels(y, len(x), common.num_classes_of(model, x) if len(x) else None)
+    y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     return common.batched(
         lambda a, b: _compiled(model, a, b, tf.constant(confidence, tf.float32),
                                tf.constant(learning_rate, tf.float32),

@@ -28,6 +28,6 @@ def fgsm(model, x, y, eps=8 / 255, batch_size=256, progress=None):
     """
     eps = common.parse_eps(eps)
     x = common.check_images(x)
-    y = common.check_labels(y, len(x), common.num_classes_of(model, x) if len(x) else None)
+    y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     return common.batched(lambda a, b: _compiled(model, a, b, tf.constant(eps)), x, y,
                           batch_size, progress)

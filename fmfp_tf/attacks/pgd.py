@@ -96,7 +96,7 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
     step_size = 2.5 * eps / steps if step_size is None else common.check_budget(
         "step_size", step_size, 0.0, 1.0 if norm == "inf" else 1e3, low_open=True)
     x = common.check_images(x)
-    y = common.check_labels(y, len(x), common.num_classes_of(model, x) if len(x) else None)
+    y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     counter = [0]
 
     def run(a, b):

@@ -28,7 +28,7 @@ def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress
     if not 0 <= alpha < eps or eps == 0:
         raise UsageError(f"rfgsm needs 0 <= alpha < eps; got alpha {alpha:g}, eps {eps:g}")
     x = common.check_images(x)
-    y = common.check_labels(y, len(x), common.num_classes_of(model, x) if len(x) else None)
+    y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     counter = [0]
 
     def run(a, b):

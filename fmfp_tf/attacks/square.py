@@ -29,13 +29,6 @@ def window_share(query, queries, p_init=0.8):
     return p_init / divisor
 
 
-def margin(logits, y):
-    true = tf.gather(logits, y, batch_dims=1)
-    others = tf.where(tf.equal(tf.range(tf.shape(logits)[-1])[tf.newaxis], y[:, tf.newaxis]),
-                      -np.inf, logits)
-    return true - tf.reduce_max(others, -1)
-
-
 def _logits(model, x):
     # no tape anywhere in this module: the attack never asks the model for a gradient
     return tf.cast(common.logits_of(model, x), tf.float32)
@@ -48,8 +41,8 @@ def _start(model, x, y, eps, seed):
     stripes = tf.sign(tf.random.stateless_uniform([shape[0], 1, shape[2], shape[3]], seed,
                                                   -1.0, 1.0))
     x_best = tf.clip_by_value(x + eps * stripes, 0.0, 1.0)
-    best = margin(_logits(model, x_best), y)
-    clean = margin(_logits(model, x), y)
+    best = common.margin(_logits(model, x_best), y)
+    clean = common.margin(_logits(model, x), y)
     x_best = tf.where(tf.reshape(clean < best, [-1, 1, 1, 1]), x, x_best)
     return x_best, tf.minimum(best, clean)
 
@@ -74,7 +67,7 @@ def _search(model, x, y, eps, x_best, best, sides, first, seed):
         window = (in_rows[:, :, tf.newaxis] & in_cols[:, tf.newaxis, :])[..., tf.newaxis]
         delta = tf.where(window, eps * signs, x_best - x)
         candidate = tf.clip_by_value(x + delta, 0.0, 1.0)
-        value = margin(_logits(model, candidate), y)
+        value = common.margin(_logits(model, candidate), y)
         # only inputs not yet fooled are updated; fooled ones keep their example
         take = (value < best) & (best >= 0)
         x_best = tf.where(tf.reshape(take, [-1, 1, 1, 1]), candidate, x_best)
@@ -109,7 +102,7 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
     queries = common.check_positive_int("queries", queries)
     p_init = common.check_budget("p_init", p_init, 0.0, 1.0, low_open=True)
     x = common.check_images(x)
-    num_classes = common.num_classes_of(model, x) if len(x) else None
+    num_classes = common.num_classes_of(model, x)
     y = common.check_labels(y, len(x), num_classes)
     height, width = x.shape[1], x.shape[2]
     shorter = min(height, width)

@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from fmfp_tf.data.images import check_data_dir
 from fmfp_tf.errors import DataError
 
 ORL_SUBJECT = re.compile(r"^s(\d+)$")
@@ -35,12 +36,7 @@ def _split(files_by_subject, split, test_per_subject, split_seed):
 
 
 def _check_dir(data_dir, dataset, layout):
-    if data_dir is None:
-        raise DataError(f"{dataset} needs data_dir: the folder holding {layout}")
-    if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
-                                           if os.path.exists(data_dir)
-                                           else "data directory not found"))
+    check_data_dir(data_dir, f"{dataset} needs data_dir: the folder holding {layout}")
 
 
 def orl_files(data_dir, split, split_seed=0):

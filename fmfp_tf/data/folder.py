@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from fmfp_tf.data.images import check_data_dir
 from fmfp_tf.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".webp")
@@ -37,12 +38,8 @@ def _class_files(root):
 
 
 def folder_files(data_dir, split, test_fraction=0.2, split_seed=0):
-    if data_dir is None:
-        raise DataError("folder needs data_dir: a folder with one sub-folder of images per class")
-    if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
-                                           if os.path.exists(data_dir)
-                                           else "data directory not found"))
+    check_data_dir(data_dir,
+                   "folder needs data_dir: a folder with one sub-folder of images per class")
     if os.path.isdir(os.path.join(data_dir, "train")) and os.path.isdir(
         os.path.join(data_dir, "test")
     ):

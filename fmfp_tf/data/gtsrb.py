@@ -9,6 +9,7 @@ columns in `Training/000NN/` and `Testing/000NN/`. CSVs are `;`-separated with a
 import csv
 import os
 
+from fmfp_tf.data.images import check_data_dir
 from fmfp_tf.errors import DataError
 
 GTSRB_CLASS_NAMES = [
@@ -62,12 +63,8 @@ def read_csv(csv_path, folder):
 
 def gtsrb_root(data_dir):
     """`data_dir` may be the folder holding `GTSRB/` or `GTSRB/` itself."""
-    if data_dir is None:
-        raise DataError("gtsrb needs data_dir: the folder that holds GTSRB/ (or GTSRB/ itself)")
-    if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
-                                           if os.path.exists(data_dir)
-                                           else "data directory not found"))
+    check_data_dir(data_dir,
+                   "gtsrb needs data_dir: the folder that holds GTSRB/ (or GTSRB/ itself)")
     for candidate in (os.path.join(data_dir, "GTSRB"), data_dir):
         if os.path.isdir(os.path.join(candidate, "Final_Training")) or os.path.isdir(
             os.path.join(candidate, "Final_Test")
@@ -136,12 +133,7 @@ def gtsrb_files(data_dir, split):
 
 
 def belgium_files(data_dir, split):
-    if data_dir is None:
-        raise DataError("belgium needs data_dir: the folder holding Training/ and Testing/")
-    if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
-                                           if os.path.exists(data_dir)
-                                           else "data directory not found"))
+    check_data_dir(data_dir, "belgium needs data_dir: the folder holding Training/ and Testing/")
     folder = {"train": "Training", "test": "Testing"}[split]
     images_dir = os.path.join(data_dir, folder)
     if not os.path.isdir(images_dir):

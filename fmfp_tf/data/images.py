@@ -26,6 +26,16 @@ class Arrays:
             )
 
 
+def check_data_dir(data_dir, needs):
+    """`data_dir` must be an existing directory; `needs` is the error when none was given."""
+    if data_dir is None:
+        raise DataError(needs)
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: " + ("is a file; expected the dataset's directory"
+                                           if os.path.exists(data_dir)
+                                           else "data directory not found"))
+
+
 def check_on_bad_image(value):
     if value not in ON_BAD_IMAGE:
         raise UsageError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {value!r}")

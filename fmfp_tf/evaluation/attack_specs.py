@@ -9,6 +9,7 @@ import dataclasses
 import typing
 
 from fmfp_tf import attacks
+from fmfp_tf.errors import UsageError
 
 
 @dataclasses.dataclass
@@ -47,8 +48,7 @@ class AttackSpec:
     function: typing.Callable
     arguments: typing.Callable
     bounded: bool = True        # takes an L-inf eps; unbounded attacks run once per threat model
-    iterative: bool = True
-    gradient_free: bool = False
+    kind: str = "gradient"      # "gradient", "score" (reads outputs only) or "ensemble"
     selectable: bool = True     # False for the internal unbounded-PGD check
     in_worst_case: bool = True  # counts in the per-example worst case over attacks
 
@@ -78,7 +78,7 @@ def register(spec):
     return spec
 
 
-def names():
+def names_selectable():
     """The attacks a user can ask for, in registry order."""
     return tuple(name for name, spec in ATTACKS.items() if spec.selectable)
 
@@ -87,16 +87,31 @@ def get(name):
     return ATTACKS[name]
 
 
+def check_names(names, source="attacks"):
+    """`names` (a list) when every one is a selectable attack; else a UsageError naming `source`."""
+    unknown = [name for name in names if name not in names_selectable()]
+    if unknown or not names:
+        raise UsageError(f"{source}: unknown {', '.join(unknown) or 'empty list'}; expected "
+                         f"names from {', '.join(names_selectable())}")
+    return list(names)
+
+
+def gradient_attacks():
+    """The selectable bounded attacks that follow the model's gradient alone."""
+    return tuple(name for name, spec in ATTACKS.items()
+                 if spec.kind == "gradient" and spec.bounded and spec.selectable)
+
+
 def label(name):
     return {"none": "No attack", "worst-case": "Worst case over all attacks"}.get(
         name, ATTACKS[name].label if name in ATTACKS else name)
 
 
-register(AttackSpec("fgsm", "FGSM", attacks.fgsm, lambda s, eps, r: {}, iterative=False))
+register(AttackSpec("fgsm", "FGSM", attacks.fgsm, lambda s, eps, r: {}))
 register(AttackSpec("ifgsm", "I-FGSM", attacks.ifgsm,
                     lambda s, eps, r: {"steps": s.ifgsm_steps, "step_size": eps / 4}))
 register(AttackSpec("rfgsm", "R-FGSM", attacks.rfgsm,
-                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed}, iterative=False))
+                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed}))
 register(AttackSpec("pgd", "PGD", attacks.pgd,
                     lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
                                        "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed}))
@@ -119,12 +134,13 @@ register(AttackSpec("apgd-t", "APGD-T", attacks.apgd,
                                        "target_classes": s.apgd_target_classes, "seed": s.seed}))
 register(AttackSpec("square", "Square", attacks.square,
                     lambda s, eps, r: {"queries": s.square_queries, "seed": s.seed},
-                    gradient_free=True))
+                    kind="score"))
 register(AttackSpec("autoattack", "AutoAttack", attacks.autoattack,
                     lambda s, eps, r: {"version": "rand" if r else "standard",
                                        "steps": s.apgd_steps,
                                        "target_classes": s.apgd_target_classes,
-                                       "queries": s.square_queries, "seed": s.seed}))
+                                       "queries": s.square_queries, "seed": s.seed},
+                    kind="ensemble"))
 register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", attacks.pgd,
                     lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
                                        "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed},

@@ -16,7 +16,8 @@ one point).
 """
 import math
 
-GRADIENT_ATTACKS = ("fgsm", "ifgsm", "rfgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t")
+from fmfp_tf.evaluation import attack_specs
+
 
 
 def _tolerance(a, b, n):
@@ -75,7 +76,7 @@ def _ensemble_checks(records, cells):
     for (model, threat, attack, eps), record in cells.items():
         if attack != "square":
             continue
-        gradient = [cells[(model, threat, a, eps)] for a in GRADIENT_ATTACKS
+        gradient = [cells[(model, threat, a, eps)] for a in attack_specs.gradient_attacks()
                     if (model, threat, a, eps) in cells]
         if not gradient:
             continue

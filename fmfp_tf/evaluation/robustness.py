@@ -19,7 +19,7 @@ from fmfp_tf.evaluation import attack_specs, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
 from fmfp_tf.models_io import check_compatible, load_model
 
-ATTACK_NAMES = attack_specs.names()
+ATTACK_NAMES = attack_specs.names_selectable()
 
 
 @dataclasses.dataclass
@@ -109,8 +109,9 @@ def zero_gradient_share(model, x, y, batch_size=256):
 
     zero = []
     for start in range(0, len(x), batch_size):
-        grad, _ = attack_lib.common.loss_gradient(
-            model, tf.constant(x[start:start + batch_size]), tf.constant(y[start:start + batch_size]))
+        part = slice(start, start + batch_size)
+        grad, _ = attack_lib.common.loss_gradient(model, tf.constant(x[part]),
+                                                  tf.constant(y[part]))
         zero.append(np.all(grad.numpy().reshape(len(grad), -1) == 0, axis=1))
     return float(np.concatenate(zero).mean()) if zero else 0.0
 
@@ -172,10 +173,7 @@ def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("whi
     """
     settings = settings or AttackSettings()
     threats = threat_models.check_threats(threats)
-    unknown = [a for a in attacks if a not in ATTACK_NAMES]
-    if unknown:
-        raise UsageError(f"unknown attack(s) {', '.join(unknown)}; expected "
-                         f"{', '.join(ATTACK_NAMES)}")
+    attacks = attack_specs.check_names(attacks)
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)

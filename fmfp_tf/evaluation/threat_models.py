@@ -11,6 +11,7 @@ deterministic models it is skipped (the white-box numbers already are the adapti
 """
 import numpy as np
 
+from fmfp_tf.attacks.common import predict_logits
 from fmfp_tf.attacks.eot import eot_model
 from fmfp_tf.errors import UsageError
 from fmfp_tf.layers.base import RandomImageDefense
@@ -20,9 +21,10 @@ THREAT_MODELS = ("white-box", "transfer", "adaptive")
 
 def check_threats(threats):
     unknown = [t for t in threats if t not in THREAT_MODELS]
-    if unknown:
+    if unknown or not threats:
         raise UsageError(
-            f"unknown threat model(s) {', '.join(unknown)}; expected {', '.join(THREAT_MODELS)}"
+            f"unknown threat model(s) {', '.join(unknown) or '(none given)'}; expected "
+            f"{', '.join(THREAT_MODELS)}"
         )
     return list(threats)
 
@@ -53,8 +55,6 @@ def predict_labels(threat, model, x, eot_samples, batch_size=512):
     """Class predictions of the evaluated model under `threat` (averaged draws if adaptive)."""
     scorer = eot_model(model, eot_samples) if (
         threat == "adaptive" and is_randomised_at_test_time(model)) else model
-    predictions = []
-    for start in range(0, len(x), batch_size):
-        out = scorer(x[start:start + batch_size], training=False)
-        predictions.append(np.argmax(np.asarray(out), -1))
-    return np.concatenate(predictions) if predictions else np.zeros(0, int)
+    if not len(x):
+        return np.zeros(0, int)
+    return predict_logits(scorer, x, batch_size).argmax(-1)

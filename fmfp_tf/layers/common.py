@@ -17,10 +17,7 @@ def _is_real_number(value):
 def check_size(size, layer):
     """`size`: an int >= 1 (pixels), a float in (0, 1) (fraction of the shorter side), or a string
     such as '20%' or '6px'; returned as the int or float the layer stores."""
-    try:
-        return sizes.parse(size, bare="pixels", name=f"{layer}: size").layer_value
-    except ValueError as error:
-        raise ValueError(str(error)) from None
+    return sizes.parse(size, bare="pixels", name=f"{layer}: size").layer_value
 
 
 def check_fill(fill, layer):
