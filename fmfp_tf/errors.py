@@ -28,3 +28,29 @@ class ModelError(FmfpError):
     """A model file that cannot be loaded or does not fit the data."""
 
     exit_code = 1
+
+
+class StorageError(FmfpError):
+    """An output that could not be written: the disk, a quota or the file-size limit is full."""
+
+    exit_code = 1
+
+
+# errno values and TensorFlow messages that mean "no room to write"
+_FULL_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG, EDQUOT
+_FULL_MESSAGES = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def is_storage_full(error):
+    """True when `error` (an OSError or a TensorFlow OpError) says there was no room to write."""
+    if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+        return True
+    return any(message in str(error) for message in _FULL_MESSAGES)
+
+
+def storage_full_reason(error):
+    text = str(error)
+    for message in _FULL_MESSAGES:
+        if message in text:
+            return message.lower()
+    return getattr(error, "strerror", None) or "no room to write"

@@ -72,7 +72,7 @@ def load_model(path, unsafe=False):
     try:
         return keras.saving.load_model(resolved, safe_mode=not unsafe, compile=False)
     except ValueError as error:
-        message = str(error).splitlines()[0]
+        message = _root_cause(str(error))
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise ModelError(
                 f"{resolved}: refused to load: the file holds a Lambda layer (arbitrary code); "
@@ -80,7 +80,19 @@ def load_model(path, unsafe=False):
             ) from None
         raise ModelError(f"{resolved}: cannot load model ({message})") from None
     except (OSError, KeyError, TypeError) as error:
-        raise ModelError(f"{resolved}: cannot load model ({error})") from None
+        raise ModelError(f"{resolved}: cannot load model ({_root_cause(str(error))})") from None
+
+
+def _root_cause(message, limit=200):
+    """The innermost cause of a Keras deserialization error, on one short line.
+
+    Keras nests one "Exception encountered:" per level, each repeating the full layer config
+    (thousands of characters); the last one says what is actually wrong.
+    """
+    cause = message.split("Exception encountered:")[-1].strip()
+    cause = cause.split(" Full object config")[0].split(" Make sure custom")[0]
+    cause = " ".join(cause.split())
+    return cause if len(cause) <= limit else cause[: limit - 3] + "..."
 
 
 

@@ -2,7 +2,8 @@
 
 - `locked(run_dir)`: an advisory lock (`fcntl.flock` on `RUN/.lock`, which the kernel releases
   when the holder dies, so a crash never leaves a stale lock). A second writer gets a one-line
-  error naming the holder's pid.
+  error naming the holder's pid. `file_lock` does the same for targets that must not exist
+  until complete (extracted datasets lock `.NAME.lock` beside them).
 - `Overwrite`: a new run replacing a finished one is trained in `RUN/.overwrite/`; only once it is
   complete are the old files moved aside (`RUN/.previous/`), the new ones moved in and the old
   ones deleted. A failure, a kill or Ctrl-C before that leaves the old run whole; the next writer
@@ -25,12 +26,31 @@ RUN_ENTRIES = ("config.json", "checkpoints", "logs", "metrics.json", "model.kera
 
 @contextlib.contextmanager
 def locked(run_dir, what="run directory"):
-    """Holds an exclusive lock on `run_dir` for the block; UsageError if another process has it."""
+    """Holds an exclusive lock on `run_dir` for the block; UsageError if another process has it.
+
+    On entry, what a killed writer left in the directory is cleaned up (`recover`).
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    with file_lock(os.path.join(run_dir, LOCK_NAME), run_dir, what):
+        recover(run_dir)
+        yield
+
+
+def sibling_lock_path(target):
+    """The lock file of a target that does not exist until it is complete (an extracted
+    dataset): a hidden file beside it, `.NAME.lock`."""
+    parent, name = os.path.split(os.path.abspath(target))
+    return os.path.join(parent, f".{name}.lock")
+
+
+@contextlib.contextmanager
+def file_lock(lock_path, target, what):
+    """An advisory `flock` on `lock_path` naming `target` in the error; the kernel releases it
+    when the holder dies, so a crash never leaves a stale lock."""
     import fcntl
 
-    os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, LOCK_NAME)
-    handle = open(path, "a+", encoding="utf-8")
+    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+    handle = open(lock_path, "a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -39,13 +59,12 @@ def locked(run_dir, what="run directory"):
                 raise
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise UsageError(f"{run_dir}: {what} in use by process {holder}; wait for it to "
-                             "finish or choose another --out") from None
+            raise UsageError(f"{target}: {what} in use by process {holder}; wait for it to "
+                             "finish or choose another directory") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
-        recover(run_dir)
         yield
     finally:
         handle.close()  # closing releases the lock

@@ -102,3 +102,32 @@ def test_outputs_get_the_modes_of_the_users_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "export").stat().st_mode & 0o777 == 0o755
+
+
+def test_an_extraction_target_has_one_writer_and_a_dead_holder_releases_it(tmp_path):
+    import subprocess
+    import sys
+
+    from fmfp_tf import runs
+    from fmfp_tf.errors import UsageError
+
+    archive = tmp_path / "a.zip"
+    make_zip(archive, ["GTSRB/x.txt"])
+    target = tmp_path / "data"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from fmfp_tf import runs\n"
+         f"with runs.file_lock(runs.sibling_lock_path({str(target)!r}), 'x', 'x'):\n"
+         "    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UsageError, match=f"in use by process {holder.pid}"):
+            extract(str(archive), str(target))
+        assert not target.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert extract(str(archive), str(target)) == str(target)
+    assert (target / "GTSRB" / "x.txt").read_bytes() == b"data"
+    assert runs.sibling_lock_path(str(target)) == str(tmp_path / ".data.lock")

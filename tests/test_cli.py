@@ -1,6 +1,7 @@
 """The fmfp-tf CLI end to end: train -> evaluate -> export, and clear errors on bad input."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -299,3 +300,64 @@ def test_unclear_messages_now_name_the_problem(tmp_path):
     assert result.returncode == 1 and "is a file; expected the dataset's directory" in result.stderr
     result = fmfp("reproduce", str(tmp_path / "mine.yaml"), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "mine.yaml: table file not found" in result.stderr
+
+
+def test_a_model_naming_an_unknown_function_gets_one_short_line(tmp_path):
+    import zipfile
+
+    import keras
+
+    path = tmp_path / "good.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(str(path))
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    # what a malicious file would try: an activation that resolves to os.system
+    config["config"]["layers"][-1]["config"]["activation"] = {
+        "module": "os", "class_name": "function", "config": "system",
+        "registered_name": "function"}
+    files["config.json"] = json.dumps(config).encode()
+    evil = tmp_path / "evil.keras"
+    with zipfile.ZipFile(evil, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    result = fmfp("export", "--model", str(evil), "--out", str(tmp_path / "s"), "--name", "m")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, result.stderr
+    assert "Could not locate function 'system'" in lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"),
+                    reason="needs root and runuser to act as another user")
+def test_an_export_is_readable_by_another_user_under_umask_022(runs):
+    import tempfile
+
+    # outside pytest's 0700 temporary tree, so that another user can reach it at all
+    base = tempfile.mkdtemp(prefix="fmfp-export-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        result = subprocess.run(
+            [sys.executable, "-m", "fmfp_tf.cli.main", "export", "--model", str(runs / "masked"),
+             "--out", base, "--name", "signs"],
+            capture_output=True, text=True, env=ENV, timeout=300,
+            preexec_fn=lambda: os.umask(0o022))
+        assert result.returncode == 0, result.stderr[-2000:]
+        version_dir = os.path.join(base, "signs", "1")
+        as_nobody = ["runuser", "-u", "nobody", "--"]
+        # what TF Serving running as another user needs: every directory entered, every file read
+        read = subprocess.run(as_nobody + ["sh", "-c", f"find {version_dir} -type f -exec cat {{}} + "
+                                           "> /dev/null"], capture_output=True, text=True)
+        assert read.returncode == 0, read.stderr
+        assert "Permission denied" not in read.stderr
+        # saved_model_cli itself, where this platform lets that user run Python with TensorFlow
+        python = subprocess.run(as_nobody + [sys.executable, "-c", "import tensorflow"],
+                                capture_output=True, text=True)
+        if python.returncode == 0:
+            shown = subprocess.run(as_nobody + [sys.executable, "-m",
+                                                "tensorflow.python.tools.saved_model_cli", "show",
+                                                "--dir", version_dir, "--all"],
+                                   capture_output=True, text=True, timeout=300)
+            assert shown.returncode == 0 and "serving_default" in shown.stdout, shown.stderr[-2000:]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -182,3 +182,30 @@ def test_damaged_state_gets_one_line_and_a_damaged_checkpoint_falls_back(tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     assert "is damaged" in result.stdout and "trying the one before" in result.stdout
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
+
+
+def test_a_full_disk_during_a_checkpoint_gets_one_line_and_leaves_no_half_checkpoint(tmp_path):
+    import resource
+
+    out = tmp_path / "full"
+
+    def small_disk():
+        # the file-size limit fails writes with EFBIG ("File too large"), as a full disk would
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    args = command("train", "--epochs", "1", "--train-limit", "300", "--test-limit", "100",
+                   "--quiet", "--out", str(out))
+    result = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300,
+                            preexec_fn=small_disk)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write checkpoint" in lines[0], result.stderr[-2000:]
+    assert "file too large" in lines[0] and "--resume" in lines[0]
+    assert not [name for name in os.listdir(out / "checkpoints") if name.endswith("_temp")]
+    assert not (out / "metrics.json").exists()
+    # with room again, the run continues
+    resumed = subprocess.run(command("train", "--resume", "--out", str(out), "--quiet"),
+                             capture_output=True, text=True, env=ENV, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (out / "metrics.json").exists()

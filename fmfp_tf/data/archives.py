@@ -9,7 +9,7 @@ import tarfile
 import zipfile
 import zlib
 
-from fmfp_tf import atomic
+from fmfp_tf import atomic, runs
 from fmfp_tf.errors import DataError
 
 # the official GTSRB, BelgiumTSC, ORL and Yale archives unpack to well under 1 GiB together
@@ -72,7 +72,8 @@ def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
         raise DataError(f"{archive}: archive not found")
     kind = _members(archive, max_bytes)
     try:
-        with atomic.atomic_directory(target, overwrite=overwrite) as tmp:
+        with runs.file_lock(runs.sibling_lock_path(target), target, "extraction target"), \
+                atomic.atomic_directory(target, overwrite=overwrite) as tmp:
             if kind == "zip":
                 with zipfile.ZipFile(archive) as handle:
                     handle.extractall(tmp)

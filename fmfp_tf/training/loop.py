@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from fmfp_tf import atomic, provenance
 from fmfp_tf.data.pipeline import make_dataset
-from fmfp_tf.errors import UsageError
+from fmfp_tf.errors import StorageError, UsageError, is_storage_full, storage_full_reason
 
 
 class Interrupted(Exception):
@@ -148,6 +148,16 @@ def _restore(checkpoint, manager, checkpoint_dir, verbose):
                      "damaged); start the run again with --overwrite")
 
 
+def _remove_temporary_checkpoints(checkpoint_dir):
+    """TensorFlow writes a checkpoint into `ckpt-N_temp/` and renames it when complete; a failed
+    write leaves the folder behind."""
+    import shutil
+
+    for name in os.listdir(checkpoint_dir):
+        if name.endswith("_temp"):
+            shutil.rmtree(os.path.join(checkpoint_dir, name), ignore_errors=True)
+
+
 def _read_state(path):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -201,8 +211,17 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     def save_checkpoint(totals):
         number = int(epoch_var.numpy()) * steps + int(step_var.numpy())
         if write_files:
-            manager.save(checkpoint_number=number)
-            atomic.write_json(state_path, {"history": history, "partial": list(totals)})
+            try:
+                manager.save(checkpoint_number=number)
+                atomic.write_json(state_path, {"history": history, "partial": list(totals)})
+            except (tf.errors.OpError, OSError) as error:
+                if not is_storage_full(error):
+                    raise
+                _remove_temporary_checkpoints(checkpoint_dir)
+                raise StorageError(
+                    f"{checkpoint_dir}: cannot write checkpoint {number} "
+                    f"({storage_full_reason(error)}); free some space and continue with --resume"
+                ) from None
         else:
             # under MultiWorkerMirroredStrategy every worker must take part in saving; only the
             # chief's files are kept, the others write to a throw-away directory
