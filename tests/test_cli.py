@@ -190,6 +190,8 @@ print("ok")
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "fgsm,deepfool"],
      2, "--attacks: unknown deepfool"),
     (["export", "--model", "/nonexistent.keras", "--out", "x", "--name", "m"], 1, "not found"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--eps", "-1"], 2,
+     "eps '-1' = -1 is outside [0, 1]"),
 ])
 def test_bad_input_gives_one_line_error_without_traceback(tmp_path, args, code, message):
     result = fmfp(*args, cwd=tmp_path)
