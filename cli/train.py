@@ -4,22 +4,25 @@ import shlex
 
 import click
 
-from fmfp_tf.cli.options import parse_size
+from fmfp_tf import defense_registry
+from fmfp_tf.cli.options import parse_layer_options, parse_size
+from fmfp_tf.data import registry as datasets
 
 
 @click.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of train settings (see configs/); flags override it.")
-@click.option("--dataset", help="synthetic (default), gtsrb, belgium, orl, yale or folder.")
+@click.option("--dataset", help=f"{', '.join(datasets.names())} (default synthetic).")
 @click.option("--data-dir", help="Directory of the dataset in its official layout.")
 @click.option("--model", help="dnn1 (default), dnn2, dnn3, dnn4, facenet or mtcnn.")
-@click.option("--defense",
-              help="none (default), mask, padding, fgsm-at, pgd-at, cw-at, mask+pgd-at, "
-                   "padding+pgd-at.")
+@click.option("--defense", help=f"{', '.join(defense_registry.names())} (default none).")
 @click.option("--size", callback=parse_size,
               help="FM square side / FP largest shrink: the paper's z, a percent of the image "
                    "side (20 = 20%: 6 px of 32); 6px for pixels, 0.2 for a fraction.")
 @click.option("--fill", help="zero (default), mean, noise or a number.")
+@click.option("--layer-option", "layer_options", multiple=True, callback=parse_layer_options,
+              help="Another argument of the defense layer, KEY=VALUE (e.g. "
+                   "interpolation=nearest for padding); repeatable.")
 @click.option("--epochs", type=int, help="Passes over the training set (default 8).")
 @click.option("--batch-size", type=int, help="Global batch size, over all replicas (default 32).")
 @click.option("--learning-rate", type=float, help="Adam learning rate (default 1e-3).")
@@ -79,7 +82,7 @@ def _check_resume_options(out, config_file, image_size, at_eps, options):
         raise click.UsageError("--resume reads the settings recorded in the run; drop --config")
     from fmfp_tf.attacks.common import parse_eps
     from fmfp_tf.config import train_config
-    from fmfp_tf.training.run import read_run_config
+    from fmfp_tf.runs import read_config
 
     given = {k: v for k, v in options.items() if v is not None}
     if image_size:
@@ -90,7 +93,7 @@ def _check_resume_options(out, config_file, image_size, at_eps, options):
         return  # nothing to compare, or nothing to resume (train says so)
     if given.get("data_dir"):
         given["data_dir"] = os.path.abspath(given["data_dir"])
-    recorded = read_run_config(out).to_dict()
+    recorded = read_config(out).to_dict()
     asked = train_config({**recorded, **given}, "options").to_dict()
     changed = [f"--{key.replace('_', '-')} {asked[key]!r} (recorded: {recorded[key]!r})"
                for key in given if asked[key] != recorded[key]]

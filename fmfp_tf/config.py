@@ -9,11 +9,9 @@ import json
 import os
 import typing
 
-from fmfp_tf import sizes
+from fmfp_tf import defense_registry, sizes
 from fmfp_tf.errors import UsageError
 
-DEFENSES = ("none", "mask", "padding", "fgsm-at", "pgd-at", "cw-at", "mask+pgd-at",
-            "padding+pgd-at")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 FACE_CROPS = ("auto", "none", "center", "mtcnn")
 
@@ -30,6 +28,8 @@ class TrainConfig:
     # an int is pixels and a float a fraction; in YAML and the CLI a bare number is a percent.
     size: typing.Optional[str] = None
     fill: typing.Union[str, float] = "zero"
+    # further arguments of the defense layer, e.g. {"interpolation": "nearest"} for padding
+    layer_options: typing.Optional[typing.Dict[str, typing.Any]] = None
     epochs: int = 8
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -54,20 +54,35 @@ class TrainConfig:
 
     @property
     def layer_defense(self):
-        """'mask', 'padding' or None: the FM/FP part of the defense."""
-        head = self.defense.split("+")[0]
-        return head if head in ("mask", "padding") else None
+        """The defense layer's registered name ('mask', 'padding', ...) or None."""
+        return defense_registry.split(self.defense)[0]
 
     @property
     def adversarial_training(self):
         """'fgsm', 'pgd', 'cw' or None: the adversarial-training part of the defense."""
-        tail = self.defense.split("+")[-1]
-        return tail[:-3] if tail.endswith("-at") else None
+        return defense_registry.split(self.defense)[1]
+
+    def undefended_twin(self):
+        """The same run without any defense: what transfer examples are crafted on, what cw-at
+        augments from and what a defended run is compared with. Only the defense's own settings
+        change; everything else (data, model, seed, schedule) stays, so the twin is found by
+        fingerprint."""
+        defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+        defense_keys = ("defense", "size", "fill", "layer_options", "test_time") + tuple(
+            key for key in defaults if key.startswith(("at_", "cw_at_")))
+        return dataclasses.replace(self, **{key: defaults[key] for key in defense_keys})
 
     @property
     def layer_size(self):
         """The FM/FP layer's `size` argument (int pixels or float fraction), or None."""
         return None if self.size is None else sizes.parse(self.size).layer_value
+
+    @property
+    def face_crop_used(self):
+        """The face crop applied: 'auto' resolves to the dataset's default (mtcnn for faces)."""
+        from fmfp_tf.data import registry
+
+        return registry.face_crop_for(self.dataset, self.face_crop)
 
     @property
     def size_pixels(self):
@@ -132,6 +147,12 @@ def _coerce(key, value, annotation):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(key, value, "a number")
         return float(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            _fail(key, value, "a mapping of names to values")
+        return dict(value)
+    if annotation is typing.Any:
+        return value
     if annotation is str:
         if not isinstance(value, str):
             _fail(key, value, "a string")
@@ -140,7 +161,7 @@ def _coerce(key, value, annotation):
 
 
 def validate(config):
-    from fmfp_tf.data import DATASETS
+    from fmfp_tf.data import registry as datasets
     from fmfp_tf.models import MODELS
 
     if config.size is not None:
@@ -152,7 +173,7 @@ def validate(config):
     for field in dataclasses.fields(config):
         setattr(config, field.name, _coerce(field.name, getattr(config, field.name),
                                             hints[field.name]))
-    choices = {"dataset": DATASETS, "model": MODELS, "defense": DEFENSES,
+    choices = {"dataset": datasets.names(), "model": MODELS, "defense": defense_registry.names(),
                "strategy": STRATEGIES, "face_crop": FACE_CROPS,
                "on_bad_image": ("fail", "skip")}
     for key, allowed in choices.items():
@@ -170,6 +191,8 @@ def validate(config):
     elif config.size is not None:
         _fail("size", config.size, f"no size: defense {config.defense!r} has no FM/FP layer "
                                    "(use mask, padding or their +pgd-at forms)")
+    if config.layer_options:
+        _check_layer_options(config)
     if isinstance(config.fill, str) and config.fill not in ("zero", "mean", "noise"):
         _fail("fill", config.fill, "zero, mean, noise or a number")
     for key, low in (("epochs", 1), ("batch_size", 1), ("at_steps", 1), ("cw_at_iterations", 1)):
@@ -190,11 +213,32 @@ def validate(config):
         _fail("cw_at_fraction", config.cw_at_fraction, "a number in (0, 1]")
     if not (4 <= config.image_size[0] <= 1024 and 4 <= config.image_size[1] <= 1024):
         _fail("image_size", config.image_size, "two sides in 4..1024")
-    if config.data_dir is None and config.dataset != "synthetic":
+    needs_data_dir = datasets.get(config.dataset).needs_data_dir
+    if config.data_dir is None and needs_data_dir:
         _fail("data_dir", None, f"a directory for dataset {config.dataset!r}")
-    if config.data_dir is not None and config.dataset == "synthetic":
-        _fail("data_dir", config.data_dir, "none: the synthetic dataset is drawn from the seed "
-                                           "and reads no files (pass --dataset too)")
+    if config.data_dir is not None and not needs_data_dir:
+        _fail("data_dir", config.data_dir, f"none: the {config.dataset} dataset is drawn from the "
+                                           "seed and reads no files (pass --dataset too)")
+
+
+def _check_layer_options(config):
+    if not config.layer_defense:
+        _fail("layer_options", config.layer_options, f"none: defense {config.defense!r} has no "
+                                                     "defense layer")
+    allowed = defense_registry.layer_options(config.layer_defense)
+    unknown = sorted(set(config.layer_options) - set(allowed))
+    if unknown:
+        _fail("layer_options", config.layer_options,
+              f"options of the {config.layer_defense} layer ({', '.join(allowed) or 'none'}); "
+              f"unknown: {', '.join(unknown)}")
+    from fmfp_tf.defenses import defense_layer
+
+    # building the layer checks the values with the layer's own messages
+    try:
+        defense_layer(config.layer_defense, config.layer_size, fill=config.fill,
+                      **config.layer_options)
+    except UsageError as error:
+        raise UsageError(f"config: layer_options: {error}") from None
 
 
 def read_yaml(path):

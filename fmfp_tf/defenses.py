@@ -1,20 +1,16 @@
-"""`defend`: puts a FeatureMask or FeaturePadding layer in front of an existing Keras model."""
+"""`defend`: puts a defense layer (FeatureMask, FeaturePadding or any registered one) in front of an
+existing Keras model."""
 import keras
 
+from fmfp_tf import defense_registry
 from fmfp_tf.errors import UsageError
-from fmfp_tf.layers import FeatureMask, FeaturePadding
-
-DEFENSE_LAYERS = {"mask": FeatureMask, "padding": FeaturePadding}
 
 
 def defense_layer(defense, size, **options):
-    """The layer for `defense` ('mask' or 'padding'), with its options checked."""
-    if defense not in DEFENSE_LAYERS:
-        raise UsageError(
-            f"unknown defense {defense!r}; expected one of {', '.join(DEFENSE_LAYERS)}"
-        )
+    """The layer registered as `defense` ('mask', 'padding', ...), with its options checked."""
+    layer_class = defense_registry.layer_class(defense)
     try:
-        return DEFENSE_LAYERS[defense](size, name=f"feature_{defense}", **options)
+        return layer_class(size, name=f"feature_{defense}", **options)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
 
@@ -43,7 +39,8 @@ def defend(model, defense="mask", size="20%", *, input_shape=None, **options):
 
     Args:
         model: a Keras model mapping images to logits or probabilities.
-        defense: "mask" (FeatureMask) or "padding" (FeaturePadding).
+        defense: "mask" (FeatureMask), "padding" (FeaturePadding) or another name registered
+            with `fmfp_tf.defense_registry.register_layer`.
         size: the layer's size: an int of pixels, a float fraction of the side in (0, 1), or
             a string such as `"20%"` (percent of the side, the paper's z) or `"6px"`.
         input_shape: needed only when the model does not know its input shape.

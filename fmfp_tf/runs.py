@@ -1,4 +1,10 @@
-"""A run directory's guard rails: one writer at a time, and an --overwrite that loses nothing.
+"""A run directory: what it holds, and its guard rails (one writer at a time, an --overwrite that
+loses nothing).
+
+- `read_config(run_dir)`: the run's `TrainConfig` (one-line errors for a missing or damaged
+  config.json); `is_complete(run_dir)`: metrics.json and model.keras are there;
+  `find_twin(run_dir)`: the undefended twin among its siblings, matched by config fingerprint
+  with only the defense changed.
 
 - `locked(run_dir)`: an advisory lock (`fcntl.flock` on `RUN/.lock`, which the kernel releases
   when the holder dies, so a crash never leaves a stale lock). A second writer gets a one-line
@@ -11,6 +17,7 @@
 """
 import contextlib
 import errno
+import json
 import os
 import shutil
 
@@ -68,6 +75,52 @@ def file_lock(lock_path, target, what):
         yield
     finally:
         handle.close()  # closing releases the lock
+
+
+def read_config(run_dir):
+    """The TrainConfig recorded in `run_dir/config.json`."""
+    from fmfp_tf.config import train_config
+
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise UsageError(f"{run_dir}: not a run directory (no config.json)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path}: unreadable run config ({error}); the run directory is damaged: "
+                         "start it again with --overwrite or choose another --out") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a JSON object of config keys")
+    # before sizes carried units, config.json wrote a bare number of pixels
+    return train_config(values, path, bare_size="pixels")
+
+
+def is_complete(run_dir):
+    """A finished run: its metrics and its model are both there (both are written last)."""
+    return all(os.path.isfile(os.path.join(run_dir, name))
+               for name in ("metrics.json", "model.keras"))
+
+
+def find_twin(run_dir):
+    """The complete undefended twin of the run in `run_dir` among its sibling directories (the
+    same config, fingerprint for fingerprint, with only the defense's settings reset), or None.
+
+    A twin trained for other epochs, on another subset or with another learning rate is not a
+    twin: transfer from it would measure the difference in training, not the defense.
+    """
+    wanted = read_config(run_dir).undefended_twin().fingerprint()
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    for name in sorted(os.listdir(parent)):
+        candidate = os.path.join(parent, name)
+        if os.path.abspath(candidate) == os.path.abspath(run_dir) or not is_complete(candidate):
+            continue
+        try:
+            if read_config(candidate).fingerprint() == wanted:
+                return candidate
+        except UsageError:
+            continue  # a damaged sibling is not a twin
+    return None
 
 
 def holds_run(run_dir):

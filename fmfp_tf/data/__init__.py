@@ -15,16 +15,22 @@ import dataclasses
 
 import numpy as np
 
-from fmfp_tf.data import cache, face_alignment, faces, folder, gtsrb, images, synthetic
+from fmfp_tf.data import cache, face_alignment, images, registry
 from fmfp_tf.data.images import Arrays
-from fmfp_tf.data.pipeline import make_dataset
 from fmfp_tf.errors import DataError, UsageError
 
-DATASETS = ("synthetic", "gtsrb", "belgium", "orl", "yale", "folder")
 SPLITS = ("train", "test")
-COLOR_MODES = {"synthetic": "rgb", "gtsrb": "rgb", "belgium": "rgb", "orl": "grayscale",
-               "yale": "grayscale", "folder": "rgb"}
-SYNTHETIC_SIZES = {"train": 120, "test": 30}  # images per class
+
+
+def __getattr__(name):
+    # the names as they are now, registered datasets included (not a snapshot taken at import)
+    if name == "DATASETS":
+        return registry.names()
+    if name == "make_dataset":  # imported on use: reading the registry needs no TensorFlow
+        from fmfp_tf.data.pipeline import make_dataset
+
+        return make_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass
@@ -43,8 +49,7 @@ class DatasetSplit:
 
 
 def _check(name, split, image_size):
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    registry.get(name)
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     try:
@@ -54,22 +59,6 @@ def _check(name, split, image_size):
     if not (4 <= height <= 1024 and 4 <= width <= 1024):
         raise UsageError(f"image_size sides must lie in 4..1024; got {image_size!r}")
     return height, width
-
-
-def _files(name, data_dir, split, split_seed):
-    if name == "gtsrb":
-        (paths, labels), root = gtsrb.gtsrb_files(data_dir, split)
-        return paths, labels, gtsrb.GTSRB_CLASS_NAMES, root
-    if name == "belgium":
-        (paths, labels), root = gtsrb.belgium_files(data_dir, split)
-        return paths, labels, gtsrb.belgium_class_names(), root
-    if name == "orl":
-        (paths, labels), names = faces.orl_files(data_dir, split, split_seed)
-    elif name == "yale":
-        (paths, labels), names = faces.yale_files(data_dir, split, split_seed)
-    else:
-        (paths, labels), names = folder.folder_files(data_dir, split, split_seed=split_seed)
-    return paths, labels, names, data_dir
 
 
 def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_image="fail",
@@ -89,20 +78,15 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
         )
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise UsageError(f"limit must be a positive int or None; got {limit!r}")
-    if name == "synthetic":
-        per_class = SYNTHETIC_SIZES[split]
-        count = synthetic.NUM_CLASSES * per_class if limit is None else min(
-            limit, synthetic.NUM_CLASSES * per_class)
-        # train and test come from disjoint seed streams
-        seed = [synthetic_seed, SPLITS.index(split)]
-        pixels, labels = synthetic.generate(count, (height, width), seed=seed)
-        return Arrays(pixels, labels, list(synthetic.CLASS_NAMES))
-    paths, labels, class_names, root = _files(name, data_dir, split, split_seed)
-    color_mode = COLOR_MODES[name]
+    dataset = registry.get(name)
+    if dataset.generate is not None:
+        return dataset.generate(split, (height, width), synthetic_seed, limit)
+    paths, labels, class_names, root = dataset.files(data_dir, split, split_seed)
 
     def build():
         pixels, kept, skipped = images.read_images(
-            paths, labels, (height, width), color_mode, on_bad_image, convert=name == "folder",
+            paths, labels, (height, width), dataset.color_mode, on_bad_image,
+            convert=dataset.convert_modes,
             transform=face_alignment.transform(face_crop),
         )
         return Arrays(pixels, kept, list(class_names), skipped)
@@ -136,6 +120,8 @@ def load(name, data_dir=None, split="train", image_size=(32, 32), batch_size=128
     """
     arrays = load_arrays(name, data_dir, split, image_size, on_bad_image, split_seed,
                          limit=limit, face_crop=face_crop)
+    from fmfp_tf.data.pipeline import make_dataset
+
     if shuffle is None:
         shuffle = split == "train"
     dataset = make_dataset(arrays.images, arrays.labels, batch_size, shuffle=shuffle, seed=seed)
@@ -143,4 +129,4 @@ def load(name, data_dir=None, split="train", image_size=(32, 32), batch_size=128
                         tuple(arrays.images.shape[1:]), arrays.skipped)
 
 
-__all__ = ["load", "load_arrays", "make_dataset", "DatasetSplit", "Arrays", "DATASETS"]
+__all__ = ["load", "load_arrays", "make_dataset", "DatasetSplit", "Arrays", "DATASETS", "registry"]

@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from fmfp_tf.data.images import check_data_dir
+from fmfp_tf.data.registry import Dataset
 from fmfp_tf.errors import DataError
 
 ORL_SUBJECT = re.compile(r"^s(\d+)$")
@@ -97,3 +98,21 @@ def yale_files(data_dir, split, split_seed=0):
         files_by_subject.append(files)
     paths, labels = _split(files_by_subject, split, TEST_PER_SUBJECT["yale"], split_seed)
     return (paths, labels), [f"subject{s:02d}" for s in subjects]
+
+
+def _orl_split(data_dir, split, split_seed):
+    (paths, labels), names = orl_files(data_dir, split, split_seed)
+    return paths, labels, names, data_dir
+
+
+def _yale_split(data_dir, split, split_seed):
+    (paths, labels), names = yale_files(data_dir, split, split_seed)
+    return paths, labels, names, data_dir
+
+
+ORL = Dataset("orl", "ORL / AT&T faces, s1..s40/*.pgm (40 subjects)", files=_orl_split,
+              color_mode="grayscale", face_crop="mtcnn",
+              directory_names=("att_faces", "orl", "ORL"))
+YALE = Dataset("yale", "Yale faces, subjectNN.<condition> (15 subjects)", files=_yale_split,
+               color_mode="grayscale", face_crop="mtcnn",
+               directory_names=("yalefaces", "yale", "Yale"))

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from fmfp_tf.data.images import check_data_dir
+from fmfp_tf.data.registry import Dataset
 from fmfp_tf.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".webp")
@@ -67,3 +68,12 @@ def folder_files(data_dir, split, test_fraction=0.2, split_seed=0):
         paths += [files[name][i] for i in sorted(chosen)]
         labels += [index] * len(chosen)
     return (paths, labels), classes
+
+
+def _folder_split(data_dir, split, split_seed):
+    (paths, labels), classes = folder_files(data_dir, split, split_seed=split_seed)
+    return paths, labels, classes, data_dir
+
+
+DATASET = Dataset("folder", "your own images: one sub-folder per class (or train/ and test/)",
+                  files=_folder_split, convert_modes=True)

@@ -10,6 +10,7 @@ import csv
 import os
 
 from fmfp_tf.data.images import check_data_dir
+from fmfp_tf.data.registry import Dataset
 from fmfp_tf.errors import DataError
 
 GTSRB_CLASS_NAMES = [
@@ -149,3 +150,19 @@ def belgium_files(data_dir, split):
 
 def belgium_class_names():
     return [f"{index:05d}" for index in range(BELGIUM_NUM_CLASSES)]
+
+
+def _gtsrb_split(data_dir, split, split_seed):
+    (paths, labels), root = gtsrb_files(data_dir, split)  # official split: no seed
+    return paths, labels, GTSRB_CLASS_NAMES, root
+
+
+def _belgium_split(data_dir, split, split_seed):
+    (paths, labels), root = belgium_files(data_dir, split)
+    return paths, labels, belgium_class_names(), root
+
+
+GTSRB = Dataset("gtsrb", "German Traffic Sign Recognition Benchmark, official layout (43 classes)",
+                files=_gtsrb_split, directory_names=("gtsrb", "GTSRB"))
+BELGIUM = Dataset("belgium", "BelgiumTSC, official layout (62 classes)", files=_belgium_split,
+                  directory_names=("belgium", "BelgiumTSC", "belgiumtsc"))

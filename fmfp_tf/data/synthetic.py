@@ -10,6 +10,9 @@ anti-aliased by drawing at twice the resolution.
 """
 import numpy as np
 
+from fmfp_tf.data.images import Arrays
+from fmfp_tf.data.registry import Dataset
+
 # 3x5 bitmap digits
 _DIGITS = {
     "0": ["111", "101", "101", "101", "111"], "1": ["010", "110", "010", "010", "111"],
@@ -218,3 +221,18 @@ def generate(num_examples, image_size=(32, 32), seed=0, chunk=512):
         chunk_rng = np.random.default_rng([seed, start])
         images[start:stop] = _draw_chunk(labels[start:stop], height, width, chunk_rng)
     return images, labels
+
+
+SPLIT_SIZES = {"train": 120, "test": 30}  # images per class
+
+
+def split_arrays(split, image_size, seed, limit):
+    """The `split` of the synthetic dataset (train and test come from disjoint seed streams)."""
+    per_class = SPLIT_SIZES[split]
+    count = NUM_CLASSES * per_class if limit is None else min(limit, NUM_CLASSES * per_class)
+    pixels, labels = generate(count, image_size, seed=[seed, ("train", "test").index(split)])
+    return Arrays(pixels, labels, list(CLASS_NAMES))
+
+
+DATASET = Dataset("synthetic", "traffic-sign-like images drawn from the seed, no files (43 "
+                  "classes; the default)", generate=split_arrays)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from fmfp_tf import attacks as attack_lib
-from fmfp_tf import data
+from fmfp_tf import data, runs
 from fmfp_tf.errors import DataError, ModelError, UsageError
 from fmfp_tf.evaluation import attack_specs, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
@@ -38,6 +38,7 @@ class ModelEntry:
     seed: int = None
     image_size: tuple = None
     face_crop: str = "none"
+    run_dir: str = None  # the run directory whose config.json describes the model
 
 
 def load_entry(path, unsafe=False):
@@ -47,36 +48,19 @@ def load_entry(path, unsafe=False):
                        name=os.path.basename(os.path.normpath(run_dir if os.path.isdir(path)
                                                               else path)))
     if os.path.isfile(os.path.join(run_dir, "config.json")):
-        from fmfp_tf.training.run import face_crop_for, read_run_config
-
-        parsed = read_run_config(run_dir)
+        parsed = runs.read_config(run_dir)
         entry.dataset, entry.data_dir = parsed.dataset, parsed.data_dir
         entry.defense, entry.size = parsed.defense, parsed.size
         entry.size_pixels = parsed.size_pixels
         entry.architecture, entry.seed = parsed.model, parsed.seed
-        entry.image_size, entry.face_crop = parsed.image_size, face_crop_for(parsed)
+        entry.image_size, entry.face_crop = parsed.image_size, parsed.face_crop_used
+        entry.run_dir = run_dir
     return entry
 
 
 def find_twin(entry):
-    """The undefended twin's model.keras beside a run directory (same dataset, model, seed)."""
-    if entry.dataset is None:
-        return None
-    parent = os.path.dirname(os.path.abspath(
-        entry.path if os.path.isdir(entry.path) else os.path.dirname(entry.path)))
-    for name in sorted(os.listdir(parent)):
-        config_path = os.path.join(parent, name, "config.json")
-        if not os.path.isfile(os.path.join(parent, name, "model.keras")) or not os.path.isfile(
-                config_path):
-            continue
-        with open(config_path, encoding="utf-8") as handle:
-            config = json.load(handle)
-        if (config.get("defense") == "none" and config.get("dataset") == entry.dataset
-                and config.get("model") == entry.architecture
-                and config.get("seed") == entry.seed
-                and tuple(config.get("image_size", ())) == tuple(entry.image_size or ())):
-            return os.path.join(parent, name)
-    return None
+    """The undefended twin's run directory beside the entry's run (see `runs.find_twin`)."""
+    return runs.find_twin(entry.run_dir) if entry.run_dir else None
 
 
 def _dataset_of(entry, dataset=None, data_dir=None):
@@ -123,9 +107,9 @@ def _transfer_source(entry, source, x, num_classes, dataset_name, log):
         twin = find_twin(entry)
         if twin is None:
             raise ModelError(
-                f"{entry.name}: no undefended twin (defense none, same dataset, model and seed) "
-                "beside it for the transfer threat model; pass --source-model or train one with "
-                "`fmfp-tf train --defense none`")
+                f"{entry.name}: no undefended twin (the same config with defense none: dataset, "
+                "model, seed, epochs, data) beside it for the transfer threat model; pass "
+                "--source-model or train one with `fmfp-tf train --defense none`")
         source_entry = load_entry(twin)
     if os.path.abspath(source_entry.path) == os.path.abspath(entry.path):
         log(f"{entry.name}: transfer from itself is white-box; skipped")

@@ -12,29 +12,33 @@ import time
 from fmfp_tf import sizes as fmfp_sizes
 from fmfp_tf.attacks.common import parse_eps
 from fmfp_tf.config import TrainConfig
+from fmfp_tf.data import registry as datasets
 from fmfp_tf.errors import UsageError
 from fmfp_tf.evaluation.robustness import evaluate, load_entry
 from fmfp_tf.reproduction import paper_numbers, report, table_spec
 
-# where each dataset lives under a data root such as ../shared/data
-DATA_DIR_NAMES = {"gtsrb": ("gtsrb", "GTSRB"), "orl": ("att_faces", "orl", "ORL"),
-                  "yale": ("yalefaces", "yale", "Yale"),
-                  "belgium": ("belgium", "BelgiumTSC", "belgiumtsc")}
+
+
+def _directory_names():
+    """{dataset: sub-folders of a data root (such as ../shared/data) that may hold it}."""
+    return {name: datasets.get(name).directory_names for name in datasets.names()
+            if datasets.get(name).directory_names}
 
 
 def resolve_data_dirs(data_root=None, explicit=None):
     """{dataset: directory} from `data_root`'s usual sub-folders, overridden by `explicit`."""
     explicit = dict(explicit or {})
+    directory_names = _directory_names()
     for dataset, path in explicit.items():
-        if dataset not in DATA_DIR_NAMES:
+        if dataset not in datasets.names() or not datasets.get(dataset).needs_data_dir:
             raise UsageError(f"--data-dir {dataset}={path}: unknown dataset; expected one of "
-                             f"{', '.join(DATA_DIR_NAMES)}")
+                             f"{', '.join(directory_names)}")
         if not os.path.isdir(path):
             raise UsageError(f"--data-dir {dataset}={path}: not a directory")
     if data_root is not None and not os.path.isdir(data_root):
         raise UsageError(f"--data-root {data_root}: not a directory")
     found = {}
-    for dataset, names in DATA_DIR_NAMES.items():
+    for dataset, names in directory_names.items():
         if dataset in explicit:
             found[dataset] = explicit[dataset]
             continue
@@ -111,7 +115,7 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=print):
     for column in spec.columns:
         data_dir = data_dirs.get(column.dataset)
         sizes = spec.sizes  # [None] for a defense without a size
-        if data_dir is None and column.dataset != "synthetic":  # synthetic needs no files
+        if data_dir is None and datasets.get(column.dataset).needs_data_dir:
             log(f"table {spec.table} {column.label}: not run, data absent")
             cells += [_cell(spec, column, size, attack, "not run: data absent")
                       for size in sizes for attack in rows]

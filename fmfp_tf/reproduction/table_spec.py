@@ -11,13 +11,18 @@ import importlib.resources
 import os
 import typing
 
+from fmfp_tf import defense_registry
 from fmfp_tf import sizes as fmfp_sizes
 from fmfp_tf.config import TrainConfig, read_yaml
 from fmfp_tf.errors import UsageError
 from fmfp_tf.evaluation.robustness import ATTACK_NAMES, AttackSettings
 
 TABLES = ("table3", "table4", "table5", "table6")
-DEFENSES = ("none", "cw-at", "mask", "padding")
+# the paper's tables: no defense, C&W adversarial training, or one defense layer per table
+def table_defenses():
+    return ("none", "cw-at", *defense_registry.layer_names())
+
+
 PROTOCOLS = ("white-box", "transfer")
 TOP_KEYS = {"table", "title", "defense", "sizes", "columns", "attacks", "eps",
             "protocol", "train", "datasets", "evaluation", "quick", "notes"}
@@ -110,8 +115,9 @@ def load(name, quick=False):
     for key in ("table", "title", "defense", "columns", "attacks", "eps", "protocol"):
         if key not in data:
             _fail(path, f"missing key {key!r}")
-    if data["defense"] not in DEFENSES:
-        _fail(path, f"defense = {data['defense']!r}; expected one of {', '.join(DEFENSES)}")
+    if data["defense"] not in table_defenses():
+        _fail(path, f"defense = {data['defense']!r}; expected one of "
+                    f"{', '.join(table_defenses())}")
     if data["protocol"] not in PROTOCOLS:
         _fail(path, f"protocol = {data['protocol']!r}; expected one of {', '.join(PROTOCOLS)}")
     attacks = data["attacks"]
@@ -127,7 +133,7 @@ def load(name, quick=False):
     if not columns:
         _fail(path, "columns is empty")
     sizes = data.get("sizes", [None])
-    if data["defense"] in ("mask", "padding"):
+    if data["defense"] in defense_registry.layer_names():
         if not isinstance(sizes, list) or not sizes:
             _fail(path, f"sizes = {sizes!r}; expected a list such as [10, 20] (% of the image "
                         "side) or [4px]")
@@ -136,8 +142,8 @@ def load(name, quick=False):
         except ValueError as error:
             _fail(path, str(error))
     elif "sizes" in data:
-        _fail(path, f"sizes = {sizes!r} given for defense {data['defense']!r}; only mask and "
-                    "padding take a size")
+        _fail(path, f"sizes = {sizes!r} given for defense {data['defense']!r}; only defense "
+                    "layers take a size")
     sections = {"train": data.get("train") or {}, "datasets": data.get("datasets") or {},
                 "evaluation": data.get("evaluation") or {}}
     quick_section = data.get("quick") or {}

@@ -10,7 +10,6 @@
 
 Examples are crafted with the model in inference mode (no dropout, batch-norm statistics frozen).
 """
-import dataclasses
 import os
 
 import numpy as np
@@ -49,17 +48,12 @@ def perturbation(config, model):
     return perturb, clean_weight
 
 
-def twin_config(config):
-    """The undefended twin: same dataset, model, seed and schedule, no defense."""
-    return dataclasses.replace(config, defense="none", size=None)
-
-
 def cw_augmented(config, train_arrays, out_dir, verbose=1, twin_dir=None):
     """The training set plus C&W examples crafted on the undefended twin (trained if needed)."""
     from fmfp_tf.training.run import train
     from fmfp_tf.models_io import load_model
 
-    twin = twin_config(config)
+    twin = config.undefended_twin()
     twin_dir = twin_dir or os.path.join(out_dir, "twin-undefended")
     if not os.path.isfile(os.path.join(twin_dir, "metrics.json")):
         if verbose:

@@ -9,7 +9,6 @@ A run directory holds:
 - `.lock`: held by the process writing the run (see `fmfp_tf.runs`); `--overwrite` trains in
   `.overwrite/` and swaps the new run in only once it is complete.
 """
-import json
 import os
 import time
 
@@ -17,27 +16,17 @@ import keras
 import tensorflow as tf
 
 from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
-from fmfp_tf.config import TrainConfig, train_config
+from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
 from fmfp_tf.training import strategies
 from fmfp_tf.training.loop import evaluate_arrays, fit, weights_digest
 
-FACE_DATASETS = ("orl", "yale")
-
-
-def face_crop_for(config):
-    """'auto' means: MTCNN-aligned crops for face datasets, nothing for the others."""
-    if config.face_crop != "auto":
-        return config.face_crop
-    return "mtcnn" if config.dataset in FACE_DATASETS else "none"
-
-
 def load_split(config, split):
     limit = config.train_limit if split == "train" else config.test_limit
     return data.load_arrays(
         config.dataset, config.data_dir, split, config.image_size, config.on_bad_image,
-        limit=limit, face_crop=face_crop_for(config),
+        limit=limit, face_crop=config.face_crop_used,
     )
 
 
@@ -46,7 +35,8 @@ def build_model(config, input_shape, num_classes):
     model = models.build(config.model, input_shape, num_classes)
     if config.layer_defense:
         model = defend(model, config.layer_defense, config.layer_size, fill=config.fill,
-                       seed=config.seed, test_time=config.test_time)
+                       seed=config.seed, test_time=config.test_time,
+                       **(config.layer_options or {}))
     return model
 
 
@@ -55,19 +45,8 @@ def seed_everything(seed):
     tf.config.experimental.enable_op_determinism()
 
 
-def read_run_config(run_dir):
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise UsageError(f"{run_dir}: not a run directory (no config.json)")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            values = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"{path}: unreadable run config ({error}); the run directory is damaged: "
-                         "start it again with --overwrite or choose another --out") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"{path}: expected a JSON object of config keys")
-    return train_config(values, path, bare_size="pixels")
+# kept under its old name: a run's config belongs to the run directory (fmfp_tf.runs)
+read_run_config = runs.read_config
 
 
 def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=None):
@@ -170,7 +149,7 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
             "image_shape": list(input_shape),
             "num_classes": num_classes,
             "class_names": train_arrays.class_names,
-            "face_crop": face_crop_for(config),
+            "face_crop": config.face_crop_used,
             "skipped_images": train_arrays.skipped + test_arrays.skipped,
         },
         "model": {"name": config.model, "parameters": int(model.count_params())},

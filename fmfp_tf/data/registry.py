@@ -1,0 +1,89 @@
+"""The datasets `load` knows. Each loader module declares its facts in a `Dataset`; loading, training,
+the reproduction runner and the CLI read them here instead of keeping lists of names.
+
+Adding a dataset is one loader module that declares a `Dataset` plus one line in `DATASETS` (or,
+from outside the package, one `register` call). Entries are "module:attribute" until used, so
+listing the names imports no loader.
+
+Example:
+
+>>> from fmfp_tf.data import registry
+>>> registry.get("orl").color_mode, registry.get("orl").face_crop
+('grayscale', 'mtcnn')
+"""
+import dataclasses
+import importlib
+import typing
+
+from fmfp_tf.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """What the toolkit needs to know about one dataset.
+
+    Exactly one of `files` and `generate` is given:
+    - `files(data_dir, split, split_seed) -> (paths, labels, class_names, root)`: the image files
+      of a split in the dataset's layout under `data_dir` (`root`: the folder whose contents key
+      the cache);
+    - `generate(split, image_size, seed, limit) -> Arrays`: images made without files.
+    """
+
+    name: str
+    description: str
+    files: typing.Optional[typing.Callable] = None
+    generate: typing.Optional[typing.Callable] = None
+    color_mode: str = "rgb"  # how the files are read: "rgb" or "grayscale"
+    convert_modes: bool = False  # accept any image mode and convert it (a user's own folder)
+    face_crop: str = "none"  # what face_crop="auto" means: "mtcnn" for face datasets
+    # sub-folders of a data root (`reproduce --data-root`) that hold this dataset
+    directory_names: typing.Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if (self.files is None) == (self.generate is None):
+            raise ValueError(f"dataset {self.name!r}: give exactly one of files and generate")
+        if self.color_mode not in ("rgb", "grayscale"):
+            raise ValueError(f"dataset {self.name!r}: color_mode must be rgb or grayscale")
+
+    @property
+    def needs_data_dir(self):
+        return self.files is not None
+
+
+DATASETS = {
+    "synthetic": "fmfp_tf.data.synthetic:DATASET",
+    "gtsrb": "fmfp_tf.data.gtsrb:GTSRB",
+    "belgium": "fmfp_tf.data.gtsrb:BELGIUM",
+    "orl": "fmfp_tf.data.faces:ORL",
+    "yale": "fmfp_tf.data.faces:YALE",
+    "folder": "fmfp_tf.data.folder:DATASET",
+}
+
+
+def register(dataset):
+    """Adds a `Dataset` (or replaces one of the same name); returns it."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"register() needs a fmfp_tf.data.registry.Dataset; got {dataset!r}")
+    DATASETS[dataset.name] = dataset
+    return dataset
+
+
+def names():
+    return tuple(DATASETS)
+
+
+def get(name):
+    """The `Dataset` registered as `name` (its module imported on first use)."""
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    entry = DATASETS[name]
+    if isinstance(entry, str):
+        module, _, attribute = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attribute)
+        DATASETS[name] = entry
+    return entry
+
+
+def face_crop_for(dataset, face_crop="auto"):
+    """The crop actually applied: 'auto' resolves to the dataset's own default."""
+    return get(dataset).face_crop if face_crop == "auto" else face_crop
