@@ -179,10 +179,45 @@ def test_padding_keeps_the_whole_image_rescaled_and_fills_the_border():
 def test_padding_without_shrink_is_the_identity():
     layer = FeaturePadding(2, seed=0)
     x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
-    new = tf.constant([8, 8])
-    placed = layer.place(tf.constant(x), new, new, tf.zeros(2, tf.int32), tf.zeros(2, tf.int32),
-                         tf.zeros(()))
+    new = [8, 8]
+    placed = layer.transform_images(tf.constant(x), {"height": new, "width": new, "top": [0, 0],
+                                                     "left": [0, 0], "fill": 0.0})
     np.testing.assert_allclose(placed.numpy(), x, atol=1e-6)
+
+
+def test_a_hand_made_mask_transformation_gives_exact_pixels():
+    layer = FeatureMask(2, seed=0)
+    x = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 1) + 1
+    out = layer.transform_images(tf.constant(x), {"top": [0, 2], "left": [1, 0], "size": 2,
+                                                  "fill": -1.0}).numpy()
+    expected = x.copy()
+    expected[0, 0:2, 1:3] = -1
+    expected[1, 2:4, 0:2] = -1
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_a_hand_made_padding_transformation_gives_exact_pixels():
+    layer = FeaturePadding(4, seed=0, interpolation="nearest")
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    # halve the image (nearest: every second pixel) and place it at row 1, column 2
+    out = layer.transform_images(tf.constant(x), {"height": [2], "width": [2], "top": [1],
+                                                  "left": [2], "fill": 99.0}).numpy()[0, ..., 0]
+    expected = np.full((4, 4), 99.0)
+    expected[1:3, 2:4] = [[5, 7], [13, 15]]
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("layer_class", [FeatureMask, FeaturePadding])
+def test_a_drawn_transformation_replays_exactly_and_the_call_uses_the_same_two_steps(layer_class):
+    layer = layer_class(3, seed=5, fill="noise")
+    x = tf.constant(np.random.default_rng(1).random((6, 12, 12, 3)).astype(np.float32))
+    seed = tf.constant([3, 4], tf.int64)
+    transformation = layer.get_random_transformation(x, seed=seed)
+    once = layer.transform_images(x, transformation).numpy()
+    np.testing.assert_array_equal(once, layer.transform_images(x, transformation).numpy())
+    again = layer.transform_images(x, layer.get_random_transformation(x, seed=seed)).numpy()
+    np.testing.assert_array_equal(once, again)
+    assert not np.array_equal(once, x.numpy())
 
 
 @pytest.mark.parametrize(

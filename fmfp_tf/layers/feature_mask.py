@@ -45,7 +45,9 @@ class FeatureMask(RandomImageDefense):
     True
     """
 
-    def transform(self, images, seed):
+    def get_random_transformation(self, images, seed=None):
+        """{"top", "left"}: each image's square corner (int32, (batch,)); "size": its side in
+        pixels; "fill": what hidden pixels become (float32, broadcastable to the images)."""
         shape = tf.shape(images)
         batch, height, width = shape[0], shape[1], shape[2]
         static_h, static_w = images.shape[1], images.shape[2]
@@ -53,7 +55,7 @@ class FeatureMask(RandomImageDefense):
             self.size, static_h if static_h is not None else height,
             static_w if static_w is not None else width,
         )
-        seed_top, seed_left, seed_fill = common.split_seed(seed, 3)
+        seed_top, seed_left, seed_fill = common.split_seed(self._seed(seed), 3)
         # maxval is exclusive: corners 0..H-size keep the square inside the image
         top = tf.random.stateless_uniform(
             (batch,), seed_top, minval=0, maxval=height - size + 1, dtype=tf.int32
@@ -61,11 +63,19 @@ class FeatureMask(RandomImageDefense):
         left = tf.random.stateless_uniform(
             (batch,), seed_left, minval=0, maxval=width - size + 1, dtype=tf.int32
         )
+        return {"top": top, "left": left, "size": size,
+                "fill": common.fill_values(images, self.fill, self.value_range, seed_fill)}
+
+    def transform_images(self, images, transformation):
+        shape = tf.shape(images)
+        height, width = shape[1], shape[2]
+        top = tf.convert_to_tensor(transformation["top"], tf.int32)[:, tf.newaxis]
+        left = tf.convert_to_tensor(transformation["left"], tf.int32)[:, tf.newaxis]
+        size = transformation["size"]
         rows = tf.range(height)[tf.newaxis, :]
         cols = tf.range(width)[tf.newaxis, :]
-        in_rows = (rows >= top[:, tf.newaxis]) & (rows < top[:, tf.newaxis] + size)
-        in_cols = (cols >= left[:, tf.newaxis]) & (cols < left[:, tf.newaxis] + size)
+        in_rows = (rows >= top) & (rows < top + size)
+        in_cols = (cols >= left) & (cols < left + size)
         hidden = (in_rows[:, :, tf.newaxis] & in_cols[:, tf.newaxis, :])[..., tf.newaxis]
-        fill = common.fill_values(images, self.fill, self.value_range, seed_fill)
-        fill = common.cast_like(tf.broadcast_to(fill, tf.shape(images)), images)
-        return tf.where(hidden, fill, images)
+        fill = tf.broadcast_to(tf.cast(transformation["fill"], tf.float32), tf.shape(images))
+        return tf.where(hidden, common.cast_like(fill, images), images)

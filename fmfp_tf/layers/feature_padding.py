@@ -78,10 +78,17 @@ class FeaturePadding(RandomImageDefense):
             )
         self.interpolation = interpolation
 
-    def draw(self, batch, height, width, seed):
-        """The random part: per-image new (height, width) and (top, left) offsets."""
+    def get_random_transformation(self, images, seed=None):
+        """{"height", "width"}: each image's new size, {"top", "left"}: where it is placed (int32,
+        (batch,) each); "fill": the border (float32, broadcastable to the images)."""
+        shape = tf.shape(images)
+        static_h, static_w = images.shape[1], images.shape[2]
+        height = static_h if static_h is not None else shape[1]
+        width = static_w if static_w is not None else shape[2]
+        batch = shape[0]
+        seed_draw, seed_fill = common.split_seed(self._seed(seed), 2)
         size = common.size_in_pixels(self.size, height, width)
-        seed_shrink, seed_top, seed_left = common.split_seed(seed, 3)
+        seed_shrink, seed_top, seed_left = common.split_seed(seed_draw, 3)
         shorter = tf.minimum(height, width)
         shrink = tf.random.stateless_uniform(
             (batch,), seed_shrink, minval=0, maxval=size + 1, dtype=tf.int32
@@ -94,12 +101,15 @@ class FeaturePadding(RandomImageDefense):
         u_left = tf.random.stateless_uniform((batch,), seed_left)
         top = tf.cast(tf.floor(u_top * tf.cast(height - new_h + 1, tf.float32)), tf.int32)
         left = tf.cast(tf.floor(u_left * tf.cast(width - new_w + 1, tf.float32)), tf.int32)
-        return new_h, new_w, top, left
+        return {"height": new_h, "width": new_w, "top": top, "left": left,
+                "fill": common.fill_values(images, self.fill, self.value_range, seed_fill)}
 
-    def place(self, images, new_h, new_w, top, left, fill):
-        """Resizes each batched NHWC image to (new_h, new_w) and places it at (top, left)."""
+    def transform_images(self, images, transformation):
+        """Resizes each image to its (height, width) and places it at (top, left)."""
         shape = tf.shape(images)
         height, width = shape[1], shape[2]
+        new_h, new_w, top, left = (tf.convert_to_tensor(transformation[key], tf.int32)
+                                   for key in ("height", "width", "top", "left"))
         r_lo, r_hi, r_w, r_in = _source_coordinates(height, height, top, new_h, self.interpolation)
         c_lo, c_hi, c_w, c_in = _source_coordinates(width, width, left, new_w, self.interpolation)
         x = tf.cast(images, tf.float32)
@@ -111,18 +121,9 @@ class FeaturePadding(RandomImageDefense):
         resized = (tf.gather(rows, c_lo, axis=2, batch_dims=1) * (1.0 - c_w)
                    + tf.gather(rows, c_hi, axis=2, batch_dims=1) * c_w)
         inside = (r_in[:, :, tf.newaxis] & c_in[:, tf.newaxis, :])[..., tf.newaxis]
+        fill = tf.cast(transformation["fill"], tf.float32)
         out = tf.where(inside, resized, tf.broadcast_to(fill, tf.shape(x)))
         return common.cast_like(out, images)
-
-    def transform(self, images, seed):
-        shape = tf.shape(images)
-        static_h, static_w = images.shape[1], images.shape[2]
-        height = static_h if static_h is not None else shape[1]
-        width = static_w if static_w is not None else shape[2]
-        seed_draw, seed_fill = common.split_seed(seed, 2)
-        new_h, new_w, top, left = self.draw(shape[0], height, width, seed_draw)
-        fill = common.fill_values(images, self.fill, self.value_range, seed_fill)
-        return self.place(images, new_h, new_w, top, left, fill)
 
     def get_config(self):
         config = super().get_config()
