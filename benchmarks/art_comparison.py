@@ -36,12 +36,12 @@ def ours(arrays, epochs=2):
     keras.utils.set_random_seed(0)
     model = models.build("dnn1", arrays.images.shape[1:], 43)
     optimizer = keras.optimizers.Adam(1e-3)
-    perturb, clean_weight = perturbation(
+    attack = perturbation(
         TrainConfig(defense="pgd-at", at_eps=EPS, at_steps=STEPS, seed=0), model)
     with tempfile.TemporaryDirectory() as tmp:
-        history, _ = fit(model, optimizer, tf.distribute.get_strategy(), arrays, None,
-                         epochs=epochs, batch_size=BATCH, seed=0, checkpoint_dir=tmp,
-                         perturb=perturb, clean_weight=clean_weight, verbose=0)
+        history = fit(model, optimizer, tf.distribute.get_strategy(), arrays, None,
+                      epochs=epochs, batch_size=BATCH, seed=0, checkpoint_dir=tmp,
+                      perturbation=attack, verbose=0)
     return history[-1]["seconds"]
 
 

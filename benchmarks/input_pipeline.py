@@ -44,9 +44,9 @@ def main():
     model = models.build("dnn1", train.images.shape[1:], 43)
     sample = Arrays(train.images[:4096], train.labels[:4096], train.class_names)
     with tempfile.TemporaryDirectory() as tmp:
-        history, _ = fit(model, keras.optimizers.Adam(1e-3), tf.distribute.get_strategy(),
-                         sample, None, epochs=2, batch_size=BATCH, seed=0, checkpoint_dir=tmp,
-                         verbose=0)
+        history = fit(model, keras.optimizers.Adam(1e-3), tf.distribute.get_strategy(),
+                      sample, None, epochs=2, batch_size=BATCH, seed=0, checkpoint_dir=tmp,
+                      verbose=0)
     step_rate = len(sample.labels) / history[-1]["seconds"]
     lines = [f"| {name}, batch {BATCH} | images/s |", "| --- | ---: |",
              f"| tf.data pipeline, {len(train.labels)} images, FeatureMask(0.2) in the map | "

@@ -1,5 +1,7 @@
 """`fmfp-tf`: train, evaluate, export and reproduce FM/FP-defended classifiers."""
+import logging
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,7 +29,19 @@ cli.add_command(extract)
 cli.add_command(reproduce)
 
 
+def show_library_messages(level=logging.INFO):
+    """The library's progress messages (the `fmfp_tf` logger) on stderr, one plain line each;
+    commands lower the level for --quiet."""
+    logger = logging.getLogger("fmfp_tf")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def main():
+    show_library_messages()
     errors.run_guarded(cli)
 
 

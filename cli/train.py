@@ -50,9 +50,14 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
 
     Example: fmfp-tf train --defense mask --size 20
     """
+    import logging
+
     from fmfp_tf.attacks.common import parse_eps
     from fmfp_tf.config import resolve_train_config
     from fmfp_tf.training import train as run_training
+
+    if quiet:
+        logging.getLogger("fmfp_tf").setLevel(logging.WARNING)
 
     if resume:
         if not out:

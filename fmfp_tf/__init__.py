@@ -17,6 +17,7 @@ Example:
 0.2
 """
 import importlib
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,6 +27,9 @@ from fmfp_tf.errors import DataError, FmfpError, ModelError, UsageError  # noqa:
 from fmfp_tf.version import __version__  # noqa: E402
 
 startup.install()
+# the library reports progress to the "fmfp_tf" logger; the application (the CLI, a notebook)
+# decides what is shown, and nothing is shown by default
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY_NAMES = {
     "FeatureMask": "fmfp_tf.layers.feature_mask",
@@ -33,7 +37,8 @@ _LAZY_NAMES = {
     "defend": "fmfp_tf.defenses",
 }
 _LAZY_SUBMODULES = ("data", "models", "attacks", "training", "evaluation", "reproduction",
-                    "layers", "config", "defenses", "export", "sizes")
+                    "layers", "config", "defenses", "export", "sizes", "runs",
+                    "defense_registry")
 
 
 def __getattr__(name):

@@ -50,7 +50,8 @@ ADVERSARIAL_TRAINING = {
 }
 
 # the arguments every defense layer takes from TrainConfig's own keys, never from layer_options
-COMMON_LAYER_ARGUMENTS = ("size", "fill", "seed", "test_time", "name")
+# (data_format follows the model, so it is no layer option either)
+COMMON_LAYER_ARGUMENTS = ("size", "fill", "seed", "test_time", "name", "data_format")
 
 
 def register_layer(name, layer_class):

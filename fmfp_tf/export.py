@@ -84,7 +84,7 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
                          f"{model.input_shape}")
     if _has_test_time_layers(model):
         raise ModelError(
-            f"{model_path}: its FM/FP layers run at test time (test_time=True); a served model "
+            f"{model_path}: its defense layers run at test time (test_time=True); a served model "
             "must be deterministic. Retrain without --test-time to export it")
     from fmfp_tf import runs
 

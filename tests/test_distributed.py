@@ -28,8 +28,8 @@ for name, strategy in (("default", tf.distribute.get_strategy()),
     with strategy.scope():
         model = models.build("dnn4", (32, 32, 3), 43)  # no dropout: no per-replica randomness
         optimizer = keras.optimizers.Adam(1e-3)
-    history, _ = fit(model, optimizer, strategy, train, test, epochs=2, batch_size=64, seed=0,
-                     checkpoint_dir=sys.argv[1] + "/" + name, verbose=0)
+    history = fit(model, optimizer, strategy, train, test, epochs=2, batch_size=64, seed=0,
+                  checkpoint_dir=sys.argv[1] + "/" + name, verbose=0)
     losses[name] = {"replicas": strategy.num_replicas_in_sync,
                     "loss": [r["loss"] for r in history],
                     "test_loss": [r["test_loss"] for r in history]}
@@ -43,10 +43,9 @@ config = TrainConfig(defense="mask+pgd-at", size=8, at_steps=2, seed=0)
 with strategy.scope():
     model = defend(models.build("dnn4", (32, 32, 3), 43), "mask", 8, seed=0)
     optimizer = keras.optimizers.Adam(1e-3)
-    perturb, clean_weight = perturbation(config, model)
-history, _ = fit(model, optimizer, strategy, train, None, epochs=2, batch_size=64, seed=0,
-                 checkpoint_dir=sys.argv[1] + "/pgd", perturb=perturb, clean_weight=clean_weight,
-                 verbose=0)
+    attack = perturbation(config, model)
+history = fit(model, optimizer, strategy, train, None, epochs=2, batch_size=64, seed=0,
+              checkpoint_dir=sys.argv[1] + "/pgd", perturbation=attack, verbose=0)
 losses["pgd_at_mirrored"] = [r["loss"] for r in history]
 
 # attacks under the strategy: each replica crafts its share; the gathered result equals the

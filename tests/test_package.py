@@ -90,3 +90,45 @@ assert "tensorflow" not in sys.modules
     result = run_python(script, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "train" in result.stdout and str(REPO)
+
+
+def _import_graph(package_dir):
+    """{module: modules of the package it imports}, at module level and inside functions."""
+    import ast
+
+    modules = {}
+    for folder, _, files in os.walk(package_dir):
+        for file in files:
+            if file.endswith(".py"):
+                path = os.path.join(folder, file)
+                name = os.path.relpath(path[:-3], os.path.dirname(package_dir)).replace(os.sep, ".")
+                modules[name.removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    deps.add(full if full in modules else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+        graph[name] = {dep for dep in deps if dep in modules and dep != name}
+    return graph
+
+
+def test_no_import_circle_between_modules():
+    graph = _import_graph(str(REPO / "fmfp_tf"))
+    assert len(graph) > 40 and "fmfp_tf.training.run" in graph["fmfp_tf.training"]
+
+    def reaches(start, goal, seen):
+        for dep in graph[start]:
+            if dep == goal or (dep not in seen and not seen.add(dep) and reaches(dep, goal, seen)):
+                return True
+        return False
+
+    circles = [name for name in graph if reaches(name, name, set())]
+    assert circles == [], f"modules on an import circle: {circles}"
+    # evaluation reads run directories through fmfp_tf.runs, never through training
+    assert not any(dep.startswith("fmfp_tf.training") for dep in
+                   graph["fmfp_tf.evaluation.robustness"])

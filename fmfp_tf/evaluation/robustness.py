@@ -7,6 +7,7 @@ and the seconds it took.
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import time
 
@@ -20,6 +21,7 @@ from fmfp_tf.evaluation.attack_specs import AttackSettings
 from fmfp_tf.models_io import check_compatible, load_model
 
 ATTACK_NAMES = attack_specs.names_selectable()
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -142,20 +144,24 @@ def _worst_case(base, threat, correct, source_entry):
     return records
 
 
-def evaluate(entries, attacks=ATTACK_NAMES, eps_values=(8 / 255,), threats=("white-box",),
-             n=1000, source=None, settings=None, dataset=None, data_dir=None, log=print,
+def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
+             n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
              crafted=None):
-    """Records of robust accuracy for each model x threat model x attack x eps.
+    """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
+    from `attack_specs`, by default every selectable one).
 
     Each model and threat model also gets a "worst-case" record per eps: the share of images that
     survive every bounded attack that ran (per image, as AutoAttack reports).
     `source`: a ModelEntry crafting the transfer attacks for every model; when None, each model's
     undefended twin is looked up beside its run directory.
+    `log`: where progress goes (default: the `fmfp_tf` logger, at INFO).
     `crafted`: an optional dict reused across calls to keep adversarial examples by the model that
     crafted them, so examples transferred from one twin to many defended models, and the twin's own
     white-box examples, are crafted once.
     """
     settings = settings or AttackSettings()
+    log = log or logger.info
+    attacks = attack_specs.names_selectable() if attacks is None else attacks
     threats = threat_models.check_threats(threats)
     attacks = attack_specs.check_names(attacks)
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]

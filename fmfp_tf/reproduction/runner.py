@@ -6,6 +6,7 @@ undefended twins of tables 3 to 6), reuses it; a run interrupted mid-training is
 checkpoint. Adversarial examples are kept by the model that crafted them, so the examples
 transferred from one undefended twin to all its defended models are crafted once.
 """
+import logging
 import os
 import time
 
@@ -16,6 +17,8 @@ from fmfp_tf.data import registry as datasets
 from fmfp_tf.errors import UsageError
 from fmfp_tf.evaluation.robustness import evaluate, load_entry
 from fmfp_tf.reproduction import paper_numbers, report, table_spec
+
+logger = logging.getLogger(__name__)
 
 
 
@@ -104,8 +107,9 @@ def _cell(spec, column, size, attack, status, **values):
     return cell
 
 
-def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=print):
+def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
     """Trains and evaluates one table; writes its report; returns (cells, records, seconds)."""
+    log = log or logger.info
     started = time.time()
     crafted = {} if crafted is None else crafted
     settings = spec.attack_settings()
@@ -162,8 +166,10 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=print):
 
 
 def reproduce(tables, out_dir, quick=False, data_root=None, data_dirs=None, models_dir=None,
-              log=print):
-    """Runs each named table (table3..table6, 'all', or YAML paths); returns the report paths."""
+              log=None):
+    """Runs each named table (table3..table6, 'all', or YAML paths); returns the report paths.
+    `log`: where progress goes (default: the `fmfp_tf` logger, at INFO)."""
+    log = log or logger.info
     names = list(table_spec.TABLES) if "all" in tables else list(tables)
     if not names:
         raise UsageError("name a table: table3, table4, table5, table6 or all")

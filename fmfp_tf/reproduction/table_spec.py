@@ -15,7 +15,8 @@ from fmfp_tf import defense_registry
 from fmfp_tf import sizes as fmfp_sizes
 from fmfp_tf.config import TrainConfig, read_yaml
 from fmfp_tf.errors import UsageError
-from fmfp_tf.evaluation.robustness import ATTACK_NAMES, AttackSettings
+from fmfp_tf.evaluation import attack_specs
+from fmfp_tf.evaluation.attack_specs import AttackSettings
 
 TABLES = ("table3", "table4", "table5", "table6")
 # the paper's tables: no defense, C&W adversarial training, or one defense layer per table
@@ -121,8 +122,12 @@ def load(name, quick=False):
     if data["protocol"] not in PROTOCOLS:
         _fail(path, f"protocol = {data['protocol']!r}; expected one of {', '.join(PROTOCOLS)}")
     attacks = data["attacks"]
-    if not isinstance(attacks, list) or not attacks or any(a not in ATTACK_NAMES for a in attacks):
-        _fail(path, f"attacks = {attacks!r}; expected a list drawn from {', '.join(ATTACK_NAMES)}")
+    if not isinstance(attacks, list):
+        _fail(path, f"attacks = {attacks!r}; expected a list of attack names")
+    try:
+        attack_specs.check_names(attacks, "attacks")
+    except UsageError as error:
+        _fail(path, str(error))
     columns = []
     for i, column in enumerate(data["columns"] or []):
         _check_keys(path, f"columns[{i}]", column, {"dataset", "model", "paper_dataset"})

@@ -10,7 +10,9 @@
 
 Examples are crafted with the model in inference mode (no dropout, batch-norm statistics frozen).
 """
-import os
+import dataclasses
+import logging
+import typing
 
 import numpy as np
 import tensorflow as tf
@@ -20,55 +22,61 @@ from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
 from fmfp_tf.data.images import Arrays
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_CLEAN_WEIGHT = {"fgsm": 0.5, "pgd": 0.0}
 
 
+@dataclasses.dataclass
+class Perturbation:
+    """Online adversarial training's inner step: how each batch's training examples are crafted.
+
+    `craft(x, y) -> x_adv` runs inside the compiled train step against the current weights; the
+    loss is `clean_weight` * clean loss + (1 - clean_weight) * loss on `craft`'s examples.
+    `generator` holds the state of random starts, so a checkpoint resumes them exactly.
+    """
+
+    method: str
+    craft: typing.Callable
+    clean_weight: float = 0.0
+    generator: typing.Optional[tf.random.Generator] = None
+
+    def __call__(self, x, y):
+        return tf.stop_gradient(self.craft(x, y))
+
+
 def perturbation(config, model):
-    """(perturb(x, y) -> x_adv or None, clean_weight) for the config's online adversarial training."""
+    """The `Perturbation` of the config's online adversarial training (None for offline or no
+    adversarial training)."""
     method = config.adversarial_training
     if method not in ("fgsm", "pgd"):
-        return None, 0.0
+        return None
     eps = tf.constant(config.at_eps, tf.float32)
     clean_weight = (config.at_clean_fraction if config.at_clean_fraction is not None
                     else DEFAULT_CLEAN_WEIGHT[method])
     if method == "fgsm":
-        def perturb(x, y):
-            return tf.stop_gradient(fgsm_graph(model, x, y, eps))
-        return perturb, clean_weight
-
+        return Perturbation("fgsm", lambda x, y: fgsm_graph(model, x, y, eps), clean_weight)
     steps = config.at_steps
     step_size = config.at_step_size or 2.5 * config.at_eps / steps
     generator = tf.random.Generator.from_seed(config.seed + 7919)
 
-    def perturb(x, y):
+    def craft(x, y):
         seed = generator.make_seeds(1)[:, 0]
-        return tf.stop_gradient(pgd_graph(model, x, y, eps, step_size, steps, "inf", True, seed))
+        return pgd_graph(model, x, y, eps, step_size, steps, "inf", True, seed)
 
-    perturb.generator = generator
-    return perturb, clean_weight
+    return Perturbation("pgd", craft, clean_weight, generator)
 
 
-def cw_augmented(config, train_arrays, out_dir, verbose=1, twin_dir=None):
-    """The training set plus C&W examples crafted on the undefended twin (trained if needed)."""
-    from fmfp_tf.training.run import train
-    from fmfp_tf.models_io import load_model
-
-    twin = config.undefended_twin()
-    twin_dir = twin_dir or os.path.join(out_dir, "twin-undefended")
-    if not os.path.isfile(os.path.join(twin_dir, "metrics.json")):
-        if verbose:
-            print(f"cw-at: training the undefended twin into {twin_dir}")
-        resume = os.path.isfile(os.path.join(twin_dir, "config.json"))
-        train(twin, twin_dir, resume=resume, verbose=verbose)
-    source = load_model(os.path.join(twin_dir, "model.keras"))
+def cw_augmented(config, train_arrays, source):
+    """The training set plus C&W examples crafted on `source` (the undefended twin model),
+    keeping the true labels."""
     count = max(1, int(round(config.cw_at_fraction * len(train_arrays.labels))))
     chosen = np.random.default_rng(config.seed).choice(len(train_arrays.labels), count,
                                                         replace=False)
     x = train_arrays.images[chosen].astype(np.float32) / 255.0
     y = train_arrays.labels[chosen]
-    if verbose:
-        print(f"cw-at: crafting {count} C&W examples on the twin "
-              f"({config.cw_at_iterations} iterations)")
+    logger.info("cw-at: crafting %d C&W examples on the twin (%d iterations)", count,
+                config.cw_at_iterations)
     x_adv = cw_l2(source, x, y, max_iterations=config.cw_at_iterations, binary_search_steps=4)
     adversarial = np.clip(np.round(x_adv * 255.0), 0, 255).astype(np.uint8)
     return Arrays(np.concatenate([train_arrays.images, adversarial]),

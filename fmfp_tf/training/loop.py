@@ -7,6 +7,7 @@ examples, and the loss is averaged over the global batch, so a step means the sa
 everywhere.
 """
 import json
+import logging
 import os
 import signal
 import time
@@ -18,6 +19,8 @@ import tensorflow as tf
 from fmfp_tf import atomic, provenance
 from fmfp_tf.data.pipeline import make_dataset
 from fmfp_tf.errors import StorageError, UsageError, is_storage_full, storage_full_reason
+
+logger = logging.getLogger(__name__)
 
 
 class Interrupted(Exception):
@@ -47,20 +50,22 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def make_steps(model, optimizer, strategy, perturb=None, clean_weight=0.0):
+def make_steps(model, optimizer, strategy, perturbation=None):
     """Compiled distributed train and eval steps.
 
-    `perturb(x, y)`, when given, returns adversarial inputs (adversarial training); the loss is
-    then clean_weight * clean loss + (1 - clean_weight) * adversarial loss.
+    `perturbation` (an `adversarial.Perturbation`), when given, crafts adversarial inputs for
+    each batch; the loss is then clean_weight * clean loss + (1 - clean_weight) * adversarial
+    loss.
     """
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    clean_weight = perturbation.clean_weight if perturbation is not None else 0.0
 
     def replica_train(x, y):
-        inputs = perturb(x, y) if perturb is not None else x
+        inputs = perturbation(x, y) if perturbation is not None else x
         with tf.GradientTape() as tape:
             logits = model(inputs, training=True)
             per_example = loss_fn(y, logits)
-            if perturb is not None and clean_weight > 0:
+            if perturbation is not None and clean_weight > 0:
                 clean = loss_fn(y, model(x, training=True))
                 per_example = clean_weight * clean + (1.0 - clean_weight) * per_example
             loss = tf.nn.compute_average_loss(per_example)
@@ -68,16 +73,11 @@ def make_steps(model, optimizer, strategy, perturb=None, clean_weight=0.0):
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
-                                        tf.float32))
-        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32)
+        return _totals(per_example, logits, y)
 
     def replica_eval(x, y):
         logits = model(x, training=False)
-        per_example = loss_fn(y, logits)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
-                                        tf.float32))
-        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32)
+        return _totals(loss_fn(y, logits), logits, y)
 
     def distributed(fn):
         @tf.function
@@ -88,6 +88,13 @@ def make_steps(model, optimizer, strategy, perturb=None, clean_weight=0.0):
         return step
 
     return distributed(replica_train), distributed(replica_eval)
+
+
+def _totals(per_example_loss, logits, y):
+    """(summed loss, correct predictions, examples) of one replica's batch."""
+    correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
+                                    tf.float32))
+    return tf.reduce_sum(per_example_loss), correct, tf.cast(tf.shape(y)[0], tf.float32)
 
 
 def _sharded(dataset):
@@ -134,18 +141,73 @@ def evaluate_arrays(eval_step, strategy, images, labels, batch_size):
     return totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1)
 
 
-def _restore(checkpoint, manager, checkpoint_dir, verbose):
-    """Restores the newest whole checkpoint (the manager keeps two); returns its path."""
-    for path in reversed(manager.checkpoints):
+def evaluate_model(model, strategy, arrays, batch_size):
+    """(mean loss, accuracy) of `model` on `arrays`, distributed as training was."""
+    _, eval_step = make_steps(model, None, strategy)
+    return evaluate_arrays(eval_step, strategy, arrays.images, arrays.labels, batch_size)
+
+
+class _Checkpoints:
+    """A run's checkpoints: weights, optimizer, position, RNG states (`CheckpointManager`, two
+    kept), and `state.json` with the history and the running totals of a half-done epoch."""
+
+    def __init__(self, model, optimizer, checkpoint_dir, write_files, perturbation):
+        # position = (whole epochs done, batches done in the next epoch); the shuffle order
+        # depends on (seed, epoch) only, so skipping the batches done resumes mid-epoch exactly
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch,
+                                              step=self.step, rng=rng_state_variables(model))
+        if perturbation is not None and perturbation.generator is not None:
+            self.checkpoint.attack_rng = perturbation.generator  # random starts resume too
+        self.directory = checkpoint_dir
+        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=2)
+        self.state_path = os.path.join(checkpoint_dir, "state.json")
+        self.write_files = write_files
+
+    def restore(self):
+        """(history, running totals of the half-done epoch) from the newest whole checkpoint."""
+        history, partial = [], [0.0, 0.0, 0.0]
+        if not self.manager.checkpoints:
+            return history, partial
+        restored = self._restore_newest_whole()
+        if os.path.exists(self.state_path):
+            state = _read_state(self.state_path)
+            history = state["history"][: int(self.epoch.numpy())]
+            partial = state["partial"] if int(self.step.numpy()) else partial
+        logger.info("resumed from %s: %d epoch(s) and %d batch(es) done", restored,
+                    int(self.epoch.numpy()), int(self.step.numpy()))
+        return history, partial
+
+    def _restore_newest_whole(self):
+        for path in reversed(self.manager.checkpoints):
+            try:
+                self.checkpoint.restore(path).expect_partial()
+                return path
+            except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+                logger.warning("checkpoint %s is damaged (%s); trying the one before", path,
+                               str(error).splitlines()[0][:200])
+        raise UsageError(f"{self.directory}: no whole checkpoint to resume from (the last two "
+                         "are damaged); start the run again with --overwrite")
+
+    def save(self, number, history, totals):
+        if not self.write_files:
+            # under MultiWorkerMirroredStrategy every worker must take part in saving; only the
+            # chief's files are kept, the others write to a throw-away directory
+            scratch = os.path.join(self.directory + "-worker-scratch", str(os.getpid()))
+            self.checkpoint.write(scratch)
+            return
         try:
-            checkpoint.restore(path).expect_partial()
-            return path
-        except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
-            if verbose:
-                print(f"checkpoint {path} is damaged ({str(error).splitlines()[0][:200]}); "
-                      "trying the one before")
-    raise UsageError(f"{checkpoint_dir}: no whole checkpoint to resume from (the last two are "
-                     "damaged); start the run again with --overwrite")
+            self.manager.save(checkpoint_number=number)
+            atomic.write_json(self.state_path, {"history": history, "partial": list(totals)})
+        except (tf.errors.OpError, OSError) as error:
+            if not is_storage_full(error):
+                raise
+            _remove_temporary_checkpoints(self.directory)
+            raise StorageError(
+                f"{self.directory}: cannot write checkpoint {number} "
+                f"({storage_full_reason(error)}); free some space and continue with --resume"
+            ) from None
 
 
 def _remove_temporary_checkpoints(checkpoint_dir):
@@ -171,112 +233,82 @@ def _read_state(path):
 
 
 def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, checkpoint_dir,
-        write_files=True, perturb=None, clean_weight=0.0, log_dir=None, verbose=1,
-        on_epoch_end=None):
-    """Trains `model` for `epochs`, resuming from `checkpoint_dir` if it holds a checkpoint.
+        write_files=True, perturbation=None, log_dir=None, verbose=1, on_epoch_end=None):
+    """Trains `model` for `epochs`, resuming from `checkpoint_dir` if it holds a checkpoint, and
+    returns the per-epoch history (a list of dicts: loss, accuracy, seconds, test_loss and
+    test_accuracy when `test` is given, rss_mb).
 
-    `train` and `test` are `Arrays` (uint8 images, labels). Returns the per-epoch history (a list of
-    dicts). A checkpoint (weights, optimizer state, the defense layers' RNG state, the epoch and
-    the history) is written after every epoch and when SIGTERM/SIGINT arrives, in which case
-    `Interrupted` is raised after the checkpoint is written.
+    `train` and `test` are `Arrays` (uint8 images, labels). A checkpoint (weights, optimizer
+    state, the defense layers' RNG state, the position and the history) is written after every
+    epoch and when SIGTERM/SIGINT arrives, in which case `Interrupted` is raised after the
+    checkpoint is written. `perturbation`: adversarial training's `adversarial.Perturbation`.
+    `verbose`: 1 shows Keras's progress bar; messages go to the `fmfp_tf` logger either way.
     """
     # the optimizer's slots must exist before the first distributed step: Keras 3 would create
     # them lazily inside a cross-replica cond, which MirroredStrategy cannot run
     with strategy.scope():
         optimizer.build(model.trainable_variables)
-    train_step, eval_step = make_steps(model, optimizer, strategy, perturb, clean_weight)
-    # position = (whole epochs done, batches done in the next epoch); the shuffle order depends
-    # on (seed, epoch) only, so skipping the batches done resumes mid-epoch exactly
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                     step=step_var, rng=rng_state_variables(model))
-    if getattr(perturb, "generator", None) is not None:
-        checkpoint.attack_rng = perturb.generator  # PGD-AT's random starts resume too
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
-    state_path = os.path.join(checkpoint_dir, "state.json")
-    history, partial = [], [0.0, 0.0, 0.0]
-    if manager.checkpoints:
-        restored = _restore(checkpoint, manager, checkpoint_dir, verbose)
-        if os.path.exists(state_path):
-            state = _read_state(state_path)
-            history = state["history"][: int(epoch_var.numpy())]
-            partial = state["partial"] if int(step_var.numpy()) else partial
-        if verbose:
-            print(f"resumed from {restored}: {int(epoch_var.numpy())} epoch(s) "
-                  f"and {int(step_var.numpy())} batch(es) done")
-
+    train_step, eval_step = make_steps(model, optimizer, strategy, perturbation)
+    checkpoints = _Checkpoints(model, optimizer, checkpoint_dir, write_files, perturbation)
+    history, partial = checkpoints.restore()
     steps = int(np.ceil(len(train.labels) / batch_size))
-
-    def save_checkpoint(totals):
-        number = int(epoch_var.numpy()) * steps + int(step_var.numpy())
-        if write_files:
-            try:
-                manager.save(checkpoint_number=number)
-                atomic.write_json(state_path, {"history": history, "partial": list(totals)})
-            except (tf.errors.OpError, OSError) as error:
-                if not is_storage_full(error):
-                    raise
-                _remove_temporary_checkpoints(checkpoint_dir)
-                raise StorageError(
-                    f"{checkpoint_dir}: cannot write checkpoint {number} "
-                    f"({storage_full_reason(error)}); free some space and continue with --resume"
-                ) from None
-        else:
-            # under MultiWorkerMirroredStrategy every worker must take part in saving; only the
-            # chief's files are kept, the others write to a throw-away directory
-            scratch = os.path.join(checkpoint_dir + "-worker-scratch", str(os.getpid()))
-            checkpoint.write(scratch)
-
     writer = tf.summary.create_file_writer(log_dir) if (log_dir and write_files) else None
     with _StopFlag() as stop:
-        for epoch in range(int(epoch_var.numpy()), epochs):
-            done = int(step_var.numpy())
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}")
-            progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss", "acc"])
-            data = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed,
-                                epoch=epoch)
-            dataset = strategy.experimental_distribute_dataset(
-                _sharded(data.skip(done) if done else data))
+        for epoch in range(int(checkpoints.epoch.numpy()), epochs):
+            done = int(checkpoints.step.numpy())
+            logger.info("epoch %d/%d", epoch + 1, epochs)
             start = time.time()
-            totals = np.array(partial if done else [0.0, 0.0, 0.0])
-            for step, (x, y) in enumerate(dataset, start=done + 1):
-                totals += [float(v) for v in train_step(x, y)]
-                progbar.update(step, [("loss", totals[0] / totals[2]), ("acc", totals[1] / totals[2])])
-                if stop.signal is not None and step < steps:
-                    step_var.assign(step)
-                    save_checkpoint(totals)
-                    raise Interrupted(
-                        f"stopped by signal {stop.signal} in epoch {epoch + 1} after batch "
-                        f"{step}/{steps}; checkpoint written, resume to continue"
-                    )
-            seconds = time.time() - start
+            totals = _run_epoch(train_step, strategy, train, batch_size, seed, epoch, steps,
+                                done, np.array(partial if done else [0.0, 0.0, 0.0]), verbose,
+                                stop, checkpoints, history)
             record = {"epoch": epoch + 1, "loss": totals[0] / totals[2],
-                      "accuracy": totals[1] / totals[2], "seconds": seconds}
+                      "accuracy": totals[1] / totals[2], "seconds": time.time() - start}
             if test is not None:
                 record["test_loss"], record["test_accuracy"] = evaluate_arrays(
                     eval_step, strategy, test.images, test.labels, batch_size)
             # memory after each epoch: a leak shows as growth from epoch to epoch
             record["rss_mb"] = round(provenance.resident_memory_mb(), 1)
             history.append(record)
-            epoch_var.assign(epoch + 1)
-            step_var.assign(0)
-            save_checkpoint(totals)
-            if writer is not None:
-                with writer.as_default(step=epoch + 1):
-                    for key, value in record.items():
-                        if key != "epoch":
-                            tf.summary.scalar(key, value)
-                writer.flush()
-            if verbose:
-                print("  " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch",)))
+            checkpoints.epoch.assign(epoch + 1)
+            checkpoints.step.assign(0)
+            checkpoints.save((epoch + 1) * steps, history, totals)
+            _write_summaries(writer, record)
+            logger.info("  %s", ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+                                          if k != "epoch"))
             if on_epoch_end is not None:
                 on_epoch_end(record)
             if stop.signal is not None and epoch + 1 < epochs:
-                raise Interrupted(
-                    f"stopped by signal {stop.signal} after epoch {epoch + 1}; checkpoint written, "
-                    "resume to continue"
-                )
-    return history, eval_step
+                raise Interrupted(f"stopped by signal {stop.signal} after epoch {epoch + 1}; "
+                                  "checkpoint written, resume to continue")
+    return history
+
+
+def _run_epoch(train_step, strategy, train, batch_size, seed, epoch, steps, done, totals,
+               verbose, stop, checkpoints, history):
+    """The batches of one epoch from batch `done` on; returns the (loss, correct, count)
+    totals. On SIGTERM/SIGINT: writes a mid-epoch checkpoint and raises `Interrupted`."""
+    progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss", "acc"])
+    data = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed,
+                        epoch=epoch)
+    dataset = strategy.experimental_distribute_dataset(
+        _sharded(data.skip(done) if done else data))
+    for step, (x, y) in enumerate(dataset, start=done + 1):
+        totals += [float(v) for v in train_step(x, y)]
+        progbar.update(step, [("loss", totals[0] / totals[2]), ("acc", totals[1] / totals[2])])
+        if stop.signal is not None and step < steps:
+            checkpoints.step.assign(step)
+            checkpoints.save(epoch * steps + step, history, totals)
+            raise Interrupted(f"stopped by signal {stop.signal} in epoch {epoch + 1} after batch "
+                              f"{step}/{steps}; checkpoint written, resume to continue")
+    return totals
+
+
+def _write_summaries(writer, record):
+    """The epoch's numbers for TensorBoard."""
+    if writer is None:
+        return
+    with writer.as_default(step=record["epoch"]):
+        for key, value in record.items():
+            if key != "epoch":
+                tf.summary.scalar(key, value)
+    writer.flush()

@@ -9,6 +9,7 @@ A run directory holds:
 - `.lock`: held by the process writing the run (see `fmfp_tf.runs`); `--overwrite` trains in
   `.overwrite/` and swaps the new run in only once it is complete.
 """
+import logging
 import os
 import time
 
@@ -19,8 +20,10 @@ from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
-from fmfp_tf.training import strategies
-from fmfp_tf.training.loop import evaluate_arrays, fit, weights_digest
+from fmfp_tf.training import adversarial, strategies
+from fmfp_tf.training.loop import evaluate_model, fit, weights_digest
+
+logger = logging.getLogger(__name__)
 
 def load_split(config, split):
     limit = config.train_limit if split == "train" else config.test_limit
@@ -54,12 +57,13 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
 
     With `resume`, the config stored in `out_dir` is used and training continues from the last
     checkpoint. `twin_dir`: for cw-at, where the undefended twin is (or is to be) trained; by
-    default `out_dir/twin-undefended`.
+    default `out_dir/twin-undefended`. `verbose`: 1 shows a progress bar; messages go to the
+    `fmfp_tf` logger.
     """
     if resume:
         if not os.path.isfile(os.path.join(out_dir, "config.json")):
             raise UsageError(f"{out_dir}: nothing to resume (no config.json)")
-        config = read_run_config(out_dir)
+        config = runs.read_config(out_dir)
     elif not isinstance(config, TrainConfig):
         raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
     strategy = strategies.get_strategy(config.strategy)
@@ -90,51 +94,70 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     """Trains into `out_dir` (the run directory, or its staging directory on --overwrite)."""
     started = time.time()
     seed_everything(config.seed)
-
-    train_arrays = load_split(config, "train")
-    test_arrays = load_split(config, "test")
+    train_arrays, test_arrays = _load_data(config, out_dir, verbose, twin_dir)
     input_shape = tuple(train_arrays.images.shape[1:])
-    num_classes = len(train_arrays.class_names)
-    if verbose:
-        print(f"{config.dataset}: {len(train_arrays.labels)} train / {len(test_arrays.labels)} "
-              f"test images of {input_shape}, {num_classes} classes"
-              + (f"; skipped {len(train_arrays.skipped) + len(test_arrays.skipped)} bad images"
-                 if train_arrays.skipped or test_arrays.skipped else ""))
-
-    from fmfp_tf.training import adversarial
-
-    if config.adversarial_training == "cw":
-        train_arrays = adversarial.cw_augmented(config, train_arrays, out_dir, verbose,
-                                                   twin_dir=twin_dir)
     with strategy.scope():
-        model = build_model(config, input_shape, num_classes)
+        model = build_model(config, input_shape, len(train_arrays.class_names))
         optimizer = keras.optimizers.Adam(config.learning_rate)
-        perturb, clean_weight = adversarial.perturbation(config, model)
-    if verbose:
-        print(f"model {config.model} ({model.count_params():,} parameters), defense "
-              f"{config.defense}"
-              + (f" size {sizes.describe(config.size, min(input_shape[:2]))}"
-                 if config.layer_defense else "")
-              + f", strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
-              "replica(s)")
-    history, eval_step = fit(
+        perturbation = adversarial.perturbation(config, model)
+    logger.info("model %s (%s parameters), defense %s%s, strategy %s with %d replica(s)",
+                config.model, f"{model.count_params():,}", config.defense,
+                f" size {sizes.describe(config.size, min(input_shape[:2]))}"
+                if config.layer_defense else "", type(strategy).__name__,
+                strategy.num_replicas_in_sync)
+    history = fit(
         model, optimizer, strategy, train_arrays, test_arrays,
         epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
         checkpoint_dir=os.path.join(out_dir, "checkpoints"), write_files=chief,
-        perturb=perturb, clean_weight=clean_weight, log_dir=os.path.join(out_dir, "logs"),
-        verbose=verbose,
+        perturbation=perturbation, log_dir=os.path.join(out_dir, "logs"), verbose=verbose,
     )
-    if history and "test_accuracy" in history[-1]:
+    metrics = _metrics(config, model, strategy, history, train_arrays, test_arrays, started)
+    if chief:
+        _write_outputs(out_dir, model, history, metrics, config.run_name())
+    return metrics
+
+
+def _load_data(config, out_dir, verbose, twin_dir):
+    """(train, test) Arrays; for cw-at the training set carries the twin's C&W examples."""
+    train_arrays = load_split(config, "train")
+    test_arrays = load_split(config, "test")
+    skipped = len(train_arrays.skipped) + len(test_arrays.skipped)
+    logger.info("%s: %d train / %d test images of %s, %d classes%s", config.dataset,
+                len(train_arrays.labels), len(test_arrays.labels),
+                tuple(train_arrays.images.shape[1:]), len(train_arrays.class_names),
+                f"; skipped {skipped} bad images" if skipped else "")
+    if config.adversarial_training == "cw":
+        twin = _trained_twin(config, twin_dir or os.path.join(out_dir, "twin-undefended"),
+                             verbose)
+        train_arrays = adversarial.cw_augmented(config, train_arrays, twin)
+    return train_arrays, test_arrays
+
+
+def _trained_twin(config, twin_dir, verbose):
+    """The undefended twin's model (cw-at crafts on it), trained or resumed when needed."""
+    from fmfp_tf.models_io import load_model
+
+    if not runs.is_complete(twin_dir):
+        logger.info("cw-at: training the undefended twin into %s", twin_dir)
+        resume = os.path.isfile(os.path.join(twin_dir, "config.json"))
+        train(None if resume else config.undefended_twin(), twin_dir, resume=resume,
+              verbose=verbose)
+    return load_model(os.path.join(twin_dir, "model.keras"))
+
+
+def _metrics(config, model, strategy, history, train_arrays, test_arrays, started):
+    """metrics.json: the result, the full config and where and how it was obtained."""
+    if "test_accuracy" in history[-1]:
         # the last epoch was evaluated on the same weights
         test_loss, test_accuracy = history[-1]["test_loss"], history[-1]["test_accuracy"]
     else:
-        test_loss, test_accuracy = evaluate_arrays(
-            eval_step, strategy, test_arrays.images, test_arrays.labels, config.batch_size)
-    metrics = {
+        test_loss, test_accuracy = evaluate_model(model, strategy, test_arrays,
+                                                  config.batch_size)
+    return {
         "run": config.run_name(),
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
-        "train_accuracy": history[-1]["accuracy"] if history else None,
+        "train_accuracy": history[-1]["accuracy"],
         "epochs": len(history),
         "history": history,
         "config": config.to_dict(),
@@ -146,8 +169,8 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
             "name": config.dataset,
             "train_examples": int(len(train_arrays.labels)),
             "test_examples": int(len(test_arrays.labels)),
-            "image_shape": list(input_shape),
-            "num_classes": num_classes,
+            "image_shape": list(train_arrays.images.shape[1:]),
+            "num_classes": len(train_arrays.class_names),
             "class_names": train_arrays.class_names,
             "face_crop": config.face_crop_used,
             "skipped_images": train_arrays.skipped + test_arrays.skipped,
@@ -160,9 +183,11 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
         "versions": provenance.versions(),
         "machine": provenance.machine(),
     }
-    if chief:
-        with atomic.atomic_path(os.path.join(out_dir, "model.keras")) as tmp:
-            model.save(tmp)
-        plots.history_plot(history, os.path.join(out_dir, "history.png"), config.run_name())
-        atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    return metrics
+
+
+def _write_outputs(out_dir, model, history, metrics, title):
+    """model.keras, history.png, then metrics.json: its presence marks the run complete."""
+    with atomic.atomic_path(os.path.join(out_dir, "model.keras")) as tmp:
+        model.save(tmp)
+    plots.history_plot(history, os.path.join(out_dir, "history.png"), title)
+    atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
