@@ -348,8 +348,8 @@ def test_an_export_is_readable_by_another_user_under_umask_022(runs):
         version_dir = os.path.join(base, "signs", "1")
         as_nobody = ["runuser", "-u", "nobody", "--"]
         # what TF Serving running as another user needs: every directory entered, every file read
-        read = subprocess.run(as_nobody + ["sh", "-c", f"find {version_dir} -type f -exec cat {{}} + "
-                                           "> /dev/null"], capture_output=True, text=True)
+        read_all = f"find {version_dir} -type f -exec cat {{}} + > /dev/null"
+        read = subprocess.run(as_nobody + ["sh", "-c", read_all], capture_output=True, text=True)
         assert read.returncode == 0, read.stderr
         assert "Permission denied" not in read.stderr
         # saved_model_cli itself, where this platform lets that user run Python with TensorFlow

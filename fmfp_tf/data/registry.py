@@ -1,5 +1,5 @@
-"""The datasets `load` knows. Each loader module declares its facts in a `Dataset`; loading, training,
-the reproduction runner and the CLI read them here instead of keeping lists of names.
+"""The datasets `load` knows. Each loader module declares its facts in a `Dataset`; loading,
+training, the reproduction runner and the CLI read them here instead of keeping lists of names.
 
 Adding a dataset is one loader module that declares a `Dataset` plus one line in `DATASETS` (or,
 from outside the package, one `register` call). Entries are "module:attribute" until used, so

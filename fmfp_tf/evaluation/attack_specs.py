@@ -2,13 +2,15 @@
 whether it takes an eps budget, and the keyword arguments it is given, derived from
 `AttackSettings` in one place, so the report's "How it was measured" prints exactly what ran.
 
-Adding an attack = a module with its function in `fmfp_tf.attacks` + one `register(...)` line
-here; the CLI's `--attacks`, table files, reports and the gradient-masking checks read this table.
+Adding an attack = a module with its function (anywhere; the built-in ones live in
+`fmfp_tf.attacks`) + one `register(...)` line, here or in the caller's code; the CLI's
+`--attacks`, table files, reports and the gradient-masking checks read this table. A function
+given as "module:name" is imported on first use.
 """
 import dataclasses
+import importlib
 import typing
 
-from fmfp_tf import attacks
 from fmfp_tf.errors import UsageError
 
 
@@ -45,7 +47,7 @@ class AttackSpec:
 
     name: str
     label: str
-    function: typing.Callable
+    function: typing.Union[typing.Callable, str]  # or "module:name", imported on first use
     arguments: typing.Callable
     bounded: bool = True        # takes an L-inf eps; unbounded attacks run once per threat model
     kind: str = "gradient"      # "gradient", "score" (reads outputs only) or "ensemble"
@@ -64,8 +66,15 @@ class AttackSpec:
         values.pop("eps", None)
         return values
 
+    def resolve(self):
+        """The attack function itself."""
+        if not isinstance(self.function, str):
+            return self.function
+        module, _, name = self.function.partition(":")
+        return getattr(importlib.import_module(module), name)
+
     def craft(self, model, x, y, eps, settings, progress=None, randomized=False):
-        return self.function(model, x, y, batch_size=settings.batch_size, progress=progress,
+        return self.resolve()(model, x, y, batch_size=settings.batch_size, progress=progress,
                              **self.kwargs(settings, eps, randomized))
 
 
@@ -107,41 +116,41 @@ def label(name):
         name, ATTACKS[name].label if name in ATTACKS else name)
 
 
-register(AttackSpec("fgsm", "FGSM", attacks.fgsm, lambda s, eps, r: {}))
-register(AttackSpec("ifgsm", "I-FGSM", attacks.ifgsm,
+register(AttackSpec("fgsm", "FGSM", "fmfp_tf.attacks.fgsm:fgsm", lambda s, eps, r: {}))
+register(AttackSpec("ifgsm", "I-FGSM", "fmfp_tf.attacks.pgd:ifgsm",
                     lambda s, eps, r: {"steps": s.ifgsm_steps, "step_size": eps / 4}))
-register(AttackSpec("rfgsm", "R-FGSM", attacks.rfgsm,
+register(AttackSpec("rfgsm", "R-FGSM", "fmfp_tf.attacks.rfgsm:rfgsm",
                     lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed}))
-register(AttackSpec("pgd", "PGD", attacks.pgd,
+register(AttackSpec("pgd", "PGD", "fmfp_tf.attacks.pgd:pgd",
                     lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
                                        "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed}))
-register(AttackSpec("cw", "C&W-L2", attacks.cw_l2,
+register(AttackSpec("cw", "C&W-L2", "fmfp_tf.attacks.cw:cw_l2",
                     lambda s, eps, r: {"confidence": s.cw_confidence,
                                        "learning_rate": s.cw_learning_rate,
                                        "initial_const": s.cw_initial_const,
                                        "binary_search_steps": s.cw_binary_search_steps,
                                        "max_iterations": s.cw_iterations},
                     bounded=False, in_worst_case=False))
-register(AttackSpec("apgd-ce", "APGD-CE", attacks.apgd,
+register(AttackSpec("apgd-ce", "APGD-CE", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "ce", "steps": s.apgd_steps,
                                        "restarts": s.apgd_restarts, "seed": s.seed}))
-register(AttackSpec("apgd-dlr", "APGD-DLR", attacks.apgd,
+register(AttackSpec("apgd-dlr", "APGD-DLR", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "dlr", "steps": s.apgd_steps,
                                        "restarts": s.apgd_restarts, "seed": s.seed}))
-register(AttackSpec("apgd-t", "APGD-T", attacks.apgd,
+register(AttackSpec("apgd-t", "APGD-T", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "dlr", "targeted": True, "steps": s.apgd_steps,
                                        "restarts": s.apgd_restarts,
                                        "target_classes": s.apgd_target_classes, "seed": s.seed}))
-register(AttackSpec("square", "Square", attacks.square,
+register(AttackSpec("square", "Square", "fmfp_tf.attacks.square:square",
                     lambda s, eps, r: {"queries": s.square_queries, "seed": s.seed},
                     kind="score"))
-register(AttackSpec("autoattack", "AutoAttack", attacks.autoattack,
+register(AttackSpec("autoattack", "AutoAttack", "fmfp_tf.attacks.autoattack:autoattack",
                     lambda s, eps, r: {"version": "rand" if r else "standard",
                                        "steps": s.apgd_steps,
                                        "target_classes": s.apgd_target_classes,
                                        "queries": s.square_queries, "seed": s.seed},
                     kind="ensemble"))
-register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", attacks.pgd,
+register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", "fmfp_tf.attacks.pgd:pgd",
                     lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
                                        "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed},
                     selectable=False, in_worst_case=False))
