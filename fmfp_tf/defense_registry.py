@@ -20,6 +20,7 @@ True
 import dataclasses
 import importlib
 import inspect
+import typing
 
 from fmfp_tf.errors import UsageError
 
@@ -32,26 +33,41 @@ LAYERS = {
 
 @dataclasses.dataclass(frozen=True)
 class AdversarialTraining:
+    """One adversarial-training method. Online methods craft examples against the current
+    weights at every step (`perturbation`: "module:function" building the
+    `training.adversarial.Perturbation` from (config, model)), so they compose with a defense
+    layer, which is part of the model being attacked. cw-at instead augments the data set once
+    from the undefended twin (`perturbation` None)."""
+
     name: str
-    # online methods craft examples against the current weights at every step, so they compose
-    # with a defense layer (the layer is part of the model being attacked); cw-at augments the
-    # data set once from the undefended twin
-    online: bool
     description: str
+    perturbation: typing.Optional[str] = None
+    clean_weight: float = 0.0  # default weight of the clean loss (config: at_clean_fraction)
+
+    @property
+    def online(self):
+        return self.perturbation is not None
 
 
 ADVERSARIAL_TRAINING = {
-    "fgsm": AdversarialTraining("fgsm", True, "FGSM examples mixed with clean ones "
-                                              "(Goodfellow et al. 2015)"),
-    "pgd": AdversarialTraining("pgd", True, "PGD-k examples from a random start (Madry et al. "
-                                            "2018)"),
-    "cw": AdversarialTraining("cw", False, "the training set augmented once with C&W L2 "
-                                           "examples crafted on the undefended twin"),
+    "fgsm": AdversarialTraining("fgsm", "FGSM examples mixed with clean ones (Goodfellow et al. "
+                                        "2015)", "fmfp_tf.training.adversarial:fgsm_examples",
+                                clean_weight=0.5),
+    "pgd": AdversarialTraining("pgd", "PGD-k examples from a random start (Madry et al. 2018)",
+                               "fmfp_tf.training.adversarial:pgd_examples"),
+    "cw": AdversarialTraining("cw", "the training set augmented once with C&W L2 examples "
+                                    "crafted on the undefended twin"),
 }
 
 # the arguments every defense layer takes from TrainConfig's own keys, never from layer_options
 # (data_format follows the model, so it is no layer option either)
 COMMON_LAYER_ARGUMENTS = ("size", "fill", "seed", "test_time", "name", "data_format")
+
+
+def resolve(reference):
+    """The object a "module:name" string names."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def register_layer(name, layer_class):
@@ -88,8 +104,7 @@ def layer_class(name):
                          f"{', '.join(LAYERS)}")
     entry = LAYERS[name]
     if isinstance(entry, str):
-        module, _, attribute = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attribute)
+        entry = resolve(entry)
         _check_layer_class(name, entry)
         LAYERS[name] = entry
     return entry

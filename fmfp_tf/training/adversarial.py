@@ -17,15 +17,13 @@ import typing
 import numpy as np
 import tensorflow as tf
 
+from fmfp_tf import defense_registry
 from fmfp_tf.attacks.cw import cw_l2
 from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
 from fmfp_tf.data.images import Arrays
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CLEAN_WEIGHT = {"fgsm": 0.5, "pgd": 0.0}
-
 
 @dataclasses.dataclass
 class Perturbation:
@@ -47,15 +45,27 @@ class Perturbation:
 
 def perturbation(config, model):
     """The `Perturbation` of the config's online adversarial training (None for offline or no
-    adversarial training)."""
+    adversarial training), built by the function its `defense_registry` entry names."""
     method = config.adversarial_training
-    if method not in ("fgsm", "pgd"):
+    entry = defense_registry.ADVERSARIAL_TRAINING.get(method)
+    if entry is None or not entry.online:
         return None
-    eps = tf.constant(config.at_eps, tf.float32)
     clean_weight = (config.at_clean_fraction if config.at_clean_fraction is not None
-                    else DEFAULT_CLEAN_WEIGHT[method])
-    if method == "fgsm":
-        return Perturbation("fgsm", lambda x, y: fgsm_graph(model, x, y, eps), clean_weight)
+                    else entry.clean_weight)
+    craft, generator = defense_registry.resolve(entry.perturbation)(config, model)
+    return Perturbation(method, craft, clean_weight, generator)
+
+
+def fgsm_examples(config, model):
+    """(craft, generator): FGSM from the clean point (Goodfellow et al. 2015)."""
+    eps = tf.constant(config.at_eps, tf.float32)
+    return (lambda x, y: fgsm_graph(model, x, y, eps)), None
+
+
+def pgd_examples(config, model):
+    """(craft, generator): PGD-k from a uniform random start, step 2.5 eps / k by default
+    (Madry et al. 2018)."""
+    eps = tf.constant(config.at_eps, tf.float32)
     steps = config.at_steps
     step_size = config.at_step_size or 2.5 * config.at_eps / steps
     generator = tf.random.Generator.from_seed(config.seed + 7919)
@@ -64,7 +74,7 @@ def perturbation(config, model):
         seed = generator.make_seeds(1)[:, 0]
         return pgd_graph(model, x, y, eps, step_size, steps, "inf", True, seed)
 
-    return Perturbation("pgd", craft, clean_weight, generator)
+    return craft, generator
 
 
 def cw_augmented(config, train_arrays, source):
