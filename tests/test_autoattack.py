@@ -155,8 +155,12 @@ class NoisyDefense:
         from fmfp_tf.layers.base import RandomImageDefense
 
         class AddNoise(RandomImageDefense):
-            def transform(self, images, seed):
-                return images + 0.01 * tf.random.stateless_normal(tf.shape(images), seed)
+            def get_random_transformation(self, images, seed=None):
+                return {"noise": 0.01 * tf.random.stateless_normal(tf.shape(images),
+                                                                    self._seed(seed))}
+
+            def transform_images(self, images, transformation):
+                return images + transformation["noise"]
 
         return AddNoise(size=1, test_time=True, seed=0)
 
