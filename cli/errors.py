@@ -1,11 +1,29 @@
 """Turning library errors into one-line messages and exit codes (no tracebacks)."""
+import re
 import sys
 
 import click
 
+# the library's messages name Python parameters; on the command line they are flags
+PARAMETER_FLAGS = (
+    (r"\boverwrite=True\b", "--overwrite"), (r"\bresume=True\b", "--resume"),
+    (r"\bforce=True\b", "--force"), (r"\bunsafe=True\b", "--unsafe-load"),
+    (r"\btest_time=False\b", "--no-test-time"), (r"\bdataset=", "--dataset "),
+    (r"\bdata_dir=", "--data-dir "), (r"\bsource=", "--source-model "), (r"\bname=", "--name "),
+    (r"\bout_dir\b", "--out"), (r"\bmax_bytes\b", "--max-size"), (r"\bdata_dirs:", "--data-dir"),
+    (r"\bdata_root\b", "--data-root"),
+)
+
+
+def as_flags(message):
+    """`message` with the Python parameters it names replaced by the CLI's flags."""
+    for pattern, flag in PARAMETER_FLAGS:
+        message = re.sub(pattern, flag, message)
+    return message
+
 
 def report(message, code):
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {as_flags(message)}", err=True)
     sys.exit(code)
 
 

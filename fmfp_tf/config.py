@@ -218,7 +218,7 @@ def validate(config):
         _fail("data_dir", None, f"a directory for dataset {config.dataset!r}")
     if config.data_dir is not None and not needs_data_dir:
         _fail("data_dir", config.data_dir, f"none: the {config.dataset} dataset is drawn from the "
-                                           "seed and reads no files (pass --dataset too)")
+                                           "seed and reads no files (set dataset=NAME too)")
 
 
 def _check_layer_options(config):

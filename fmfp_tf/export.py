@@ -72,7 +72,7 @@ def next_version(base, name):
 def export(model_path, base, name, version=None, force=False, unsafe=False):
     """Writes `base/name/version/` and returns its path."""
     if not name or os.sep in name or name in (".", ".."):
-        raise UsageError(f"--name must be a plain directory name; got {name!r}")
+        raise UsageError(f"name={name!r}: expected a plain directory name")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                 or version < 1):
         raise UsageError(f"--version must be a positive integer; got {version!r}")
@@ -85,7 +85,7 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
     if _has_test_time_layers(model):
         raise ModelError(
             f"{model_path}: its defense layers run at test time (test_time=True); a served model "
-            "must be deterministic. Retrain without --test-time to export it")
+            "must be deterministic. Retrain with test_time=False to export it")
     from fmfp_tf import runs
 
     # one exporter per model name at a time: two would pick the same next version
@@ -93,7 +93,7 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
         version = version or next_version(base, name)
         target = os.path.join(base, name, str(version))
         if os.path.exists(target) and not force:
-            raise UsageError(f"{target} already exists; pass --force to replace it")
+            raise UsageError(f"{target} already exists; pass force=True to replace it")
         archive = _archive(model)
         with atomic.atomic_directory(target, overwrite=force) as tmp:
             archive.write_out(tmp, verbose=False)

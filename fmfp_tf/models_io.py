@@ -76,7 +76,7 @@ def load_model(path, unsafe=False):
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise ModelError(
                 f"{resolved}: refused to load: the file holds a Lambda layer (arbitrary code); "
-                "pass --unsafe-load only if you trust its author"
+                "pass unsafe=True only if you trust its author"
             ) from None
         raise ModelError(f"{resolved}: cannot load model ({message})") from None
     except (OSError, KeyError, TypeError) as error:

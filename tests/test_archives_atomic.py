@@ -85,9 +85,9 @@ def test_damaged_archives_and_bombs_get_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="truncated or corrupt archive"):
         extract(str(truncated), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
-    with pytest.raises(DataError, match="above the limit.*--max-size"):
+    with pytest.raises(DataError, match="above the limit.*max_bytes"):
         extract(str(tar_path), str(tmp_path / "out"), max_bytes=100000)
-    with pytest.raises(DataError, match="--overwrite"):
+    with pytest.raises(DataError, match="overwrite=True"):
         extract(str(tar_path), str(tmp_path / "out2"))
         extract(str(tar_path), str(tmp_path / "out2"))
 

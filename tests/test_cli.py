@@ -230,7 +230,7 @@ def test_evaluate_names_a_recorded_data_dir_that_is_gone(runs, tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     logged = []
     with pytest.raises(DataError, match=r"moved: .*gone/gtsrb, which is not a directory here; "
-                                        r"pass --data-dir"):
+                                        r"pass data_dir=DIR"):
         evaluate([load_entry(str(runs / "masked")), load_entry(str(run))], ["fgsm"], n=8,
                  log=logged.append)
     assert logged == []  # refused before attacking the first model, not after
@@ -363,3 +363,19 @@ def test_an_export_is_readable_by_another_user_under_umask_022(runs):
             assert shown.returncode == 0 and "serving_default" in shown.stdout, shown.stderr[-2000:]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_library_errors_name_parameters_and_the_cli_shows_flags(tmp_path):
+    from fmfp_tf.data.archives import extract
+    from fmfp_tf.errors import DataError
+
+    archive = tmp_path / "a.zip"
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("x.txt", b"x")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DataError, match="pass overwrite=True to replace it"):
+        extract(str(archive), str(tmp_path / "out"))
+    result = fmfp("extract", str(archive), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "pass --overwrite to replace it" in result.stderr

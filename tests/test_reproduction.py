@@ -89,7 +89,7 @@ def test_data_dirs_from_root_and_explicit(tmp_path):
     found = runner.resolve_data_dirs(str(tmp_path), {"belgium": str(tmp_path)})
     assert found == {"gtsrb": str(tmp_path / "gtsrb"), "orl": str(tmp_path / "att_faces"),
                      "belgium": str(tmp_path)}
-    with pytest.raises(UsageError, match="--data-dir belgium=.*not a directory"):
+    with pytest.raises(UsageError, match="data_dirs: belgium=.*not a directory"):
         runner.resolve_data_dirs(None, {"belgium": str(tmp_path / "missing")})
     with pytest.raises(UsageError, match="unknown dataset"):
         runner.resolve_data_dirs(None, {"imagenet": str(tmp_path)})

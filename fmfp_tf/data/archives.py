@@ -21,7 +21,7 @@ _DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
 def _check_total(archive, total, max_bytes):
     if total > max_bytes:
         raise DataError(f"{archive}: would extract {total / 2**30:.2f} GiB, above the limit of "
-                        f"{max_bytes / 2**30:.2f} GiB (raise it with --max-size if the archive is "
+                        f"{max_bytes / 2**30:.2f} GiB (raise max_bytes if the archive is "
                         "trusted)")
 
 
@@ -83,7 +83,7 @@ def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
                 with tarfile.open(archive) as handle:
                     handle.extractall(tmp, **options)
     except FileExistsError:
-        raise DataError(f"{target}: already exists; pass --overwrite to replace it") from None
+        raise DataError(f"{target}: already exists; pass overwrite=True to replace it") from None
     except DataError:
         raise
     except _DAMAGED as error:

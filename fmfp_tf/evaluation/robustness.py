@@ -70,11 +70,11 @@ def _dataset_of(entry, dataset=None, data_dir=None):
     name = dataset or entry.dataset
     if name is None:
         raise UsageError(
-            f"{entry.path}: no run config says which dataset it was trained on; pass --dataset")
+            f"{entry.path}: no run config says which dataset it was trained on; pass dataset=NAME")
     if data_dir is None and entry.data_dir and not os.path.isdir(entry.data_dir):
         raise DataError(
             f"{entry.path}: its run config says it was trained on {name} from {entry.data_dir}, "
-            "which is not a directory here; pass --data-dir with the dataset's location")
+            "which is not a directory here; pass data_dir=DIR with the dataset's location")
     return name, data_dir or entry.data_dir
 
 
@@ -111,7 +111,7 @@ def _transfer_source(entry, source, x, num_classes, dataset_name, log):
             raise ModelError(
                 f"{entry.name}: no undefended twin (the same config with defense none: dataset, "
                 "model, seed, epochs, data) beside it for the transfer threat model; pass "
-                "--source-model or train one with `fmfp-tf train --defense none`")
+                "source=MODEL, or train one with defense none")
         source_entry = load_entry(twin)
     if os.path.abspath(source_entry.path) == os.path.abspath(entry.path):
         log(f"{entry.name}: transfer from itself is white-box; skipped")

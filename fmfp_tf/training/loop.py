@@ -188,7 +188,7 @@ class _Checkpoints:
                 logger.warning("checkpoint %s is damaged (%s); trying the one before", path,
                                str(error).splitlines()[0][:200])
         raise UsageError(f"{self.directory}: no whole checkpoint to resume from (the last two "
-                         "are damaged); start the run again with --overwrite")
+                         "are damaged); start the run again with overwrite=True")
 
     def save(self, number, history, totals):
         if not self.write_files:
@@ -206,7 +206,7 @@ class _Checkpoints:
             _remove_temporary_checkpoints(self.directory)
             raise StorageError(
                 f"{self.directory}: cannot write checkpoint {number} "
-                f"({storage_full_reason(error)}); free some space and continue with --resume"
+                f"({storage_full_reason(error)}); free some space and continue with resume=True"
             ) from None
 
 
@@ -229,7 +229,7 @@ def _read_state(path):
         return state
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
         raise UsageError(f"{path}: damaged training state ({error}); the checkpoints cannot be "
-                         "resumed without it: start the run again with --overwrite") from None
+                         "resumed without it: start the run again with overwrite=True") from None
 
 
 def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, checkpoint_dir,

@@ -75,9 +75,9 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
         if not resume and runs.holds_run(out_dir):
             if not overwrite:
                 raise UsageError(
-                    f"{out_dir}: already holds a run; pass --resume to continue it, --overwrite "
+                    f"{out_dir}: already holds a run; pass resume=True to continue it, overwrite=True "
                     "to start again (the old run stays whole until the new one completes), or "
-                    "choose another --out")
+                    "choose another out_dir")
             staged = runs.staging_dir(out_dir)
         work_dir = staged or out_dir
         if not resume:
