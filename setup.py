@@ -31,11 +31,9 @@ setup(
         "tensorflow>=2.16,<2.22",  # Keras 3 era; 2.16 is the first release with Keras 3 as tf.keras
         "keras>=3.3",
         "tensorboard>=2.16",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in
-        "tensorflow-datasets>=4.9",
         "cleverhans==4.0.0",  # unmaintained; fmfp_tf.attacks.cleverhans_compat fixes it for Keras 3
         "numpy>=1.26",
         "click>=8.1",
-        "absl-py>=1.0",
         "pyyaml>=6.0",
         "matplotlib>=3.7",
         "pillow>=10.0",

@@ -132,3 +132,32 @@ def test_no_import_circle_between_modules():
     # evaluation reads run directories through fmfp_tf.runs, never through training
     assert not any(dep.startswith("fmfp_tf.training") for dep in
                    graph["fmfp_tf.evaluation.robustness"])
+
+
+def test_every_declared_dependency_is_used_by_the_library():
+    import ast
+    import re
+
+    setup = (REPO / "setup.py").read_text()
+    required = re.findall(r'^\s+"([A-Za-z0-9_.-]+)[<>=!~;\s"]', setup.split("install_requires")[1]
+                          .split("]")[0], re.M)
+    assert "tensorflow" in required and "tensorflow-datasets" not in required
+    # the evidence of use: the module imported, or (tensorboard) the API it provides to TF
+    evidence = {"pillow": "import PIL", "pyyaml": "import yaml", "tensorboard": "tf.summary."}
+    sources = "\n".join(path.read_text() for folder in ("fmfp_tf", "cli")
+                        for path in (REPO / folder).rglob("*.py"))
+    imported = set()
+    for node in ast.walk(ast.parse(sources)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.add(node.module.split(".")[0])
+    unused = []
+    for name in required:
+        if name in evidence:
+            used = evidence[name] in sources or evidence[name].split()[-1] in imported
+        else:
+            used = name.replace("-", "_") in imported
+        if not used:
+            unused.append(name)
+    assert unused == [], f"declared but never used by the library: {unused}"

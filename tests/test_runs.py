@@ -56,3 +56,32 @@ def test_swap_in_replaces_the_run_whole(tmp_path):
     runs.swap_in(str(tmp_path), staged)
     assert (tmp_path / "metrics.json").read_text() == "new"
     assert sorted(os.listdir(tmp_path)) == ["metrics.json"]
+
+
+def _fake_run(directory, complete=True, **values):
+    import json
+
+    from fmfp_tf.config import TrainConfig
+
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(TrainConfig(**values).to_dict()))
+    if complete:
+        (directory / "metrics.json").write_text("{}")
+        (directory / "model.keras").write_text("")
+    return str(directory)
+
+
+def test_the_twin_is_the_same_config_with_only_the_defense_reset(tmp_path):
+    defended = _fake_run(tmp_path / "a-mask", defense="mask", size="20%", fill="mean",
+                         test_time=True, epochs=5, seed=3)
+    # look-alikes that are not twins: other epochs, another seed, another learning rate,
+    # a twin still training
+    _fake_run(tmp_path / "b-other-epochs", epochs=3, seed=3)
+    _fake_run(tmp_path / "c-other-seed", epochs=5, seed=4)
+    _fake_run(tmp_path / "d-other-lr", epochs=5, seed=3, learning_rate=0.01)
+    _fake_run(tmp_path / "e-unfinished", complete=False, epochs=5, seed=3)
+    assert runs.find_twin(defended) is None
+    twin = _fake_run(tmp_path / "f-twin", epochs=5, seed=3)
+    assert runs.find_twin(defended) == twin
+    assert runs.read_config(twin).fingerprint() == runs.read_config(
+        defended).undefended_twin().fingerprint()
