@@ -35,6 +35,9 @@ from fmfp_tf.data import registry as datasets
 @click.option("--test-limit", type=int, help="Use a seeded random sample of N test images.")
 @click.option("--on-bad-image", type=click.Choice(["fail", "skip"]),
               help="What to do with corrupt or wrong-mode image files (default fail).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              help="Training precision (default auto: bfloat16 where the CPU/GPU computes it "
+                   "natively, else float32); the saved model is float32.")
 @click.option("--strategy", help="auto (default), default, mirrored or multiworker (TF_CONFIG).")
 @click.option("--test-time/--no-test-time", default=None,
               help="Keep FM/FP active at inference (a randomized defense; evaluate with EOT).")

@@ -40,6 +40,8 @@ class TrainConfig:
     test_limit: typing.Optional[int] = None
     on_bad_image: str = "fail"
     strategy: str = "auto"
+    # auto: bfloat16 where the CPU or GPU computes it natively, else float32 (training.precision)
+    precision: str = "auto"
     test_time: bool = False
     # adversarial training (fgsm-at, pgd-at, cw-at and the combinations)
     at_eps: float = 8 / 255
@@ -175,6 +177,7 @@ def validate(config):
                                             hints[field.name]))
     choices = {"dataset": datasets.names(), "model": MODELS, "defense": defense_registry.names(),
                "strategy": STRATEGIES, "face_crop": FACE_CROPS,
+               "precision": ("auto", "float32", "bfloat16", "float16"),
                "on_bad_image": ("fail", "skip")}
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:

@@ -71,10 +71,12 @@ def check_labels(y, count, num_classes=None):
 
 
 def logits_of(model, x):
-    """The model's output for x at inference (FM/FP inactive unless built with test_time)."""
+    """The model's output for x at inference (FM/FP inactive unless built with test_time), in
+    float32 whatever precision the model computes in (a mixed-precision model training with
+    adversarial examples gives bfloat16 logits; losses and margins need float32)."""
     if isinstance(model, keras.Model) or isinstance(model, keras.layers.Layer):
-        return model(x, training=False)
-    return model(x)
+        return tf.cast(model(x, training=False), tf.float32)
+    return tf.cast(model(x), tf.float32)
 
 
 def loss_gradient(model, x, y):

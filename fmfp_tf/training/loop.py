@@ -63,20 +63,25 @@ def make_steps(model, optimizer, strategy, perturbation=None):
     def replica_train(x, y):
         inputs = perturbation(x, y) if perturbation is not None else x
         with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)
+            # mixed precision computes the layers in bfloat16/float16; the loss stays float32
+            logits = tf.cast(model(inputs, training=True), tf.float32)
             per_example = loss_fn(y, logits)
             if perturbation is not None and clean_weight > 0:
-                clean = loss_fn(y, model(x, training=True))
+                clean = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
                 per_example = clean_weight * clean + (1.0 - clean_weight) * per_example
             loss = tf.nn.compute_average_loss(per_example)
             if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
+                loss += tf.nn.scale_regularization_loss(
+                    tf.add_n([tf.cast(term, tf.float32) for term in model.losses]))
+            # float16's LossScaleOptimizer scales here and unscales in apply_gradients; other
+            # optimizers return the loss unchanged
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return _totals(per_example, logits, y)
 
     def replica_eval(x, y):
-        logits = model(x, training=False)
+        logits = tf.cast(model(x, training=False), tf.float32)
         return _totals(loss_fn(y, logits), logits, y)
 
     def distributed(fn):

@@ -20,7 +20,7 @@ from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
-from fmfp_tf.training import adversarial, strategies
+from fmfp_tf.training import adversarial, precision, strategies
 from fmfp_tf.training.loop import evaluate_model, fit, weights_digest
 
 logger = logging.getLogger(__name__)
@@ -96,14 +96,16 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     seed_everything(config.seed)
     train_arrays, test_arrays = _load_data(config, out_dir, verbose, twin_dir)
     input_shape = tuple(train_arrays.images.shape[1:])
-    with strategy.scope():
-        model = build_model(config, input_shape, len(train_arrays.class_names))
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+    num_classes = len(train_arrays.class_names)
+    used = precision.resolve(config.precision)
+    with strategy.scope(), precision.policy(used):
+        model = build_model(config, input_shape, num_classes)
+        optimizer = precision.optimizer_for(keras.optimizers.Adam(config.learning_rate), used)
         perturbation = adversarial.perturbation(config, model)
-    logger.info("model %s (%s parameters), defense %s%s, strategy %s with %d replica(s)",
+    logger.info("model %s (%s parameters), defense %s%s, %s, strategy %s with %d replica(s)",
                 config.model, f"{model.count_params():,}", config.defense,
                 f" size {sizes.describe(config.size, min(input_shape[:2]))}"
-                if config.layer_defense else "", type(strategy).__name__,
+                if config.layer_defense else "", used, type(strategy).__name__,
                 strategy.num_replicas_in_sync)
     history = fit(
         model, optimizer, strategy, train_arrays, test_arrays,
@@ -111,7 +113,12 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
         checkpoint_dir=os.path.join(out_dir, "checkpoints"), write_files=chief,
         perturbation=perturbation, log_dir=os.path.join(out_dir, "logs"), verbose=verbose,
     )
-    metrics = _metrics(config, model, strategy, history, train_arrays, test_arrays, started)
+    if used != "float32":
+        # what is saved, evaluated and served computes in float32 (see training.precision)
+        model = precision.float32_copy(
+            model, lambda: build_model(config, input_shape, num_classes))
+    metrics = _metrics(config, model, strategy, history, train_arrays, test_arrays, started,
+                       used)
     if chief:
         _write_outputs(out_dir, model, history, metrics, config.run_name())
     return metrics
@@ -145,14 +152,15 @@ def _trained_twin(config, twin_dir, verbose):
     return load_model(os.path.join(twin_dir, "model.keras"))
 
 
-def _metrics(config, model, strategy, history, train_arrays, test_arrays, started):
+def _metrics(config, model, strategy, history, train_arrays, test_arrays, started, used):
     """metrics.json: the result, the full config and where and how it was obtained."""
-    if "test_accuracy" in history[-1]:
-        # the last epoch was evaluated on the same weights
+    if "test_accuracy" in history[-1] and used == "float32":
+        # the last epoch was evaluated on the same weights, in the same precision
         test_loss, test_accuracy = history[-1]["test_loss"], history[-1]["test_accuracy"]
     else:
-        test_loss, test_accuracy = evaluate_model(model, strategy, test_arrays,
-                                                  config.batch_size)
+        # the saved float32 model is what is evaluated and served: its own accuracy counts
+        test_loss, test_accuracy = evaluate_model(model, tf.distribute.get_strategy(),
+                                                  test_arrays, config.batch_size)
     return {
         "run": config.run_name(),
         "test_accuracy": test_accuracy,
@@ -178,6 +186,7 @@ def _metrics(config, model, strategy, history, train_arrays, test_arrays, starte
         "model": {"name": config.model, "parameters": int(model.count_params())},
         "strategy": {"requested": config.strategy, "class": type(strategy).__name__,
                      "replicas": int(strategy.num_replicas_in_sync)},
+        "precision": {"requested": config.precision, "used": used},
         "weights_sha256": weights_digest(model),
         "wall_seconds": time.time() - started,
         "versions": provenance.versions(),

@@ -1,0 +1,58 @@
+"""Mixed-precision training: what `auto` picks, and that bfloat16 learns as float32 does while
+what is saved stays float32."""
+import json
+
+import pytest
+
+from fmfp_tf.config import TrainConfig
+from fmfp_tf.training import precision
+
+
+def test_auto_follows_the_cpu_flags(monkeypatch):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU decides auto")
+    expected = "bfloat16" if {"amx_bf16", "avx512_bf16"} & precision.cpu_flags() else "float32"
+    assert precision.resolve("auto") == expected
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert precision.resolve("auto") == "float32"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert precision.resolve("auto") == "bfloat16"
+    assert precision.resolve("float16") == "float16"
+
+
+def test_the_policy_is_restored_and_float16_scales_the_loss():
+    import keras
+
+    before = keras.config.dtype_policy().name
+    with precision.policy("bfloat16"):
+        layer = keras.layers.Dense(2)
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == before
+    assert layer.compute_dtype == "bfloat16" and layer.variable_dtype == "float32"
+    adam = keras.optimizers.Adam()
+    assert precision.optimizer_for(adam, "bfloat16") is adam
+    assert isinstance(precision.optimizer_for(adam, "float16"),
+                      keras.optimizers.LossScaleOptimizer)
+
+
+def test_bfloat16_training_reaches_float32_accuracy_and_saves_a_float32_model(tmp_path):
+    import keras
+
+    from fmfp_tf.training import train
+
+    results = {}
+    for name in ("float32", "bfloat16"):
+        config = TrainConfig(epochs=4, train_limit=2580, test_limit=600, seed=0,
+                             defense="mask", size="20%", precision=name)
+        metrics = train(config, str(tmp_path / name), verbose=0)
+        assert metrics["precision"] == {"requested": name, "used": name}
+        results[name] = metrics["test_accuracy"]
+        saved = keras.saving.load_model(str(tmp_path / name / "model.keras"))
+        policies = {layer.dtype_policy.name for layer in saved._flatten_layers()}
+        assert policies == {"float32"}, policies
+    # 600 test images: the binomial standard error near 50 % is 2 points; allow 3 of them
+    assert results["float32"] > 0.3, results  # both really learned
+    assert abs(results["bfloat16"] - results["float32"]) <= 0.06, results
+    (tmp_path / "accuracies.json").write_text(json.dumps(results))
