@@ -25,7 +25,14 @@ from fmfp_tf.data import registry as datasets
                    "interpolation=nearest for padding); repeatable.")
 @click.option("--epochs", type=int, help="Passes over the training set (default 8).")
 @click.option("--batch-size", type=int, help="Global batch size, over all replicas (default 32).")
-@click.option("--learning-rate", type=float, help="Adam learning rate (default 1e-3).")
+@click.option("--learning-rate", type=float,
+              help="Learning rate, the peak under a schedule (default 1e-3).")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]),
+              help="adam (default), adamw or sgd (momentum 0.9, Nesterov).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "one-cycle"]),
+              help="Learning-rate schedule (default constant); cosine takes --warmup-epochs.")
+@click.option("--warmup-epochs", type=float, help="Linear warm-up of the cosine schedule.")
+@click.option("--weight-decay", type=float, help="Decoupled weight decay (adamw, sgd).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1),
               help="Seed of weights, shuffling and the layers, 0..2^32-1 (default 0).")
 @click.option("--image-size", type=click.IntRange(4, 1024),

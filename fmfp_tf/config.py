@@ -32,7 +32,11 @@ class TrainConfig:
     layer_options: typing.Optional[typing.Dict[str, typing.Any]] = None
     epochs: int = 8
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the peak rate under a schedule
+    optimizer: str = "adam"  # adam, adamw or sgd (momentum 0.9, Nesterov)
+    schedule: str = "constant"  # constant, cosine (with warm-up) or one-cycle
+    warmup_epochs: float = 0.0  # cosine only
+    weight_decay: float = 0.0  # adamw and sgd (decoupled)
     seed: int = 0
     image_size: typing.Tuple[int, int] = (32, 32)
     face_crop: str = "auto"
@@ -178,6 +182,8 @@ def validate(config):
     choices = {"dataset": datasets.names(), "model": MODELS, "defense": defense_registry.names(),
                "strategy": STRATEGIES, "face_crop": FACE_CROPS,
                "precision": ("auto", "float32", "bfloat16", "float16"),
+               "optimizer": ("adam", "adamw", "sgd"),
+               "schedule": ("constant", "cosine", "one-cycle"),
                "on_bad_image": ("fail", "skip")}
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:
@@ -206,6 +212,16 @@ def validate(config):
             _fail(key, getattr(config, key), "a positive integer or null")
     if not 0 < config.learning_rate < 10:
         _fail("learning_rate", config.learning_rate, "a number in (0, 10)")
+    if not 0 <= config.warmup_epochs < config.epochs:
+        _fail("warmup_epochs", config.warmup_epochs, f"a number in [0, epochs = {config.epochs})")
+    if config.warmup_epochs and config.schedule != "cosine":
+        _fail("warmup_epochs", config.warmup_epochs, "0 unless schedule is cosine (one-cycle "
+                                                     "has its own rise)")
+    if not 0 <= config.weight_decay < 1:
+        _fail("weight_decay", config.weight_decay, "a number in [0, 1)")
+    if config.weight_decay and config.optimizer == "adam":
+        _fail("weight_decay", config.weight_decay, "0 with optimizer adam (use adamw or sgd for "
+                                                   "decoupled weight decay)")
     if not 0 < config.at_eps <= 1:
         _fail("at_eps", config.at_eps, "a number in (0, 1] (pixels are in [0, 1])")
     if config.at_step_size is not None and not 0 < config.at_step_size <= 1:

@@ -56,3 +56,25 @@ def test_bfloat16_training_reaches_float32_accuracy_and_saves_a_float32_model(tm
     assert results["float32"] > 0.3, results  # both really learned
     assert abs(results["bfloat16"] - results["float32"]) <= 0.06, results
     (tmp_path / "accuracies.json").write_text(json.dumps(results))
+
+
+def test_schedules_follow_their_curves_and_the_config_refuses_meaningless_combinations():
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.training import schedules
+
+    one_cycle = schedules.learning_rate(TrainConfig(epochs=10, schedule="one-cycle",
+                                                    learning_rate=0.01), 100)
+    rates = [float(one_cycle(step)) for step in range(1000)]
+    assert abs(rates[0] - 0.01 / 25) < 1e-6 and max(rates) == pytest.approx(0.01)
+    assert rates.index(max(rates)) == pytest.approx(300, abs=2) and rates[-1] < 1e-5
+    cosine = schedules.learning_rate(TrainConfig(epochs=10, schedule="cosine", warmup_epochs=1,
+                                                 learning_rate=0.1), 100)
+    warm = [float(cosine(step)) for step in range(100)]
+    assert warm == sorted(warm) and warm[-1] == pytest.approx(0.1)
+    assert float(cosine(550)) == pytest.approx(0.05, abs=1e-3) and float(cosine(999)) < 1e-4
+    assert schedules.learning_rate(TrainConfig(), 100) == 1e-3  # constant stays a float
+    for bad, message in (({"weight_decay": 0.1}, "use adamw or sgd"),
+                         ({"warmup_epochs": 1.0}, "0 unless schedule is cosine"),
+                         ({"schedule": "cosine", "warmup_epochs": 8.0}, r"\[0, epochs = 8\)")):
+        with pytest.raises(UsageError, match=message):
+            TrainConfig(**bad)

@@ -20,7 +20,7 @@ from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
-from fmfp_tf.training import adversarial, precision, strategies
+from fmfp_tf.training import adversarial, precision, schedules, strategies
 from fmfp_tf.training.loop import evaluate_model, fit, weights_digest
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     used = precision.resolve(config.precision)
     with strategy.scope(), precision.policy(used):
         model = build_model(config, input_shape, num_classes)
-        optimizer = precision.optimizer_for(keras.optimizers.Adam(config.learning_rate), used)
+        steps_per_epoch = -(-len(train_arrays.labels) // config.batch_size)
+        optimizer = precision.optimizer_for(schedules.optimizer(config, steps_per_epoch), used)
         perturbation = adversarial.perturbation(config, model)
     logger.info("model %s (%s parameters), defense %s%s, %s, strategy %s with %d replica(s)",
                 config.model, f"{model.count_params():,}", config.defense,

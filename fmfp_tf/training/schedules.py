@@ -1,0 +1,95 @@
+"""Optimizers and learning-rate schedules, chosen by `TrainConfig` (`optimizer`, `schedule`,
+`learning_rate` as the peak rate, `warmup_epochs`, `weight_decay`).
+
+- `constant`: the rate throughout (the toolkit's original behaviour).
+- `cosine`: linear warm-up from 0 over `warmup_epochs`, then cosine decay to 0 at the last step
+  (Loshchilov & Hutter 2017, without restarts).
+- `one-cycle`: linear rise from peak/25 to the peak over the first 30 % of the steps, then cosine
+  annealing to peak/10^4 (Smith & Topin 2019, "Super-convergence").
+
+The schedule is a function of the optimizer's step counter, which checkpoints hold, so a resumed
+run continues on the same curve.
+"""
+import math
+
+import keras
+
+from fmfp_tf.errors import UsageError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")  # the names config validation accepts (no TF import)
+SCHEDULES = ("constant", "cosine", "one-cycle")
+
+
+@keras.saving.register_keras_serializable(package="fmfp_tf")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak` over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+
+    def __init__(self, peak, total_steps, warmup_steps=0):
+        self.peak, self.total_steps, self.warmup_steps = peak, total_steps, warmup_steps
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
+        progress = keras.ops.clip((step - self.warmup_steps)
+                                  / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
+        cosine = 0.5 * self.peak * (1.0 + keras.ops.cos(math.pi * progress))
+        return keras.ops.where(step < self.warmup_steps, warm, cosine)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+@keras.saving.register_keras_serializable(package="fmfp_tf")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Rise from peak/25 to `peak` over `rise` of the steps, then cosine to peak/10^4."""
+
+    def __init__(self, peak, total_steps, rise=0.3):
+        self.peak, self.total_steps, self.rise = peak, total_steps, rise
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        up_steps = max(self.rise * self.total_steps, 1.0)
+        start, end = self.peak / 25.0, self.peak / 1e4
+        up = start + (self.peak - start) * keras.ops.clip(step / up_steps, 0.0, 1.0)
+        progress = keras.ops.clip((step - up_steps) / max(self.total_steps - up_steps, 1.0),
+                                  0.0, 1.0)
+        down = end + 0.5 * (self.peak - end) * (1.0 + keras.ops.cos(math.pi * progress))
+        return keras.ops.where(step < up_steps, up, down)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "rise": self.rise}
+
+
+# name -> (config, total steps, steps per epoch) -> the rate or its schedule
+SCHEDULE_BUILDERS = {
+    "constant": lambda config, total, per_epoch: config.learning_rate,
+    "cosine": lambda config, total, per_epoch: WarmupCosine(
+        config.learning_rate, total, int(round(config.warmup_epochs * per_epoch))),
+    "one-cycle": lambda config, total, per_epoch: OneCycle(config.learning_rate, total),
+}
+# name -> (rate, config) -> optimizer; SGD's momentum and Nesterov are the usual CNN choice
+OPTIMIZER_BUILDERS = {
+    "adam": lambda rate, config: keras.optimizers.Adam(rate),
+    "adamw": lambda rate, config: keras.optimizers.AdamW(rate, weight_decay=config.weight_decay),
+    # decoupled weight decay, as AdamW: Keras applies it to the weights, not to the loss
+    "sgd": lambda rate, config: keras.optimizers.SGD(rate, momentum=0.9, nesterov=True,
+                                                     weight_decay=config.weight_decay or None),
+}
+
+
+def learning_rate(config, steps_per_epoch):
+    """The config's rate: a float for `constant`, else a schedule over the run's steps."""
+    if config.schedule not in SCHEDULE_BUILDERS:
+        raise UsageError(f"schedule = {config.schedule!r}; expected one of "
+                         f"{', '.join(SCHEDULE_BUILDERS)}")
+    total = max(1, config.epochs * steps_per_epoch)
+    return SCHEDULE_BUILDERS[config.schedule](config, total, steps_per_epoch)
+
+
+def optimizer(config, steps_per_epoch):
+    """The config's optimizer with its learning-rate schedule."""
+    if config.optimizer not in OPTIMIZER_BUILDERS:
+        raise UsageError(f"optimizer = {config.optimizer!r}; expected one of "
+                         f"{', '.join(OPTIMIZER_BUILDERS)}")
+    return OPTIMIZER_BUILDERS[config.optimizer](learning_rate(config, steps_per_epoch), config)
