@@ -43,11 +43,11 @@ def machine_line():
             f"TensorFlow {versions['tensorflow']}, Keras {versions['keras']}")
 
 
-def record(section, lines, command):
-    """Replaces (or appends) `section` in docs/benchmarks.md, written atomically."""
+def record(section, lines, command, doc="benchmarks.md"):
+    """Replaces (or appends) `section` in docs/`doc`, written atomically."""
     from fmfp_tf import atomic
 
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    path = os.path.join(ROOT, "docs", doc)
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
     block = (f"<!-- {section} -->\n## {section}\n\nCommand: `{command}`  \nMachine: "
              f"{machine_line()}\n\n" + "\n".join(lines) + f"\n<!-- /{section} -->\n")

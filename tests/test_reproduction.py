@@ -112,6 +112,9 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
         assert cell["paper_pct"] and cell["protocol_pct"] and cell["white_box_pct"]
         assert float(cell["delta_protocol"]) == pytest.approx(
             float(cell["protocol_pct"]) - float(cell["paper_pct"]), abs=0.011)
+        # the control: an undefended model of another seed under the same transferred examples
+        assert float(cell["gain_over_control"]) == pytest.approx(
+            float(cell["protocol_pct"]) - float(cell["control_pct"]), abs=0.011)
     assert {c["size"] for c in ran} == {"10%", "40%"}
     assert {c["size_pixels"] for c in ran} == {"3", "13"}
     results = json.loads((out / "table5" / "results.json").read_text())
@@ -119,14 +122,17 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
     assert threats == {"none", "white-box", "transfer"}
     transfer = [r for r in results["records"] if r["threat_model"] == "transfer"]
     assert all(r["source_model"].startswith("synthetic-dnn1-none") for r in transfer)
+    controls = [r for r in transfer if r.get("role") == "control"]
+    assert controls and all("-s1-" in r["model"] for r in controls)
+    assert "## What the defense adds under the transfer protocol" in report
     assert (out / "table5" / "figure.png").stat().st_size > 1000
     trained = [m for m in messages if "training:" in m]
-    assert len(trained) == 3  # the twin and two sizes
+    assert len(trained) == 4  # the twin, the control and two sizes
     # a second run trains nothing
     again = []
     runner.reproduce([table], str(out), log=again.append)
     assert not [m for m in again if "training:" in m]
-    assert len([m for m in again if "cached:" in m]) >= 3
+    assert len([m for m in again if "cached:" in m]) >= 4
     with open(out / "table5" / "cells.csv") as handle:
         assert [c["protocol_pct"] for c in csv.DictReader(handle)] == [
             c["protocol_pct"] for c in cells]

@@ -6,6 +6,7 @@ undefended twins of tables 3 to 6), reuses it; a run interrupted mid-training is
 checkpoint. Adversarial examples are kept by the model that crafted them, so the examples
 transferred from one undefended twin to all its defended models are crafted once.
 """
+import dataclasses
 import logging
 import os
 import time
@@ -96,7 +97,8 @@ def _cell(spec, column, size, attack, status, **values):
                 min(spec.train_settings(column.dataset).get("image_size", (32, 32)))),
             "attack": attack, "paper_pct": paper, "protocol": spec.protocol
             if attack != "none" else "clean", "protocol_pct": None, "white_box_pct": None,
-            "delta_protocol": None, "delta_white_box": None, "n": None, "status": status,
+            "delta_protocol": None, "delta_white_box": None, "control_pct": None,
+            "gain_over_control": None, "n": None, "status": status,
             "run": None}
     cell.update(values)
     if paper is not None:
@@ -128,6 +130,11 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
         twin_config = column_config(spec, column, data_dir, "none", None)
         twin_dir = ensure_trained(twin_config, models_dir, log)
         source = load_entry(twin_dir)
+        control = {}
+        if spec.protocol == "transfer" and spec.defense != "none":
+            control, control_records = _control(spec, column, twin_config, source, models_dir,
+                                                eps, settings, log, crafted)
+            records += control_records
         for size in sizes:
             if spec.defense == "none":
                 run_dir, entry = twin_dir, source
@@ -155,14 +162,35 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
                         (attack, "white-box"))
                     protocol_pct = 100 * protocol_record["accuracy"]
                     white_box_pct = 100 * by_key[(attack, "white-box")]["accuracy"]
+                control_pct = control.get(attack)
                 cells.append(_cell(spec, column, size, attack, "ok",
                                    protocol_pct=round(protocol_pct, 2),
                                    white_box_pct=round(white_box_pct, 2),
+                                   control_pct=control_pct,
+                                   gain_over_control=None if control_pct is None else
+                                   round(protocol_pct - control_pct, 2),
                                    n=found[0]["n"], run=os.path.basename(run_dir)))
     seconds = time.time() - started
     report.write_table(spec, cells, records, os.path.join(out_dir, f"table{spec.table}"),
                        seconds)
     return cells, records, seconds
+
+
+def _control(spec, column, twin_config, source, models_dir, eps, settings, log, crafted):
+    """The transfer protocol's control: the same architecture, undefended, another seed,
+    attacked with the examples transferred from the twin. Any second model resists transferred
+    examples to some degree; the defended model's transfer accuracy minus the control's is what
+    the defense adds under the paper's protocol. Returns ({attack: accuracy %}, records)."""
+    config = dataclasses.replace(twin_config, seed=twin_config.seed + 1)
+    entry = load_entry(ensure_trained(config, models_dir, log))
+    found = evaluate([entry], spec.attacks, [eps], ["transfer"], spec.n, source=source,
+                     settings=settings, log=log, crafted=crafted)
+    accuracy = {"none": round(100 * found[0]["accuracy"], 2)}
+    for record in found:
+        record.update(table=spec.table, column=column.label, paper_size=None, role="control")
+        if record["threat_model"] == "transfer":
+            accuracy[record["attack"]] = round(100 * record["accuracy"], 2)
+    return accuracy, found
 
 
 def reproduce(tables, out_dir, quick=False, data_root=None, data_dirs=None, models_dir=None,
