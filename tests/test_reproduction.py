@@ -75,7 +75,7 @@ def test_table_file_errors_name_the_file_and_key(tmp_path):
         table_spec.load(_write_table(tmp_path, train={"epoch": 1}))
     with pytest.raises(UsageError, match=r"tiny.yaml: defense = 'cutout'"):
         table_spec.load(_write_table(tmp_path, defense="cutout"))
-    with pytest.raises(UsageError, match=r"tiny.yaml: attacks = \['deepfool'\]"):
+    with pytest.raises(UsageError, match=r"tiny.yaml: attacks: unknown deepfool"):
         table_spec.load(_write_table(tmp_path, attacks=["deepfool"]))
     with pytest.raises(UsageError, match=r"tiny.yaml: sizes = \[10, 40\] given for defense 'none'"):
         table_spec.load(_write_table(tmp_path, defense="none"))
