@@ -80,7 +80,7 @@ def ensure_trained(config, models_dir, log, twin_dir=None):
 
 
 def column_config(spec, column, data_dir, defense, size):
-    values = spec.train_settings(column.dataset)
+    values = spec.train_settings(column.dataset, column.model)
     return TrainConfig(dataset=column.dataset, data_dir=data_dir, model=column.model,
                        defense=defense, size=size, **values)
 
@@ -94,7 +94,7 @@ def _cell(spec, column, size, attack, status, **values):
             "paper_dataset": column.paper_dataset, "model": column.model,
             "defense": spec.defense, "size": size,
             "size_pixels": None if size is None else fmfp_sizes.parse(size).pixels(
-                min(spec.train_settings(column.dataset).get("image_size", (32, 32)))),
+                min(spec.train_settings(column.dataset, column.model).get("image_size", (32, 32)))),
             "attack": attack, "paper_pct": paper, "protocol": spec.protocol
             if attack != "none" else "clean", "protocol_pct": None, "white_box_pct": None,
             "delta_protocol": None, "delta_white_box": None, "control_pct": None,

@@ -2,7 +2,8 @@
 
 A table file names the defense, its sizes, the columns (dataset x model), the attacks, the budget,
 the threat model under which we read the paper's numbers (`protocol`), the training settings shared
-by every column (`train`, with per-dataset overrides in `datasets`) and the evaluation effort
+by every column (`train`, with overrides per dataset, `gtsrb:`, and per column, `gtsrb/dnn3:`, in
+`datasets`) and the evaluation effort
 (`evaluation`). A `quick:` section overrides `train`, `datasets` and `evaluation` for `--quick`.
 Unknown keys are errors that name the file and the key.
 """
@@ -70,8 +71,11 @@ class TableSpec:
         z = float(str(size)[:-1])
         return int(z) if z.is_integer() else z
 
-    def train_settings(self, dataset):
-        return {**self.train, **self.datasets.get(dataset, {})}
+    def train_settings(self, dataset, model=None):
+        """TrainConfig keys of a column: `train`, then `datasets[dataset]`, then
+        `datasets["dataset/model"]` (a schedule measured for one architecture)."""
+        return {**self.train, **self.datasets.get(dataset, {}),
+                **(self.datasets.get(f"{dataset}/{model}", {}) if model else {})}
 
     def attack_settings(self):
         values = {k: v for k, v in self.evaluation.items() if k != "n"}
