@@ -50,6 +50,16 @@ from fmfp_tf.data import registry as datasets
               help="Keep FM/FP active at inference (a randomized defense; evaluate with EOT).")
 @click.option("--at-eps", help="Adversarial-training budget, e.g. 8/255.")
 @click.option("--at-steps", type=int, help="PGD-AT steps (default 7).")
+@click.option("--weight-averaging", type=click.Choice(["none", "ema"]),
+              help="ema: save the exponential moving average of the weights (the raw ones go "
+                   "to model-raw.keras).")
+@click.option("--ema-decay", type=float, help="Decay of --weight-averaging ema (default 0.999).")
+@click.option("--probe-images", type=int,
+              help="Held-out training images attacked (FGSM, PGD-10) after every epoch; "
+                   "default 512 under fgsm-at/pgd-at/fast-at, 0 to turn off.")
+@click.option("--overfit-guard", type=click.Choice(["restore", "warn"]),
+              help="After a catastrophic-overfitting collapse: restore the best PGD epoch "
+                   "(default) or only warn.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Run directory (default runs/<dataset>-<model>-<defense>-...).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")

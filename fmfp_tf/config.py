@@ -54,6 +54,12 @@ class TrainConfig:
     at_clean_fraction: typing.Optional[float] = None  # weight of the clean loss; default per method
     cw_at_fraction: float = 0.2  # share of the training set augmented with C&W examples
     cw_at_iterations: int = 50
+    # held-out training images attacked after every epoch (FGSM, PGD-10); None: 512 under
+    # online adversarial training, none otherwise; 0 turns the probe off
+    probe_images: typing.Optional[int] = None
+    overfit_guard: str = "restore"  # restore the best PGD epoch after a collapse, or only warn
+    weight_averaging: str = "none"  # none or ema: the saved model is the average
+    ema_decay: float = 0.999
 
     def __post_init__(self):
         validate(self)
@@ -74,7 +80,8 @@ class TrainConfig:
         change; everything else (data, model, seed, schedule) stays, so the twin is found by
         fingerprint."""
         defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-        defense_keys = ("defense", "size", "fill", "layer_options", "test_time") + tuple(
+        defense_keys = ("defense", "size", "fill", "layer_options", "test_time", "probe_images",
+                        "overfit_guard") + tuple(
             key for key in defaults if key.startswith(("at_", "cw_at_")))
         return dataclasses.replace(self, **{key: defaults[key] for key in defense_keys})
 
@@ -82,6 +89,15 @@ class TrainConfig:
     def layer_size(self):
         """The FM/FP layer's `size` argument (int pixels or float fraction), or None."""
         return None if self.size is None else sizes.parse(self.size).layer_value
+
+    @property
+    def probe_size(self):
+        """Held-out images of the robust probe: probe_images, or 512 under online adversarial
+        training when not given."""
+        if self.probe_images is not None:
+            return self.probe_images
+        method = defense_registry.ADVERSARIAL_TRAINING.get(self.adversarial_training)
+        return 512 if method is not None and method.online else 0
 
     @property
     def face_crop_used(self):
@@ -183,6 +199,8 @@ def validate(config):
                "strategy": STRATEGIES, "face_crop": FACE_CROPS,
                "precision": ("auto", "float32", "bfloat16", "float16"),
                "optimizer": ("adam", "adamw", "sgd"),
+               "overfit_guard": ("restore", "warn"),
+               "weight_averaging": ("none", "ema"),
                "schedule": ("constant", "cosine", "one-cycle"),
                "on_bad_image": ("fail", "skip")}
     for key, allowed in choices.items():
@@ -217,6 +235,12 @@ def validate(config):
     if config.warmup_epochs and config.schedule != "cosine":
         _fail("warmup_epochs", config.warmup_epochs, "0 unless schedule is cosine (one-cycle "
                                                      "has its own rise)")
+    if not 0 < config.ema_decay < 1:
+        _fail("ema_decay", config.ema_decay, "a number in (0, 1)")
+    if config.weight_averaging == "none" and config.ema_decay != 0.999:
+        _fail("ema_decay", config.ema_decay, "the default unless weight_averaging is ema")
+    if config.probe_images is not None and config.probe_images < 0:
+        _fail("probe_images", config.probe_images, "an integer >= 0 or null")
     if not 0 <= config.weight_decay < 1:
         _fail("weight_decay", config.weight_decay, "a number in [0, 1)")
     if config.weight_decay and config.optimizer == "adam":

@@ -55,6 +55,9 @@ ADVERSARIAL_TRAINING = {
                                 clean_weight=0.5),
     "pgd": AdversarialTraining("pgd", "PGD-k examples from a random start (Madry et al. 2018)",
                                "fmfp_tf.training.adversarial:pgd_examples"),
+    "fast": AdversarialTraining("fast", "FGSM from a uniform random start, step 1.25 eps "
+                                        "(Wong et al. 2020, 'Fast is better than free')",
+                                "fmfp_tf.training.adversarial:fast_examples"),
     "cw": AdversarialTraining("cw", "the training set augmented once with C&W L2 examples "
                                     "crafted on the undefended twin"),
 }

@@ -27,8 +27,8 @@ LOCK_NAME = ".lock"
 STAGING = ".overwrite"
 PREVIOUS = ".previous"
 # the files and folders a run consists of (what an overwrite replaces)
-RUN_ENTRIES = ("config.json", "checkpoints", "logs", "metrics.json", "model.keras", "history.png",
-               "twin-undefended")
+RUN_ENTRIES = ("config.json", "checkpoints", "logs", "metrics.json", "model.keras",
+               "model-raw.keras", "history.png", "twin-undefended")
 
 
 @contextlib.contextmanager

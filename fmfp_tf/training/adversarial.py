@@ -6,7 +6,9 @@
   2.5 * eps / k) crafted against the current weights (clean weight 0 by default).
 - cw-at (the paper's table 4): the training set is augmented once with C&W L2 examples crafted
   on the undefended twin model (same dataset, model and seed, no defense), keeping true labels.
-- mask+pgd-at / padding+pgd-at: the FM/FP layer is part of the model during PGD-AT.
+- fast-at (Wong et al. 2020): FGSM from a uniform random start with step 1.25 eps, projected to
+  the eps-ball (clean weight 0); about one extra forward-backward pass per step.
+- mask+pgd-at / padding+fast-at / ...: the FM/FP layer is part of the model being attacked.
 
 Examples are crafted with the model in inference mode (no dropout, batch-norm statistics frozen).
 """
@@ -60,6 +62,21 @@ def fgsm_examples(config, model):
     """(craft, generator): FGSM from the clean point (Goodfellow et al. 2015)."""
     eps = tf.constant(config.at_eps, tf.float32)
     return (lambda x, y: fgsm_graph(model, x, y, eps)), None
+
+
+def fast_examples(config, model):
+    """(craft, generator): one FGSM step of 1.25 eps from a uniform random start in the eps-ball,
+    projected back to it (Wong et al. 2020). Prone to catastrophic overfitting, which the
+    training loop's robust probe watches for."""
+    eps = tf.constant(config.at_eps, tf.float32)
+    step_size = 1.25 * config.at_eps
+    generator = tf.random.Generator.from_seed(config.seed + 7919)
+
+    def craft(x, y):
+        seed = generator.make_seeds(1)[:, 0]
+        return pgd_graph(model, x, y, eps, step_size, 1, "inf", True, seed)
+
+    return craft, generator
 
 
 def pgd_examples(config, model):

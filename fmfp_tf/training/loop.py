@@ -6,6 +6,7 @@ MultiWorkerMirroredStrategy. The batch size is global: each of N replicas gets b
 examples, and the loss is averaged over the global batch, so a step means the same thing
 everywhere.
 """
+import contextlib
 import json
 import logging
 import os
@@ -50,12 +51,12 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def make_steps(model, optimizer, strategy, perturbation=None):
+def make_steps(model, optimizer, strategy, perturbation=None, averaging=None):
     """Compiled distributed train and eval steps.
 
     `perturbation` (an `adversarial.Perturbation`), when given, crafts adversarial inputs for
     each batch; the loss is then clean_weight * clean loss + (1 - clean_weight) * adversarial
-    loss.
+    loss. `averaging` (an `averaging.ExponentialAverage`) is updated after every step.
     """
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     clean_weight = perturbation.clean_weight if perturbation is not None else 0.0
@@ -84,15 +85,18 @@ def make_steps(model, optimizer, strategy, perturbation=None):
         logits = tf.cast(model(x, training=False), tf.float32)
         return _totals(loss_fn(y, logits), logits, y)
 
-    def distributed(fn):
+    def distributed(fn, after=None):
         @tf.function
         def step(x, y):
             results = strategy.run(fn, args=(x, y))
+            if after is not None:
+                after()  # cross-replica context: every replica's weights are in sync here
             return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
 
         return step
 
-    return distributed(replica_train), distributed(replica_eval)
+    return (distributed(replica_train, averaging.update if averaging is not None else None),
+            distributed(replica_eval))
 
 
 def _totals(per_example_loss, logits, y):
@@ -156,7 +160,7 @@ class _Checkpoints:
     """A run's checkpoints: weights, optimizer, position, RNG states (`CheckpointManager`, two
     kept), and `state.json` with the history and the running totals of a half-done epoch."""
 
-    def __init__(self, model, optimizer, checkpoint_dir, write_files, perturbation):
+    def __init__(self, model, optimizer, checkpoint_dir, write_files, perturbation, averaging):
         # position = (whole epochs done, batches done in the next epoch); the shuffle order
         # depends on (seed, epoch) only, so skipping the batches done resumes mid-epoch exactly
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -165,6 +169,9 @@ class _Checkpoints:
                                               step=self.step, rng=rng_state_variables(model))
         if perturbation is not None and perturbation.generator is not None:
             self.checkpoint.attack_rng = perturbation.generator  # random starts resume too
+        if averaging is not None:
+            for name, value in averaging.trackables().items():
+                setattr(self.checkpoint, name, value)
         self.directory = checkpoint_dir
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=2)
         self.state_path = os.path.join(checkpoint_dir, "state.json")
@@ -238,7 +245,8 @@ def _read_state(path):
 
 
 def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, checkpoint_dir,
-        write_files=True, perturbation=None, log_dir=None, verbose=1, on_epoch_end=None):
+        write_files=True, perturbation=None, averaging=None, probe=None, log_dir=None, verbose=1,
+        on_epoch_end=None):
     """Trains `model` for `epochs`, resuming from `checkpoint_dir` if it holds a checkpoint, and
     returns the per-epoch history (a list of dicts: loss, accuracy, seconds, test_loss and
     test_accuracy when `test` is given, rss_mb).
@@ -247,14 +255,19 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     state, the defense layers' RNG state, the position and the history) is written after every
     epoch and when SIGTERM/SIGINT arrives, in which case `Interrupted` is raised after the
     checkpoint is written. `perturbation`: adversarial training's `adversarial.Perturbation`.
-    `verbose`: 1 shows Keras's progress bar; messages go to the `fmfp_tf` logger either way.
+    `averaging`: an `averaging.ExponentialAverage`, updated every step; the epoch's test numbers
+    are then the averaged model's (`test_accuracy_raw`: the raw weights'). `probe`: a
+    `robustness_probe.RobustProbe` measuring robust accuracy after every epoch (on the model
+    that would be saved). `verbose`: 1 shows Keras's progress bar; messages go to the `fmfp_tf`
+    logger either way.
     """
     # the optimizer's slots must exist before the first distributed step: Keras 3 would create
     # them lazily inside a cross-replica cond, which MirroredStrategy cannot run
     with strategy.scope():
         optimizer.build(model.trainable_variables)
-    train_step, eval_step = make_steps(model, optimizer, strategy, perturbation)
-    checkpoints = _Checkpoints(model, optimizer, checkpoint_dir, write_files, perturbation)
+    train_step, eval_step = make_steps(model, optimizer, strategy, perturbation, averaging)
+    checkpoints = _Checkpoints(model, optimizer, checkpoint_dir, write_files, perturbation,
+                               averaging)
     history, partial = checkpoints.restore()
     steps = int(np.ceil(len(train.labels) / batch_size))
     writer = tf.summary.create_file_writer(log_dir) if (log_dir and write_files) else None
@@ -268,9 +281,17 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
                                 stop, checkpoints, history)
             record = {"epoch": epoch + 1, "loss": totals[0] / totals[2],
                       "accuracy": totals[1] / totals[2], "seconds": time.time() - start}
-            if test is not None:
-                record["test_loss"], record["test_accuracy"] = evaluate_arrays(
-                    eval_step, strategy, test.images, test.labels, batch_size)
+            if test is not None and averaging is not None:
+                record["test_accuracy_raw"] = evaluate_arrays(
+                    eval_step, strategy, test.images, test.labels, batch_size)[1]
+            # the epoch's numbers are those of the model that would be saved: the average
+            with averaging.swapped_in() if averaging is not None else contextlib.nullcontext():
+                if test is not None:
+                    record["test_loss"], record["test_accuracy"] = evaluate_arrays(
+                        eval_step, strategy, test.images, test.labels, batch_size)
+                if probe is not None:
+                    record.update(probe.measure(model))
+                    probe.observe(history + [record], model)
             # memory after each epoch: a leak shows as growth from epoch to epoch
             record["rss_mb"] = round(provenance.resident_memory_mb(), 1)
             history.append(record)

@@ -20,7 +20,8 @@ from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
-from fmfp_tf.training import adversarial, precision, schedules, strategies
+from fmfp_tf.training import adversarial, precision, robustness_probe, schedules, strategies
+from fmfp_tf.training import averaging as averaging_lib
 from fmfp_tf.training.loop import evaluate_model, fit, weights_digest
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     started = time.time()
     seed_everything(config.seed)
     train_arrays, test_arrays = _load_data(config, out_dir, verbose, twin_dir)
+    train_arrays, held_out = _hold_out(train_arrays, config.probe_size, config.seed)
     input_shape = tuple(train_arrays.images.shape[1:])
     num_classes = len(train_arrays.class_names)
     used = precision.resolve(config.precision)
@@ -103,6 +105,15 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
         steps_per_epoch = -(-len(train_arrays.labels) // config.batch_size)
         optimizer = precision.optimizer_for(schedules.optimizer(config, steps_per_epoch), used)
         perturbation = adversarial.perturbation(config, model)
+        averaging = (averaging_lib.ExponentialAverage(model, config.ema_decay)
+                     if config.weight_averaging == "ema" else None)
+    checkpoint_dir = os.path.join(out_dir, "checkpoints")
+    probe = None
+    if held_out is not None:
+        probe = robustness_probe.RobustProbe(
+            held_out.images.astype("float32") / 255.0, held_out.labels,
+            config.at_eps if config.adversarial_training else 8 / 255, checkpoint_dir,
+            write_files=chief, seed=config.seed)
     logger.info("model %s (%s parameters), defense %s%s, %s, strategy %s with %d replica(s)",
                 config.model, f"{model.count_params():,}", config.defense,
                 f" size {sizes.describe(config.size, min(input_shape[:2]))}"
@@ -111,18 +122,56 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     history = fit(
         model, optimizer, strategy, train_arrays, test_arrays,
         epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-        checkpoint_dir=os.path.join(out_dir, "checkpoints"), write_files=chief,
-        perturbation=perturbation, log_dir=os.path.join(out_dir, "logs"), verbose=verbose,
+        checkpoint_dir=checkpoint_dir, write_files=chief, perturbation=perturbation,
+        averaging=averaging, probe=probe, log_dir=os.path.join(out_dir, "logs"),
+        verbose=verbose,
     )
-    if used != "float32":
+
+    def rebuild():
         # what is saved, evaluated and served computes in float32 (see training.precision)
-        model = precision.float32_copy(
-            model, lambda: build_model(config, input_shape, num_classes))
+        return build_model(config, input_shape, num_classes)
+
+    raw_model = None
+    selection = probe.selection(history, config.overfit_guard == "restore") if probe else None
+    if averaging is not None:
+        raw_model = precision.float32_copy(model, rebuild)
+        for weight, average in zip(averaging.weights, averaging.average):
+            weight.assign(average)
+    if selection and selection["restored"]:
+        logger.warning("restoring epoch %d, the best under PGD on the probe (collapse in epoch(s) "
+                       "%s)", selection["best_epoch"], selection["collapsed_epochs"])
+        model.load_weights(probe.best_path)
+    if used != "float32" or raw_model is not None:
+        model = precision.float32_copy(model, rebuild)
     metrics = _metrics(config, model, strategy, history, train_arrays, test_arrays, started,
                        used)
+    if averaging is not None:
+        metrics["weight_averaging"] = {"method": "ema", "decay": config.ema_decay,
+                                       "raw_model": "model-raw.keras"}
+    if selection is not None:
+        metrics["robust_selection"] = selection
     if chief:
-        _write_outputs(out_dir, model, history, metrics, config.run_name())
+        _write_outputs(out_dir, model, history, metrics, config.run_name(), raw_model)
     return metrics
+
+
+def _hold_out(arrays, count, seed):
+    """(training arrays without `count` seeded images, those images) for the robust probe."""
+    if not count:
+        return arrays, None
+    if count >= len(arrays.labels) // 2:
+        raise UsageError(f"probe_images = {count}: at most half of the {len(arrays.labels)} "
+                         "training images can be held out")
+    import numpy as np
+
+    from fmfp_tf.data.images import Arrays
+
+    chosen = np.zeros(len(arrays.labels), bool)
+    chosen[np.random.default_rng([seed, 104729]).choice(len(arrays.labels), count,
+                                                         replace=False)] = True
+    return (Arrays(arrays.images[~chosen], arrays.labels[~chosen], arrays.class_names,
+                   arrays.skipped),
+            Arrays(arrays.images[chosen], arrays.labels[chosen], arrays.class_names))
 
 
 def _load_data(config, out_dir, verbose, twin_dir):
@@ -155,13 +204,10 @@ def _trained_twin(config, twin_dir, verbose):
 
 def _metrics(config, model, strategy, history, train_arrays, test_arrays, started, used):
     """metrics.json: the result, the full config and where and how it was obtained."""
-    if "test_accuracy" in history[-1] and used == "float32":
-        # the last epoch was evaluated on the same weights, in the same precision
-        test_loss, test_accuracy = history[-1]["test_loss"], history[-1]["test_accuracy"]
-    else:
-        # the saved float32 model is what is evaluated and served: its own accuracy counts
-        test_loss, test_accuracy = evaluate_model(model, tf.distribute.get_strategy(),
-                                                  test_arrays, config.batch_size)
+    # the saved model (float32; averaged, or the best epoch's after a collapse) is what is
+    # evaluated and served: its own accuracy counts, not the last epoch's record
+    test_loss, test_accuracy = evaluate_model(model, tf.distribute.get_strategy(), test_arrays,
+                                              config.batch_size)
     return {
         "run": config.run_name(),
         "test_accuracy": test_accuracy,
@@ -195,9 +241,13 @@ def _metrics(config, model, strategy, history, train_arrays, test_arrays, starte
     }
 
 
-def _write_outputs(out_dir, model, history, metrics, title):
-    """model.keras, history.png, then metrics.json: its presence marks the run complete."""
+def _write_outputs(out_dir, model, history, metrics, title, raw_model=None):
+    """model.keras (and model-raw.keras under weight averaging), history.png, then
+    metrics.json: its presence marks the run complete."""
     with atomic.atomic_path(os.path.join(out_dir, "model.keras")) as tmp:
         model.save(tmp)
+    if raw_model is not None:
+        with atomic.atomic_path(os.path.join(out_dir, "model-raw.keras")) as tmp:
+            raw_model.save(tmp)
     plots.history_plot(history, os.path.join(out_dir, "history.png"), title)
     atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)

@@ -1,0 +1,85 @@
+"""The robust-training recipe's parts: fast adversarial training, weight averaging, and the robust
+probe with its catastrophic-overfitting guard."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fmfp_tf.config import TrainConfig
+from fmfp_tf.training import robustness_probe
+
+
+def test_fast_at_examples_stay_within_eps_and_move(trained_model):
+    from fmfp_tf.training.adversarial import perturbation
+
+    model, x, y = trained_model
+    config = TrainConfig(defense="fast-at", at_eps=8 / 255, seed=1)
+    attack = perturbation(config, model)
+    assert attack.method == "fast" and attack.clean_weight == 0.0
+    x_adv = attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy()
+    distance = np.abs(x_adv - x[:64]).reshape(64, -1).max(axis=1)
+    assert distance.max() <= 8 / 255 + 1e-6
+    assert np.median(distance) > 4 / 255  # the 1.25 eps step reaches the ball's surface
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    # a fresh random start each call
+    assert not np.array_equal(x_adv, attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy())
+
+
+def _history(pgd, fgsm):
+    return [{"epoch": i + 1, "probe_pgd_accuracy": p, "probe_fgsm_accuracy": f}
+            for i, (p, f) in enumerate(zip(pgd, fgsm))]
+
+
+def test_the_guard_flags_a_collapse_and_not_an_ordinary_dip():
+    # Wong et al.'s signature: PGD accuracy collapses while FGSM accuracy jumps
+    collapse = _history([0.20, 0.31, 0.38, 0.02, 0.01], [0.35, 0.45, 0.50, 0.85, 0.90])
+    assert robustness_probe.collapsed_epochs(collapse) == [4, 5]
+    assert robustness_probe.best_epoch(collapse) == 3
+    dip = _history([0.20, 0.31, 0.38, 0.33, 0.36], [0.35, 0.45, 0.50, 0.47, 0.52])
+    assert robustness_probe.collapsed_epochs(dip) == []
+    # PGD and FGSM falling together is underfitting or a bad learning rate, not this failure
+    both = _history([0.30, 0.40, 0.10], [0.50, 0.60, 0.20])
+    assert robustness_probe.collapsed_epochs(both) == []
+
+
+def test_a_collapse_restores_the_best_epoch_when_asked(tmp_path):
+    probe = robustness_probe.RobustProbe(np.zeros((2, 4, 4, 3), np.float32), np.zeros(2, int),
+                                         8 / 255, str(tmp_path))
+    (tmp_path / robustness_probe.BEST_WEIGHTS).write_bytes(b"weights")
+    collapse = _history([0.20, 0.38, 0.02], [0.35, 0.50, 0.85])
+    chosen = probe.selection(collapse, restore=True)
+    assert chosen["restored"] and chosen["best_epoch"] == 2 and chosen["collapsed_epochs"] == [3]
+    assert not probe.selection(collapse, restore=False)["restored"]
+    assert not probe.selection(_history([0.2, 0.3], [0.3, 0.4]), restore=True)["restored"]
+
+
+def test_ema_saves_the_average_keeps_the_raw_model_and_checkpoints_the_average(tmp_path):
+    import json
+
+    import keras
+
+    from fmfp_tf.training import train
+
+    config = TrainConfig(epochs=2, train_limit=1290, test_limit=200, weight_averaging="ema",
+                         ema_decay=0.99, defense="pgd-at", at_steps=2, probe_images=128)
+    metrics = train(config, str(tmp_path / "run"), verbose=0)
+    averaged = keras.saving.load_model(str(tmp_path / "run" / "model.keras"))
+    raw = keras.saving.load_model(str(tmp_path / "run" / "model-raw.keras"))
+    differ = [not np.allclose(a, b) for a, b in zip(averaged.get_weights(), raw.get_weights())]
+    assert sum(differ) >= len(differ) // 2, "the average should differ from the last iterate"
+    assert metrics["weight_averaging"]["decay"] == 0.99
+    record = metrics["history"][-1]
+    assert {"test_accuracy_raw", "probe_fgsm_accuracy", "probe_pgd_accuracy"} <= set(record)
+    assert metrics["robust_selection"]["probe_images"] == 128
+    # the saved model is the one metrics.json reports
+    from fmfp_tf import data
+
+    test = data.load_arrays("synthetic", split="test", limit=200)
+    predicted = averaged.predict(test.images.astype("float32") / 255, verbose=0).argmax(-1)
+    assert np.mean(predicted == test.labels) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    # the checkpoint holds the average and its update count, so a resume continues it
+    latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    names = {name for name, _ in tf.train.list_variables(latest)}
+    assert any(name.startswith("average/") for name in names)
+    updates = tf.train.load_variable(latest, "average_updates/.ATTRIBUTES/VARIABLE_VALUE")
+    assert updates == 2 * np.ceil((1290 - 128) / 32)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["weight_averaging"] == "ema"
