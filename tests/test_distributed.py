@@ -34,19 +34,27 @@ for name, strategy in (("default", tf.distribute.get_strategy()),
                     "loss": [r["loss"] for r in history],
                     "test_loss": [r["test_loss"] for r in history]}
 
-# PGD adversarial training with FM under the mirrored strategy runs and lowers the loss
+# PGD adversarial training with FM and weight averaging under the mirrored strategy runs, lowers
+# the loss, and averages in cross-replica context
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
 from fmfp_tf.training.adversarial import perturbation
+from fmfp_tf.training.averaging import ExponentialAverage
+import numpy as np
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 config = TrainConfig(defense="mask+pgd-at", size=8, at_steps=2, seed=0)
 with strategy.scope():
     model = defend(models.build("dnn4", (32, 32, 3), 43), "mask", 8, seed=0)
     optimizer = keras.optimizers.Adam(1e-3)
     attack = perturbation(config, model)
-history = fit(model, optimizer, strategy, train, None, epochs=2, batch_size=64, seed=0,
-              checkpoint_dir=sys.argv[1] + "/pgd", perturbation=attack, verbose=0)
+    average = ExponentialAverage(model, decay=0.9)
+history = fit(model, optimizer, strategy, train, test, epochs=2, batch_size=64, seed=0,
+              checkpoint_dir=sys.argv[1] + "/pgd", perturbation=attack, averaging=average,
+              verbose=0)
 losses["pgd_at_mirrored"] = [r["loss"] for r in history]
+losses["ema_updates"] = int(average.updates.numpy())
+losses["ema_differs"] = bool(any(
+    not np.allclose(a.numpy(), w.numpy()) for a, w in zip(average.average, average.weights)))
 
 # attacks under the strategy: each replica crafts its share; the gathered result equals the
 # single-device attack (PGD without random start, so it is deterministic)
@@ -81,6 +89,9 @@ def test_mirrored_over_two_cpus_matches_default_strategy(tmp_path):
     # same seed and global batch: the same losses up to float summation order (stated: 1e-4)
     pgd = losses["pgd_at_mirrored"]
     assert len(pgd) == 2 and all(v == v for v in pgd) and pgd[1] < pgd[0]
+    # one average update per global step (not one per replica), and the average moved
+    steps = -(-512 // 64)  # the 512 synthetic training images
+    assert losses["ema_updates"] == 2 * steps and losses["ema_differs"]
     for name, stats in losses["attacks"].items():
         assert stats["max_diff"] <= 1e-5, (name, stats)  # same examples as on one device
         assert stats["max_delta"] <= 8 / 255 + 1e-6 and stats["changed"] > 0.5, (name, stats)
