@@ -15,7 +15,7 @@ import os
 
 import common
 
-from fmfp_tf import atomic, runs
+from fmfp_tf import atomic
 from fmfp_tf.config import TrainConfig
 
 RECIPES = [("plain", "none", None), ("pgd-at", "pgd-at", None),
@@ -33,14 +33,10 @@ def config_for(defense, size, ema, args, data_dir):
 
 
 def trained(config, root):
-    from fmfp_tf.training import train
+    from fmfp_tf.training.run import train_unless_complete
 
     out = os.path.join(root, f"{config.run_name()}-{config.fingerprint()}")
-    if not runs.is_complete(out):
-        resume = os.path.isfile(os.path.join(out, "config.json"))
-        train(None if resume else config, out, resume=resume, verbose=0)
-    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as handle:
-        return out, json.load(handle)
+    return out, train_unless_complete(config, out, verbose=0)
 
 
 def robust(run_dir, args):

@@ -10,13 +10,11 @@ model cache of a later `reproduce` can reuse nothing from here: the directory na
 a recipe already run there is read back instead of trained again.
 """
 import argparse
-import json
 import os
 
 import common
 import yaml
 
-from fmfp_tf import runs
 from fmfp_tf.config import train_config
 from fmfp_tf.reproduction import paper_numbers
 
@@ -36,14 +34,10 @@ def run(dataset, model, recipe, runs_dir):
         raise SystemExit(f"needs ../shared/data for {dataset}")
     config = train_config({"dataset": dataset, "data_dir": data_dir, "model": model, **recipe},
                           "recipe")
-    out = os.path.join(runs_dir, f"{dataset}-{model}-{config.fingerprint()}")
-    if not runs.is_complete(out):
-        from fmfp_tf.training import train
+    from fmfp_tf.training.run import train_unless_complete
 
-        resume = os.path.isfile(os.path.join(out, "config.json"))
-        train(None if resume else config, out, resume=resume, verbose=0)
-    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as handle:
-        return config, json.load(handle)
+    out = os.path.join(runs_dir, f"{dataset}-{model}-{config.fingerprint()}")
+    return config, train_unless_complete(config, out, verbose=0)
 
 
 def main():

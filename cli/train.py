@@ -6,6 +6,7 @@ import click
 
 from fmfp_tf import defense_registry
 from fmfp_tf.cli.options import parse_layer_options, parse_size
+from fmfp_tf.config import OPTIMIZERS, OVERFIT_GUARDS, PRECISIONS, SCHEDULES, WEIGHT_AVERAGING
 from fmfp_tf.data import registry as datasets
 
 
@@ -27,9 +28,9 @@ from fmfp_tf.data import registry as datasets
 @click.option("--batch-size", type=int, help="Global batch size, over all replicas (default 32).")
 @click.option("--learning-rate", type=float,
               help="Learning rate, the peak under a schedule (default 1e-3).")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]),
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS),
               help="adam (default), adamw or sgd (momentum 0.9, Nesterov).")
-@click.option("--schedule", type=click.Choice(["constant", "cosine", "one-cycle"]),
+@click.option("--schedule", type=click.Choice(SCHEDULES),
               help="Learning-rate schedule (default constant); cosine takes --warmup-epochs.")
 @click.option("--warmup-epochs", type=float, help="Linear warm-up of the cosine schedule.")
 @click.option("--weight-decay", type=float, help="Decoupled weight decay (adamw, sgd).")
@@ -42,7 +43,7 @@ from fmfp_tf.data import registry as datasets
 @click.option("--test-limit", type=int, help="Use a seeded random sample of N test images.")
 @click.option("--on-bad-image", type=click.Choice(["fail", "skip"]),
               help="What to do with corrupt or wrong-mode image files (default fail).")
-@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="Training precision (default auto: bfloat16 where the CPU/GPU computes it "
                    "natively, else float32); the saved model is float32.")
 @click.option("--strategy", help="auto (default), default, mirrored or multiworker (TF_CONFIG).")
@@ -50,14 +51,14 @@ from fmfp_tf.data import registry as datasets
               help="Keep FM/FP active at inference (a randomized defense; evaluate with EOT).")
 @click.option("--at-eps", help="Adversarial-training budget, e.g. 8/255.")
 @click.option("--at-steps", type=int, help="PGD-AT steps (default 7).")
-@click.option("--weight-averaging", type=click.Choice(["none", "ema"]),
+@click.option("--weight-averaging", type=click.Choice(WEIGHT_AVERAGING),
               help="ema: save the exponential moving average of the weights (the raw ones go "
                    "to model-raw.keras).")
 @click.option("--ema-decay", type=float, help="Decay of --weight-averaging ema (default 0.999).")
 @click.option("--probe-images", type=int,
               help="Held-out training images attacked (FGSM, PGD-10) after every epoch; "
                    "default 512 under fgsm-at/pgd-at/fast-at, 0 to turn off.")
-@click.option("--overfit-guard", type=click.Choice(["restore", "warn"]),
+@click.option("--overfit-guard", type=click.Choice(OVERFIT_GUARDS),
               help="After a catastrophic-overfitting collapse: restore the best PGD epoch "
                    "(default) or only warn.")
 @click.option("--out", type=click.Path(file_okay=False),

@@ -14,6 +14,13 @@ from fmfp_tf.errors import UsageError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 FACE_CROPS = ("auto", "none", "center", "mtcnn")
+# named here, without TensorFlow, for validation and the CLI's choices; training.precision and
+# training.schedules hold what each name does (a test keeps the two in step)
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "one-cycle")
+WEIGHT_AVERAGING = ("none", "ema")
+OVERFIT_GUARDS = ("restore", "warn")
 
 
 @dataclasses.dataclass
@@ -197,11 +204,8 @@ def validate(config):
                                             hints[field.name]))
     choices = {"dataset": datasets.names(), "model": MODELS, "defense": defense_registry.names(),
                "strategy": STRATEGIES, "face_crop": FACE_CROPS,
-               "precision": ("auto", "float32", "bfloat16", "float16"),
-               "optimizer": ("adam", "adamw", "sgd"),
-               "overfit_guard": ("restore", "warn"),
-               "weight_averaging": ("none", "ema"),
-               "schedule": ("constant", "cosine", "one-cycle"),
+               "precision": PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+               "weight_averaging": WEIGHT_AVERAGING, "overfit_guard": OVERFIT_GUARDS,
                "on_bad_image": ("fail", "skip")}
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:

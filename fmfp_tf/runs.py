@@ -2,7 +2,8 @@
 loses nothing).
 
 - `read_config(run_dir)`: the run's `TrainConfig` (one-line errors for a missing or damaged
-  config.json); `is_complete(run_dir)`: metrics.json and model.keras are there;
+  config.json); `is_started` / `is_complete(run_dir)`: config.json, or metrics.json and
+  model.keras, are there; `read_metrics`;
   `find_twin(run_dir)`: the undefended twin among its siblings, matched by config fingerprint
   with only the defense changed.
 
@@ -100,6 +101,17 @@ def is_complete(run_dir):
     """A finished run: its metrics and its model are both there (both are written last)."""
     return all(os.path.isfile(os.path.join(run_dir, name))
                for name in ("metrics.json", "model.keras"))
+
+
+def is_started(run_dir):
+    """A run was begun here (its config.json is written first): `resume` can continue it."""
+    return os.path.isfile(os.path.join(run_dir, "config.json"))
+
+
+def read_metrics(run_dir):
+    """The metrics.json of a complete run."""
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def find_twin(run_dir):

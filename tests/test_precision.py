@@ -73,6 +73,12 @@ def test_schedules_follow_their_curves_and_the_config_refuses_meaningless_combin
     assert warm == sorted(warm) and warm[-1] == pytest.approx(0.1)
     assert float(cosine(550)) == pytest.approx(0.05, abs=1e-3) and float(cosine(999)) < 1e-4
     assert schedules.learning_rate(TrainConfig(), 100) == 1e-3  # constant stays a float
+    # the names config validation and the CLI accept are exactly the ones with a builder
+    from fmfp_tf import config
+
+    assert tuple(schedules.SCHEDULE_BUILDERS) == config.SCHEDULES
+    assert tuple(schedules.OPTIMIZER_BUILDERS) == config.OPTIMIZERS
+    assert ("auto", *precision.POLICIES) == config.PRECISIONS
     for bad, message in (({"weight_decay": 0.1}, "use adamw or sgd"),
                          ({"warmup_epochs": 1.0}, "0 unless schedule is cosine"),
                          ({"schedule": "cosine", "warmup_epochs": 8.0}, r"\[0, epochs = 8\)")):

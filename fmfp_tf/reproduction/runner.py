@@ -11,6 +11,7 @@ import logging
 import os
 import time
 
+from fmfp_tf import runs
 from fmfp_tf import sizes as fmfp_sizes
 from fmfp_tf.attacks.common import parse_eps
 from fmfp_tf.config import TrainConfig
@@ -59,21 +60,19 @@ def _run_dir(config, models_dir):
 
 def ensure_trained(config, models_dir, log, twin_dir=None):
     """The run directory of `config` in the cache, training (or resuming) it when needed."""
-    from fmfp_tf.training.run import train
+    from fmfp_tf.training.run import train_unless_complete
 
     run_dir = _run_dir(config, models_dir)
-    if os.path.isfile(os.path.join(run_dir, "metrics.json")) and os.path.isfile(
-            os.path.join(run_dir, "model.keras")):
+    if runs.is_complete(run_dir):
         log(f"  cached: {os.path.basename(run_dir)}")
         return run_dir
-    resume = os.path.isfile(os.path.join(run_dir, "config.json"))
-    log(f"  {'resuming' if resume else 'training'}: {os.path.basename(run_dir)}")
+    log(f"  {'resuming' if runs.is_started(run_dir) else 'training'}: "
+        f"{os.path.basename(run_dir)}")
     started = time.time()
     import keras
 
     keras.backend.clear_session()
-    metrics = train(None if resume else config, run_dir, resume=resume, verbose=0,
-                    twin_dir=twin_dir)
+    metrics = train_unless_complete(config, run_dir, verbose=0, twin_dir=twin_dir)
     log(f"  trained {os.path.basename(run_dir)}: test accuracy {metrics['test_accuracy']:.4f} "
         f"({time.time() - started:.0f} s)")
     return run_dir

@@ -27,6 +27,7 @@ from fmfp_tf.data.images import Arrays
 
 logger = logging.getLogger(__name__)
 
+
 @dataclasses.dataclass
 class Perturbation:
     """Online adversarial training's inner step: how each batch's training examples are crafted.
@@ -68,23 +69,21 @@ def fast_examples(config, model):
     """(craft, generator): one FGSM step of 1.25 eps from a uniform random start in the eps-ball,
     projected back to it (Wong et al. 2020). Prone to catastrophic overfitting, which the
     training loop's robust probe watches for."""
-    eps = tf.constant(config.at_eps, tf.float32)
-    step_size = 1.25 * config.at_eps
-    generator = tf.random.Generator.from_seed(config.seed + 7919)
-
-    def craft(x, y):
-        seed = generator.make_seeds(1)[:, 0]
-        return pgd_graph(model, x, y, eps, step_size, 1, "inf", True, seed)
-
-    return craft, generator
+    return _pgd_from_random_starts(config, model, 1.25 * config.at_eps, 1)
 
 
 def pgd_examples(config, model):
     """(craft, generator): PGD-k from a uniform random start, step 2.5 eps / k by default
     (Madry et al. 2018)."""
-    eps = tf.constant(config.at_eps, tf.float32)
     steps = config.at_steps
-    step_size = config.at_step_size or 2.5 * config.at_eps / steps
+    return _pgd_from_random_starts(config, model,
+                                   config.at_step_size or 2.5 * config.at_eps / steps, steps)
+
+
+def _pgd_from_random_starts(config, model, step_size, steps):
+    """(craft, generator): L-inf PGD at the config's eps, each call from fresh random starts
+    drawn from a checkpointable generator."""
+    eps = tf.constant(config.at_eps, tf.float32)
     generator = tf.random.Generator.from_seed(config.seed + 7919)
 
     def craft(x, y):

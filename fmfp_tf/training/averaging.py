@@ -44,12 +44,16 @@ class ExponentialAverage:
         """What a `tf.train.Checkpoint` must hold to resume the average."""
         return {"average": list(self.average), "average_updates": self.updates}
 
+    def copy_to_model(self):
+        """Puts the averaged weights into the model (for good: see `swapped_in` for a while)."""
+        for weight, average in zip(self.weights, self.average):
+            weight.assign(average)
+
     @contextlib.contextmanager
     def swapped_in(self):
         """The model holds the averaged weights inside the block, its own ones again after."""
         raw = [tf.identity(w) for w in self.weights]
-        for weight, average in zip(self.weights, self.average):
-            weight.assign(average)
+        self.copy_to_model()
         try:
             yield
         finally:

@@ -14,9 +14,9 @@
 import contextlib
 import functools
 
+from fmfp_tf.config import PRECISIONS
 from fmfp_tf.errors import UsageError
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 

@@ -26,6 +26,7 @@ from fmfp_tf.training.loop import evaluate_model, fit, weights_digest
 
 logger = logging.getLogger(__name__)
 
+
 def load_split(config, split):
     limit = config.train_limit if split == "train" else config.test_limit
     return data.load_arrays(
@@ -53,6 +54,16 @@ def seed_everything(seed):
 read_run_config = runs.read_config
 
 
+def train_unless_complete(config, out_dir, verbose=1, twin_dir=None):
+    """The metrics of the run in `out_dir`: read back when it is complete, else trained from
+    `config`, or resumed when an interrupted run is there (its recorded config is used)."""
+    if runs.is_complete(out_dir):
+        return runs.read_metrics(out_dir)
+    resume = runs.is_started(out_dir)
+    return train(None if resume else config, out_dir, resume=resume, verbose=verbose,
+                 twin_dir=twin_dir)
+
+
 def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=None):
     """Trains the model described by `config` into `out_dir`; returns the metrics dict.
 
@@ -62,7 +73,7 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
     `fmfp_tf` logger.
     """
     if resume:
-        if not os.path.isfile(os.path.join(out_dir, "config.json")):
+        if not runs.is_started(out_dir):
             raise UsageError(f"{out_dir}: nothing to resume (no config.json)")
         config = runs.read_config(out_dir)
     elif not isinstance(config, TrainConfig):
@@ -76,9 +87,9 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
         if not resume and runs.holds_run(out_dir):
             if not overwrite:
                 raise UsageError(
-                    f"{out_dir}: already holds a run; pass resume=True to continue it, overwrite=True "
-                    "to start again (the old run stays whole until the new one completes), or "
-                    "choose another out_dir")
+                    f"{out_dir}: already holds a run; pass resume=True to continue it, "
+                    "overwrite=True to start again (the old run stays whole until the new one "
+                    "completes), or choose another out_dir")
             staged = runs.staging_dir(out_dir)
         work_dir = staged or out_dir
         if not resume:
@@ -135,8 +146,7 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     selection = probe.selection(history, config.overfit_guard == "restore") if probe else None
     if averaging is not None:
         raw_model = precision.float32_copy(model, rebuild)
-        for weight, average in zip(averaging.weights, averaging.average):
-            weight.assign(average)
+        averaging.copy_to_model()
     if selection and selection["restored"]:
         logger.warning("restoring epoch %d, the best under PGD on the probe (collapse in epoch(s) "
                        "%s)", selection["best_epoch"], selection["collapsed_epochs"])
@@ -196,9 +206,7 @@ def _trained_twin(config, twin_dir, verbose):
 
     if not runs.is_complete(twin_dir):
         logger.info("cw-at: training the undefended twin into %s", twin_dir)
-        resume = os.path.isfile(os.path.join(twin_dir, "config.json"))
-        train(None if resume else config.undefended_twin(), twin_dir, resume=resume,
-              verbose=verbose)
+    train_unless_complete(config.undefended_twin(), twin_dir, verbose=verbose)
     return load_model(os.path.join(twin_dir, "model.keras"))
 
 

@@ -16,8 +16,6 @@ import keras
 
 from fmfp_tf.errors import UsageError
 
-OPTIMIZERS = ("adam", "adamw", "sgd")  # the names config validation accepts (no TF import)
-SCHEDULES = ("constant", "cosine", "one-cycle")
 
 
 @keras.saving.register_keras_serializable(package="fmfp_tf")
