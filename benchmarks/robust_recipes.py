@@ -15,7 +15,7 @@ import os
 
 import common
 
-from fmfp_tf import atomic
+from fmfp_tf import atomic, runs
 from fmfp_tf.config import TrainConfig
 
 RECIPES = [("plain", "none", None), ("pgd-at", "pgd-at", None),
@@ -35,7 +35,8 @@ def config_for(defense, size, ema, args, data_dir):
 def trained(config, root):
     from fmfp_tf.training.run import train_unless_complete
 
-    out = os.path.join(root, f"{config.run_name()}-{config.fingerprint()}")
+    out = runs.cache_entry(config, root)
+    runs.check_cache_entry(config, out)
     return out, train_unless_complete(config, out, verbose=0)
 
 

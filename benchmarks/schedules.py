@@ -5,9 +5,10 @@ records the test accuracy after every epoch; the table goes to docs/models.md.
     python benchmarks/schedules.py --model dnn1 \\
         --recipe "optimizer=adam schedule=one-cycle learning_rate=0.003 batch_size=128 epochs=8"
 
-A recipe is TrainConfig keys as KEY=VALUE (values read as YAML). Runs are kept in --runs (the
-model cache of a later `reproduce` can reuse nothing from here: the directory names differ), and
-a recipe already run there is read back instead of trained again.
+A recipe is TrainConfig keys as KEY=VALUE (values read as YAML). Runs are kept in --runs, named
+as in any model cache (`fmfp_tf.runs.cache_entry`), and a recipe already run there is read back
+instead of trained again: with --runs pointing at a `reproduce` cache (OUT/models or --cache),
+a recipe equal to a table column's settings is the same entry both ways.
 """
 import argparse
 import os
@@ -15,6 +16,7 @@ import os
 import common
 import yaml
 
+from fmfp_tf import runs
 from fmfp_tf.config import train_config
 from fmfp_tf.reproduction import paper_numbers
 
@@ -36,7 +38,8 @@ def run(dataset, model, recipe, runs_dir):
                           "recipe")
     from fmfp_tf.training.run import train_unless_complete
 
-    out = os.path.join(runs_dir, f"{dataset}-{model}-{config.fingerprint()}")
+    out = runs.cache_entry(config, runs_dir)
+    runs.check_cache_entry(config, out)
     return config, train_unless_complete(config, out, verbose=0)
 
 

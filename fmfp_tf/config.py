@@ -124,10 +124,37 @@ class TrainConfig:
         return data
 
     def fingerprint(self):
-        """A hash of what determines the trained weights (not where the run is written)."""
+        """A hash of what determines the trained weights: not where the run is written, how many
+        devices share it, nor a setting this run never reads (a cw-at budget of an undefended
+        run), so two configs that train the same model share a cache entry."""
+        return hashlib.sha256(json.dumps(self.weight_settings(), sort_keys=True).encode()
+                              ).hexdigest()[:16]
+
+    def weight_settings(self):
+        """to_dict() with the data directory made absolute, the strategy dropped and every
+        setting that this run's defense, schedule and averaging do not read reset to its
+        default: what the fingerprint hashes."""
         data = self.to_dict()
         data.pop("strategy")
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        if self.data_dir is not None:
+            data["data_dir"] = os.path.realpath(self.data_dir)
+        unread = []
+        if self.layer_defense is None:
+            unread += ["size", "fill", "layer_options", "test_time"]
+        method = defense_registry.ADVERSARIAL_TRAINING.get(self.adversarial_training)
+        if method is None or not method.online:
+            unread += [key for key in data if key.startswith("at_")]
+        if method is None or method.online:
+            unread += [key for key in data if key.startswith("cw_at_")]
+        if self.probe_size == 0:
+            unread += ["probe_images", "overfit_guard"]
+        if self.weight_averaging == "none":
+            unread.append("ema_decay")
+        defaults = TrainConfig.__dataclass_fields__
+        for key in unread:
+            default = defaults[key].default
+            data[key] = list(default) if isinstance(default, tuple) else default
+        return data
 
     def run_name(self):
         parts = [self.dataset, self.model, self.defense.replace("+", "-")]

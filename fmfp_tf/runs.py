@@ -5,7 +5,9 @@ loses nothing).
   config.json); `is_started` / `is_complete(run_dir)`: config.json, or metrics.json and
   model.keras, are there; `read_metrics`;
   `find_twin(run_dir)`: the undefended twin among its siblings, matched by config fingerprint
-  with only the defense changed.
+  with only the defense changed; `cache_entry(config, cache_dir)`: where a model cache (the
+  reproduction's, the benchmarks') keeps the run of a config, `check_cache_entry` that a
+  cached run was trained with it.
 
 - `locked(run_dir)`: an advisory lock (`fcntl.flock` on `RUN/.lock`, which the kernel releases
   when the holder dies, so a crash never leaves a stale lock). A second writer gets a one-line
@@ -133,6 +135,20 @@ def find_twin(run_dir):
         except UsageError:
             continue  # a damaged sibling is not a twin
     return None
+
+
+def cache_entry(config, cache_dir):
+    """`cache_dir/<run name>-<fingerprint>`: one directory per model a cache can hold, shared by
+    every tool that trains into the same cache (reproduce, benchmarks)."""
+    return os.path.join(cache_dir, f"{config.run_name()}-{config.fingerprint()}")
+
+
+def check_cache_entry(config, run_dir):
+    """Refuses a cached run whose own config trains another model than `config` (a directory
+    copied in by hand, or a cache written before the fingerprint's rules changed)."""
+    if is_started(run_dir) and read_config(run_dir).fingerprint() != config.fingerprint():
+        raise UsageError(f"{run_dir}: its config.json trains another model than the name says "
+                         "(fingerprint differs); remove the directory to train it again")
 
 
 def holds_run(run_dir):

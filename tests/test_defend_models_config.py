@@ -1,6 +1,9 @@
 """defend(), the model zoo and config validation."""
+import os
+
 import keras
 import numpy as np
+
 import pytest
 
 from fmfp_tf import FeatureMask, FeaturePadding, defend, models
@@ -115,6 +118,41 @@ def test_config_parts_and_fingerprint():
     assert TrainConfig(defense="cw-at").adversarial_training == "cw"
     assert TrainConfig(seed=1).fingerprint() != TrainConfig(seed=2).fingerprint()
     assert TrainConfig(strategy="mirrored").fingerprint() == TrainConfig().fingerprint()
+
+
+def test_fingerprint_ignores_only_settings_the_run_never_reads():
+    """Configs that train the same model share a cache entry; any setting that is read changes
+    the key."""
+    plain = TrainConfig()
+    for unread in ({"cw_at_fraction": 0.1, "cw_at_iterations": 5}, {"at_eps": 0.1, "at_steps": 3},
+                   {"overfit_guard": "warn"}, {"probe_images": 0}):
+        assert TrainConfig(**unread).fingerprint() == plain.fingerprint(), unread
+    read = [TrainConfig(defense="cw-at", cw_at_fraction=0.1),
+            TrainConfig(defense="pgd-at", at_steps=3),
+            TrainConfig(defense="pgd-at", overfit_guard="warn"),
+            TrainConfig(weight_averaging="ema", ema_decay=0.9),
+            TrainConfig(probe_images=64), TrainConfig(epochs=7)]
+    defaults = [TrainConfig(defense="cw-at"), TrainConfig(defense="pgd-at"),
+                TrainConfig(defense="pgd-at"), TrainConfig(weight_averaging="ema"),
+                TrainConfig(), TrainConfig()]
+    for config, default in zip(read, defaults):
+        assert config.fingerprint() != default.fingerprint(), config
+    # pgd-at reads no cw-at budget, cw-at no online-AT budget
+    assert (TrainConfig(defense="pgd-at", cw_at_iterations=5).fingerprint()
+            == TrainConfig(defense="pgd-at").fingerprint())
+    assert (TrainConfig(defense="cw-at", at_eps=0.1).fingerprint()
+            == TrainConfig(defense="cw-at").fingerprint())
+
+
+def test_fingerprint_reads_the_data_directory_through_links(tmp_path):
+    (tmp_path / "gtsrb").mkdir()
+    os.symlink(tmp_path / "gtsrb", tmp_path / "link")
+    here = TrainConfig(dataset="gtsrb", data_dir=str(tmp_path / "gtsrb"))
+    assert here.fingerprint() == TrainConfig(dataset="gtsrb",
+                                             data_dir=str(tmp_path / "link")).fingerprint()
+    (tmp_path / "other").mkdir()
+    assert here.fingerprint() != TrainConfig(dataset="gtsrb",
+                                             data_dir=str(tmp_path / "other")).fingerprint()
 
 
 def test_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch):

@@ -102,8 +102,23 @@ def test_data_dirs_from_root_and_explicit(tmp_path):
         runner.resolve_data_dirs(None, {"imagenet": str(tmp_path)})
 
 
+def test_quick_keeps_the_columns_and_sizes_it_names(tmp_path):
+    quick = {"columns": ["synthetic/dnn1"], "sizes": [40], "train": {"epochs": 1}}
+    spec = table_spec.load(_write_table(tmp_path, quick=quick), quick=True)
+    assert [c.label for c in spec.columns] == ["synthetic/dnn1"] and spec.sizes == ["40%"]
+    full = table_spec.load(_write_table(tmp_path, quick=quick))
+    assert len(full.columns) == 2 and full.sizes == ["10%", "40%"]
+    with pytest.raises(UsageError, match=r"quick.columns = \['gtsrb/dnn9'\]; expected a "
+                                         r"non-empty list from synthetic/dnn1, belgium/dnn4"):
+        table_spec.load(_write_table(tmp_path, quick={"columns": ["gtsrb/dnn9"]}))
+    with pytest.raises(UsageError, match=r"quick.sizes = \['20%'\]; expected .* from 10%, 40%"):
+        table_spec.load(_write_table(tmp_path, quick={"sizes": [20]}))
+    with pytest.raises(UsageError, match="strongest = .*bounded attacks not already in attacks"):
+        table_spec.load(_write_table(tmp_path, strongest=["cw"]))
+
+
 def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
-    table = _write_table(tmp_path)
+    table = _write_table(tmp_path, strongest=["pgd"])
     out = tmp_path / "out"
     messages = []
     paths = runner.reproduce([table], str(out), log=messages.append)
@@ -114,8 +129,20 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
         cells = list(csv.DictReader(handle))
     ran = [c for c in cells if c["status"] == "ok"]
     absent = [c for c in cells if c["status"] != "ok"]
-    assert len(ran) == 2 * 3 and len(absent) == 2 * 3  # 2 sizes x (clean, fgsm, cw) per column
+    # 2 sizes x (clean, fgsm, cw, the strongest attack pgd, worst case) per column
+    assert len(ran) == 2 * 5 and len(absent) == 2 * 5
+    by = {(c["size"], c["attack"]): c for c in ran}
+    for size in ("10%", "40%"):
+        # the strongest attack runs white-box only: no number under the transfer protocol
+        assert by[(size, "pgd")]["protocol_pct"] == "" and by[(size, "pgd")]["white_box_pct"]
+        worst = by[(size, "worst-case")]
+        assert float(worst["white_box_pct"]) <= min(
+            float(by[(size, a)]["white_box_pct"]) for a in ("fgsm", "pgd"))
+        assert float(worst["protocol_pct"]) <= float(by[(size, "fgsm")]["protocol_pct"])
     for cell in ran:
+        if cell["attack"] in ("pgd", "worst-case"):  # not in the paper's table
+            assert not cell["paper_pct"]
+            continue
         assert cell["paper_pct"] and cell["protocol_pct"] and cell["white_box_pct"]
         assert float(cell["delta_protocol"]) == pytest.approx(
             float(cell["protocol_pct"]) - float(cell["paper_pct"]), abs=0.011)

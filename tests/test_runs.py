@@ -85,3 +85,23 @@ def test_the_twin_is_the_same_config_with_only_the_defense_reset(tmp_path):
     assert runs.find_twin(defended) == twin
     assert runs.read_config(twin).fingerprint() == runs.read_config(
         defended).undefended_twin().fingerprint()
+
+
+def test_cache_entry_is_shared_by_equal_configs_and_checked_against_its_config(tmp_path):
+    import json
+
+    from fmfp_tf.config import TrainConfig
+
+    table = TrainConfig(epochs=3, cw_at_fraction=0.1)  # an undefended run never reads cw_at_*
+    benchmark = TrainConfig(epochs=3)
+    entry = runs.cache_entry(table, str(tmp_path))
+    assert entry == runs.cache_entry(benchmark, str(tmp_path))
+    assert os.path.basename(entry).startswith("synthetic-dnn1-none-s0-")
+    os.makedirs(entry)
+    with open(os.path.join(entry, "config.json"), "w") as handle:
+        json.dump(benchmark.to_dict(), handle)
+    runs.check_cache_entry(table, entry)
+    with open(os.path.join(entry, "config.json"), "w") as handle:
+        json.dump(TrainConfig(epochs=4).to_dict(), handle)
+    with pytest.raises(UsageError, match="trains another model than the name says"):
+        runs.check_cache_entry(table, entry)

@@ -146,7 +146,7 @@ def _worst_case(base, threat, correct, source_entry):
 
 def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
              n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
-             crafted=None):
+             crafted=None, white_box_attacks=()):
     """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
     from `attack_specs`, by default every selectable one).
 
@@ -158,24 +158,32 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     `crafted`: an optional dict reused across calls to keep adversarial examples by the model that
     crafted them, so examples transferred from one twin to many defended models, and the twin's own
     white-box examples, are crafted once.
+    `white_box_attacks`: further attacks run under the white-box threat model only (they enter
+    its worst case): the strongest attack beside a protocol that transfers weaker ones.
     """
     settings = settings or AttackSettings()
     log = log or logger.info
     attacks = attack_specs.names_selectable() if attacks is None else attacks
     threats = threat_models.check_threats(threats)
     attacks = attack_specs.check_names(attacks)
+    white_box_attacks = [a for a in attack_specs.check_names(
+        list(white_box_attacks), "white_box_attacks") if a not in attacks] if white_box_attacks \
+        else []
+    if white_box_attacks and "white-box" not in threats:
+        raise UsageError(f"white_box_attacks={white_box_attacks} needs the white-box threat "
+                         f"model; threats are {', '.join(threats)}")
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)
     records = []
     for entry in entries:
         records += _evaluate_one(entry, attacks, eps_values, threats, n, source, settings,
-                                 dataset, data_dir, log, crafted)
+                                 dataset, data_dir, log, crafted, white_box_attacks)
     return records
 
 
 def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, dataset, data_dir,
-                  log, crafted):
+                  log, crafted, white_box_attacks=()):
     x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
     # examples are reused only for the very same test images
     images_digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
@@ -207,7 +215,8 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
         # the crafter is random at inference only in white-box (adaptive wraps it in EOT)
         crafter_random = randomized and threat == "white-box"
         correct = {}
-        for attack, eps in _plan(attacks, eps_values, threat, settings):
+        threat_attacks = attacks + list(white_box_attacks) if threat == "white-box" else attacks
+        for attack, eps in _plan(threat_attacks, eps_values, threat, settings):
             spec = attack_specs.get(attack)
             started = time.time()
             done = [0]

@@ -96,6 +96,9 @@ def markdown(spec, cells, warnings, seconds):
     lines += [f"- WARNING: {w}" for w in warnings] or ["No check violated."]
     lines += ["", "## Settings", "",
               f"- attacks: {', '.join(spec.attacks)}; L-inf eps {spec.eps} (C&W-L2 is unbounded)",
+              f"- strongest, white-box only: {', '.join(spec.strongest) or 'none'}; the worst "
+              "case is per image over every L-inf attack that ran under that threat model (the "
+              "transferred ones under the protocol; C&W-L2 is not in it)",
               f"- evaluation: {spec.evaluation}",
               f"- training (all columns): {spec.train}",
               f"- per dataset: {spec.datasets}"]

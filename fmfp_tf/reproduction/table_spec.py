@@ -4,8 +4,11 @@ A table file names the defense, its sizes, the columns (dataset x model), the at
 the threat model under which we read the paper's numbers (`protocol`), the training settings shared
 by every column (`train`, with overrides per dataset, `gtsrb:`, and per column, `gtsrb/dnn3:`, in
 `datasets`) and the evaluation effort
-(`evaluation`). A `quick:` section overrides `train`, `datasets` and `evaluation` for `--quick`.
-Unknown keys are errors that name the file and the key.
+(`evaluation`). `strongest` names attacks run white-box only, beside the paper's: the field's
+standard (AutoAttack), so that every white-box number has the strongest attack behind it. A `quick:`
+section overrides `train`, `datasets` and `evaluation` for `--quick`, and may keep only some
+`columns` (named "dataset/model") and `sizes`. Unknown keys are errors that name the file and the
+key.
 """
 import dataclasses
 import importlib.resources
@@ -26,8 +29,9 @@ def table_defenses():
 
 
 PROTOCOLS = ("white-box", "transfer")
-TOP_KEYS = {"table", "title", "defense", "sizes", "columns", "attacks", "eps",
+TOP_KEYS = {"table", "title", "defense", "sizes", "columns", "attacks", "strongest", "eps",
             "protocol", "train", "datasets", "evaluation", "quick", "notes"}
+QUICK_KEYS = {"train", "datasets", "evaluation", "columns", "sizes"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset", "model", "defense",
                                                                      "size", "data_dir"}
 EVAL_KEYS = {f.name for f in dataclasses.fields(AttackSettings)} | {"n"}
@@ -61,6 +65,7 @@ class TableSpec:
     evaluation: dict = dataclasses.field(default_factory=dict)
     quick: bool = False
     notes: str = ""
+    strongest: typing.List[str] = dataclasses.field(default_factory=list)
 
     @staticmethod
     def paper_z(size):
@@ -128,10 +133,18 @@ def load(name, quick=False):
     attacks = data["attacks"]
     if not isinstance(attacks, list):
         _fail(path, f"attacks = {attacks!r}; expected a list of attack names")
+    strongest = data.get("strongest") or []
+    if not isinstance(strongest, list):
+        _fail(path, f"strongest = {strongest!r}; expected a list of attack names")
     try:
         attack_specs.check_names(attacks, "attacks")
+        if strongest:
+            attack_specs.check_names(strongest, "strongest")
     except UsageError as error:
         _fail(path, str(error))
+    if any(not attack_specs.get(a).bounded or a in attacks for a in strongest):
+        _fail(path, f"strongest = {strongest!r}; expected a list of bounded attacks not already "
+                    "in attacks (they run white-box only)")
     columns = []
     for i, column in enumerate(data["columns"] or []):
         _check_keys(path, f"columns[{i}]", column, {"dataset", "model", "paper_dataset"})
@@ -156,7 +169,19 @@ def load(name, quick=False):
     sections = {"train": data.get("train") or {}, "datasets": data.get("datasets") or {},
                 "evaluation": data.get("evaluation") or {}}
     quick_section = data.get("quick") or {}
-    _check_keys(path, "quick", quick_section, {"train", "datasets", "evaluation"})
+    _check_keys(path, "quick", quick_section, QUICK_KEYS)
+    columns = _kept(path, "columns", columns, quick_section.get("columns"), quick,
+                    lambda column: column.label)
+    if "sizes" in quick_section and sizes == [None]:
+        _fail(path, f"quick.sizes given for defense {data['defense']!r}, which takes no size")
+    quick_sizes = quick_section.get("sizes")
+    if quick_sizes is not None and sizes != [None]:
+        try:
+            quick_sizes = [fmfp_sizes.parse(s, bare="percent", name="quick.sizes entry").text
+                           for s in quick_sizes]
+        except (ValueError, TypeError) as error:
+            _fail(path, f"quick.sizes = {quick_sizes!r}: {error}")
+        sizes = _kept(path, "sizes", sizes, quick_sizes, quick, str)
     if quick:
         sections["train"] = {**sections["train"], **(quick_section.get("train") or {})}
         merged = {k: dict(v) for k, v in sections["datasets"].items()}
@@ -173,4 +198,16 @@ def load(name, quick=False):
                      defense=data["defense"], columns=columns, attacks=list(attacks),
                      eps=str(data["eps"]), protocol=data["protocol"],
                      sizes=list(sizes), quick=quick, notes=str(data.get("notes", "")).strip(),
-                     **sections)
+                     strongest=list(strongest), **sections)
+
+
+def _kept(path, key, items, names, quick, name_of):
+    """The items a `quick.<key>` list keeps (checked even without --quick, so a typo fails at
+    once): every name must be one of the table's own."""
+    if names is None:
+        return items
+    known = [name_of(item) for item in items]
+    if not isinstance(names, list) or not names or any(
+            not isinstance(n, str) or n not in known for n in names):
+        _fail(path, f"quick.{key} = {names!r}; expected a non-empty list from {', '.join(known)}")
+    return [item for item in items if name_of(item) in names] if quick else items
