@@ -1,6 +1,8 @@
 """Gradient-masking checks and the report layout, on hand-made records."""
 import json
 
+import pytest
+
 from fmfp_tf.evaluation import diagnostics, report
 
 
@@ -88,3 +90,14 @@ def test_report_has_a_worst_case_row_and_the_parameters_that_ran(tmp_path):
     assert "| Worst case over all attacks eps=8/255 | 8.00 |" in markdown
     assert "- APGD-T: loss=dlr, targeted=True, steps=100" in markdown
     assert "| fm | mask | 20 |" in markdown  # the models table: size as given
+
+
+def test_white_box_only_attacks_need_the_white_box_threat_model():
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.evaluation.robustness import evaluate
+
+    with pytest.raises(UsageError, match=r"white_box_attacks=\['pgd'\] needs the white-box threat "
+                                         "model; threats are transfer"):
+        evaluate([], ["fgsm"], threats=["transfer"], white_box_attacks=["pgd"])
+    with pytest.raises(UsageError, match="white_box_attacks: unknown deepfool"):
+        evaluate([], ["fgsm"], white_box_attacks=["deepfool"])

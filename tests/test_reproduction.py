@@ -190,11 +190,19 @@ def test_cli_reproduce_table5_quick_on_real_data(tmp_path):
     assert result.exit_code == 0, result.output
     with open(out / "table5" / "cells.csv") as handle:
         cells = list(csv.DictReader(handle))
+    # the quick section keeps one size of the four
     assert {(c["column"], c["size"]) for c in cells} == {
-        (column, f"{z}%") for column in ("gtsrb/dnn1", "orl/mtcnn") for z in (10, 20, 30, 40)}
+        ("gtsrb/dnn1", "20%"), ("orl/mtcnn", "20%")}
     for cell in cells:
         assert cell["status"] == "ok"
-        assert cell["paper_pct"] and cell["protocol_pct"] and cell["white_box_pct"], cell
+        assert cell["white_box_pct"], cell
+        if cell["attack"] not in ("autoattack", "worst-case"):  # the paper's rows
+            assert cell["paper_pct"] and cell["protocol_pct"], cell
     report = (out / "table5" / "report.md").read_text()
-    assert "| No attack | 98.17 / " in report
+    assert "| No attack | 98.09 / " in report
     assert os.path.isfile(out / "table5" / "figure.png")
+    # quick GTSRB models learn: at least 80 % on their 1,000 test images (chance is 2.3 %)
+    for run in os.listdir(out / "models"):
+        if run.startswith("gtsrb-"):
+            metrics = json.loads((out / "models" / run / "metrics.json").read_text())
+            assert metrics["test_accuracy"] >= 0.80, (run, metrics["test_accuracy"])
