@@ -29,11 +29,20 @@ def test_every_table_file_parses_and_names_paper_cells(name):
     spec = table_spec.load(name)
     quick = table_spec.load(name, quick=True)
     assert quick.n < spec.n and quick.quick and not spec.quick
-    # the full run trains on the whole GTSRB training set with the measured schedule; quick on
-    # a sample, and a per-column override (yale/facenet's epochs) applies to its column only
+    # the full run and quick train on the whole GTSRB training set with the measured schedule
+    # (quick for 2 epochs), and a per-column override (yale/facenet's epochs, dnn3's) applies to
+    # its column only
     assert "train_limit" not in spec.train_settings("gtsrb", "dnn1")
+    assert "train_limit" not in quick.train_settings("gtsrb", "dnn1")
     assert spec.train_settings("gtsrb", "dnn1")["schedule"] == "one-cycle"
-    assert quick.train_settings("gtsrb", "dnn1")["train_limit"] == 4000
+    assert spec.train_settings("gtsrb", "dnn1")["epochs"] == 8
+    assert spec.train_settings("gtsrb", "dnn3")["epochs"] == 5
+    assert quick.train_settings("gtsrb", "dnn1")["epochs"] == 2
+    assert quick.train_settings("gtsrb", "dnn4")["epochs"] == 2
+    # quick keeps a subset of the columns, always a GTSRB and a face column
+    assert {c.dataset for c in quick.columns} >= {"gtsrb", "orl"}
+    assert {c.label for c in quick.columns} <= {c.label for c in spec.columns}
+    assert spec.strongest == ["autoattack"]
     assert spec.train_settings("yale", "facenet")["epochs"] == 50
     assert spec.train_settings("yale", "mtcnn")["epochs"] == 30
     assert quick.train_settings("yale", "facenet")["epochs"] == 8
@@ -159,6 +168,17 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
     controls = [r for r in transfer if r.get("role") == "control"]
     assert controls and all("-s1-" in r["model"] for r in controls)
     assert "## What the defense adds under the transfer protocol" in report
+    # the index lists every model with its own clean accuracy beside the paper's
+    with open(out / "models.csv") as handle:
+        models = {row["run"]: row for row in csv.DictReader(handle)}
+    assert sorted(row["role"] for row in models.values()) == ["control", "defended", "defended",
+                                                              "twin"]
+    for name, row in models.items():
+        metrics = json.loads((out / "models" / name / "metrics.json").read_text())
+        assert float(row["test_accuracy_pct"]) == pytest.approx(
+            100 * metrics["test_accuracy"], abs=0.006)
+        assert float(row["paper_pct"]) > 0  # the twin and control: table 3's gtsrb/dnn1, 98.30
+    assert "## Models" in (out / "README.md").read_text()
     assert (out / "table5" / "figure.png").stat().st_size > 1000
     trained = [m for m in messages if "training:" in m]
     assert len(trained) == 4  # the twin, the control and two sizes

@@ -134,7 +134,7 @@ def write_table(spec, cells, records, out_dir, seconds):
     return out_dir
 
 
-def write_index(summary, out_dir, quick):
+def write_index(summary, out_dir, quick, models=()):
     lines = [f"# Reproduction ({'quick' if quick else 'full'})", "",
              "| table | title | wall time (s) | cells | not run |",
              "| --- | --- | ---: | ---: | ---: |"]
@@ -143,6 +143,21 @@ def write_index(summary, out_dir, quick):
                      f"{row['seconds']:.0f} | {row['cells']} | {row['not_run']} |")
     lines.append("")
     lines.append(f"Total: {sum(r['seconds'] for r in summary):.0f} s")
+    if models:
+        lines += ["", "## Models", "",
+                  "Clean accuracy of every model on its whole test set (the tables' clean rows "
+                  "use the evaluated images only), beside the paper's clean accuracy of its "
+                  "cell; training time as the run recorded it (metrics.json), also for a model "
+                  "that this run found in the cache.", "",
+                  "| model | role | clean % | test images | paper % | epochs | precision | "
+                  "training s |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+        for row in models:
+            lines.append(f"| {row['run']} | {row['role']} | {row['test_accuracy_pct']:.2f} | "
+                         f"{row['test_images']} | {_pct(row['paper_pct'])} | {row['epochs']} | "
+                         f"{row['precision']} | {row['train_seconds']} |")
+        atomic.write_text(os.path.join(out_dir, "models.csv"), to_csv(
+            list(models), ("run", "role", "test_accuracy_pct", "test_images", "paper_pct",
+                           "epochs", "precision", "train_seconds")))
     path = os.path.join(out_dir, "README.md")
     atomic.write_text(path, "\n".join(lines) + "\n")
     return [path] + [os.path.join(out_dir, f"table{r['table']}", "report.md") for r in summary]

@@ -210,12 +210,41 @@ def reproduce(tables, out_dir, quick=False, data_root=None, data_dirs=None, mode
     os.makedirs(models_dir, exist_ok=True)
     crafted = {}
     summary = []
+    models = {}
     for spec in specs:
         log(f"== table {spec.table}: {spec.title} ({'quick' if quick else 'full'})")
-        cells, _, seconds = run_table(spec, out_dir, models_dir, dirs, crafted, log)
+        cells, records, seconds = run_table(spec, out_dir, models_dir, dirs, crafted, log)
         summary.append({"table": spec.table, "title": spec.title, "seconds": round(seconds, 1),
                         "cells": len(cells),
                         "not_run": sum(c["status"] != "ok" for c in cells)})
+        _collect_models(models, spec, cells, records, models_dir)
         log(f"== table {spec.table} done in {seconds:.0f} s")
-    return report.write_index(summary, out_dir, quick)
+    return report.write_index(summary, out_dir, quick, list(models.values()))
+
+
+def _collect_models(models, spec, cells, records, models_dir):
+    """{run name: row} of every model the table evaluated (twins, controls, defended): its own
+    test accuracy on the whole test set (metrics.json) beside the paper's clean accuracy of its
+    cell (table 3's for undefended twins and controls), and its training time."""
+    paper = {c["run"]: c["paper_pct"] for c in cells if c["attack"] == "none" and c["run"]}
+    # the transfer source (the twin) appears in records only as source_model
+    named = [(r["model"], r.get("role")) for r in records] + [
+        (r["source_model"], "twin") for r in records if r.get("source_model")]
+    for name, role in named:
+        if name in models or not runs.is_complete(os.path.join(models_dir, name)):
+            continue
+        metrics = runs.read_metrics(os.path.join(models_dir, name))
+        config = metrics["config"]
+        clean_paper = paper.get(name)
+        if clean_paper is None and config["defense"] == "none":
+            column = next((c for c in spec.columns if (c.dataset, c.model) == (
+                config["dataset"], config["model"])), None)
+            clean_paper = paper_numbers.lookup(3, column.paper_dataset if column else
+                                               config["dataset"], config["model"], "none")
+        models[name] = {"run": name, "role": role or (
+            "twin" if config["defense"] == "none" else "defended"),
+            "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
+            "test_images": metrics["dataset"]["test_examples"], "paper_pct": clean_paper,
+            "epochs": metrics["epochs"], "train_seconds": round(metrics.get("wall_seconds", 0)),
+            "precision": (metrics.get("precision") or {}).get("used")}
 
