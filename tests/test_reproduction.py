@@ -182,14 +182,22 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
     assert (out / "table5" / "figure.png").stat().st_size > 1000
     trained = [m for m in messages if "training:" in m]
     assert len(trained) == 4  # the twin, the control and two sizes
-    # a second run trains nothing
+    # a second run trains and evaluates nothing: the table is complete
     again = []
     runner.reproduce([table], str(out), log=again.append)
-    assert not [m for m in again if "training:" in m]
-    assert len([m for m in again if "cached:" in m]) >= 4
+    assert not [m for m in again if "training:" in m or "clean accuracy" in m]
+    assert [m for m in again if "table 5: complete in" in m]
     with open(out / "table5" / "cells.csv") as handle:
         assert [c["protocol_pct"] for c in csv.DictReader(handle)] == [
             c["protocol_pct"] for c in cells]
+    # another evaluation setting: the models come from the cache, the table is evaluated again
+    table = _write_table(tmp_path, strongest=["pgd"], evaluation={
+        "n": 50, "cw_iterations": 5, "cw_binary_search_steps": 1, "pgd_steps": 5})
+    third = []
+    runner.reproduce([table], str(out), log=third.append)
+    assert not [m for m in third if "training:" in m]
+    assert len([m for m in third if "cached:" in m]) >= 4
+    assert [m for m in third if "clean accuracy" in m and "on 50 images" in m]
 
 
 @pytest.mark.slow

@@ -119,8 +119,9 @@ def figure(spec, cells, path):
     plots.grouped_bars(panels, path, "accuracy (%)", f"Table {spec.table}: {spec.title}")
 
 
-def write_table(spec, cells, records, out_dir, seconds):
-    """Writes report.md, cells.csv, figure.png and, last, results.json (its presence = complete)."""
+def write_table(spec, cells, records, out_dir, seconds, digest=None):
+    """Writes report.md, cells.csv, figure.png and, last, results.json (its presence = complete;
+    `digest`, the table file and data it came from, lets a later run reuse it)."""
     os.makedirs(out_dir, exist_ok=True)
     warnings = diagnostics.check(records)
     atomic.write_text(os.path.join(out_dir, "report.md"), markdown(spec, cells, warnings, seconds))
@@ -128,6 +129,7 @@ def write_table(spec, cells, records, out_dir, seconds):
     figure(spec, cells, os.path.join(out_dir, "figure.png"))
     atomic.write_json(os.path.join(out_dir, "results.json"), {
         "table": spec.table, "title": spec.title, "quick": spec.quick, "seconds": seconds,
+        "digest": digest,
         "config": os.path.basename(spec.path), "cells": cells, "records": records,
         "warnings": warnings, "versions": provenance.versions(),
         "machine": provenance.machine()})

@@ -4,9 +4,13 @@ Trained models live in a cache directory, one run directory per resolved `TrainC
 `<run name>-<fingerprint>`: a re-run, and every other table that needs the same model (the
 undefended twins of tables 3 to 6), reuses it; a run interrupted mid-training is resumed from its
 checkpoint. Adversarial examples are kept by the model that crafted them, so the examples
-transferred from one undefended twin to all its defended models are crafted once.
+transferred from one undefended twin to all its defended models are crafted once. A table that an
+earlier run completed with the same table file, data and models is read back, not evaluated
+again: a full run made in pieces evaluates each table once.
 """
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import time
@@ -105,6 +109,34 @@ def _cell(spec, column, size, attack, status, **values):
     return cell
 
 
+def table_digest(spec, data_dirs):
+    """What a table's results depend on besides its models (whose names carry their
+    fingerprints): the resolved table file and the data directories of its datasets."""
+    used = sorted({column.dataset for column in spec.columns})
+    data = {"spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "path"},
+            "data": {name: data_dirs.get(name) and os.path.realpath(data_dirs[name])
+                     for name in used}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _finished_table(spec, out_dir, models_dir, data_dirs):
+    """(cells, records, seconds) of a table that an earlier run completed with the same table
+    file, data and models, so that a full run made in pieces evaluates each table once; else
+    None."""
+    path = os.path.join(out_dir, f"table{spec.table}", "results.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            results = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if results.get("digest") != table_digest(spec, data_dirs):
+        return None
+    if not all(runs.is_complete(os.path.join(models_dir, c["run"]))
+               for c in results["cells"] if c.get("run")):
+        return None
+    return results["cells"], results["records"], results["seconds"]
+
+
 def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
     """Trains and evaluates one table; writes its report; returns (cells, records, seconds)."""
     log = log or logger.info
@@ -174,7 +206,7 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
                                    n=found[0]["n"], run=os.path.basename(run_dir)))
     seconds = time.time() - started
     report.write_table(spec, cells, records, os.path.join(out_dir, f"table{spec.table}"),
-                       seconds)
+                       seconds, digest=table_digest(spec, data_dirs))
     return cells, records, seconds
 
 
@@ -213,7 +245,13 @@ def reproduce(tables, out_dir, quick=False, data_root=None, data_dirs=None, mode
     models = {}
     for spec in specs:
         log(f"== table {spec.table}: {spec.title} ({'quick' if quick else 'full'})")
-        cells, records, seconds = run_table(spec, out_dir, models_dir, dirs, crafted, log)
+        done = _finished_table(spec, out_dir, models_dir, dirs)
+        if done is not None:
+            cells, records, seconds = done
+            log(f"== table {spec.table}: complete in {out_dir}/table{spec.table} (the same table "
+                "file, data and models); delete its results.json to evaluate it again")
+        else:
+            cells, records, seconds = run_table(spec, out_dir, models_dir, dirs, crafted, log)
         summary.append({"table": spec.table, "title": spec.title, "seconds": round(seconds, 1),
                         "cells": len(cells),
                         "not_run": sum(c["status"] != "ok" for c in cells)})
