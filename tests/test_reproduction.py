@@ -36,7 +36,8 @@ def test_every_table_file_parses_and_names_paper_cells(name):
     assert "train_limit" not in quick.train_settings("gtsrb", "dnn1")
     assert spec.train_settings("gtsrb", "dnn1")["schedule"] == "one-cycle"
     assert spec.train_settings("gtsrb", "dnn1")["epochs"] == 8
-    assert spec.train_settings("gtsrb", "dnn3")["epochs"] == 5
+    assert spec.train_settings("gtsrb", "dnn2")["epochs"] == 4
+    assert spec.train_settings("gtsrb", "dnn3")["epochs"] == 8
     assert quick.train_settings("gtsrb", "dnn1")["epochs"] == 2
     assert quick.train_settings("gtsrb", "dnn4")["epochs"] == 2
     # quick keeps a subset of the columns, always a GTSRB and a face column
