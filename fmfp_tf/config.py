@@ -143,7 +143,10 @@ class TrainConfig:
             unread += ["size", "fill", "layer_options", "test_time"]
         method = defense_registry.ADVERSARIAL_TRAINING.get(self.adversarial_training)
         if method is None or not method.online:
-            unread += [key for key in data if key.startswith("at_")]
+            # the robust probe of any adversarial training attacks at at_eps
+            probe_reads_eps = method is not None and self.probe_size > 0
+            unread += [key for key in data if key.startswith("at_")
+                       and not (key == "at_eps" and probe_reads_eps)]
         if method is None or method.online:
             unread += [key for key in data if key.startswith("cw_at_")]
         if self.probe_size == 0:

@@ -142,6 +142,11 @@ def test_fingerprint_ignores_only_settings_the_run_never_reads():
             == TrainConfig(defense="pgd-at").fingerprint())
     assert (TrainConfig(defense="cw-at", at_eps=0.1).fingerprint()
             == TrainConfig(defense="cw-at").fingerprint())
+    # ... unless a robust probe attacks it at at_eps
+    assert (TrainConfig(defense="cw-at", probe_images=64, at_eps=0.1).fingerprint()
+            != TrainConfig(defense="cw-at", probe_images=64).fingerprint())
+    assert (TrainConfig(probe_images=64, at_eps=0.1).fingerprint()  # plain training: 8/255
+            == TrainConfig(probe_images=64).fingerprint())
 
 
 def test_fingerprint_reads_the_data_directory_through_links(tmp_path):
