@@ -275,10 +275,13 @@ def _collect_models(models, spec, cells, records, models_dir):
         config = metrics["config"]
         clean_paper = paper.get(name)
         if clean_paper is None and config["defense"] == "none":
-            column = next((c for c in spec.columns if (c.dataset, c.model) == (
-                config["dataset"], config["model"])), None)
-            clean_paper = paper_numbers.lookup(3, column.paper_dataset if column else
-                                               config["dataset"], config["model"], "none")
+            # the column's name for the dataset in the paper, else the dataset itself (table 3
+            # has no "faces" column: table 6's faces are ORL)
+            names = [c.paper_dataset for c in spec.columns if (c.dataset, c.model) == (
+                config["dataset"], config["model"])] + [config["dataset"]]
+            clean_paper = next((value for value in (
+                paper_numbers.lookup(3, name, config["model"], "none") for name in names)
+                if value is not None), None)
         models[name] = {"run": name, "role": role or (
             "twin" if config["defense"] == "none" else "defended"),
             "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
