@@ -15,7 +15,7 @@ import os
 
 import common
 
-from fmfp_tf import atomic, runs
+from fmfp_tf import atomic
 from fmfp_tf.config import TrainConfig
 
 RECIPES = [("plain", "none", None), ("pgd-at", "pgd-at", None),
@@ -33,11 +33,9 @@ def config_for(defense, size, ema, args, data_dir):
 
 
 def trained(config, root):
-    from fmfp_tf.training.run import train_unless_complete
+    from fmfp_tf.training.run import train_cached
 
-    out = runs.cache_entry(config, root)
-    runs.check_cache_entry(config, out)
-    return out, train_unless_complete(config, out, verbose=0)
+    return train_cached(config, root)
 
 
 def robust(run_dir, args):

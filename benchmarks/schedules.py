@@ -16,7 +16,6 @@ import os
 import common
 import yaml
 
-from fmfp_tf import runs
 from fmfp_tf.config import train_config
 from fmfp_tf.reproduction import paper_numbers
 
@@ -36,11 +35,9 @@ def run(dataset, model, recipe, runs_dir):
         raise SystemExit(f"needs ../shared/data for {dataset}")
     config = train_config({"dataset": dataset, "data_dir": data_dir, "model": model, **recipe},
                           "recipe")
-    from fmfp_tf.training.run import train_unless_complete
+    from fmfp_tf.training.run import train_cached
 
-    out = runs.cache_entry(config, runs_dir)
-    runs.check_cache_entry(config, out)
-    return config, train_unless_complete(config, out, verbose=0)
+    return config, train_cached(config, runs_dir)[1]
 
 
 def main():

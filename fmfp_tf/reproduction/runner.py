@@ -60,11 +60,11 @@ def resolve_data_dirs(data_root=None, explicit=None):
 
 def ensure_trained(config, models_dir, log, twin_dir=None):
     """The run directory of `config` in the cache, training (or resuming) it when needed."""
-    from fmfp_tf.training.run import train_unless_complete
+    from fmfp_tf.training.run import train_cached
 
     run_dir = runs.cache_entry(config, models_dir)
-    runs.check_cache_entry(config, run_dir)
     if runs.is_complete(run_dir):
+        runs.check_cache_entry(config, run_dir)
         log(f"  cached: {os.path.basename(run_dir)}")
         return run_dir
     log(f"  {'resuming' if runs.is_started(run_dir) else 'training'}: "
@@ -73,7 +73,7 @@ def ensure_trained(config, models_dir, log, twin_dir=None):
     import keras
 
     keras.backend.clear_session()
-    metrics = train_unless_complete(config, run_dir, verbose=0, twin_dir=twin_dir)
+    run_dir, metrics = train_cached(config, models_dir, verbose=0, twin_dir=twin_dir)
     log(f"  trained {os.path.basename(run_dir)}: test accuracy {metrics['test_accuracy']:.4f} "
         f"({time.time() - started:.0f} s)")
     return run_dir

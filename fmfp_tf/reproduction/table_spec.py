@@ -156,13 +156,7 @@ def load(name, quick=False):
         _fail(path, "columns is empty")
     sizes = data.get("sizes", [None])
     if data["defense"] in defense_registry.layer_names():
-        if not isinstance(sizes, list) or not sizes:
-            _fail(path, f"sizes = {sizes!r}; expected a list such as [10, 20] (% of the image "
-                        "side) or [4px]")
-        try:
-            sizes = [fmfp_sizes.parse(s, bare="percent", name="sizes entry").text for s in sizes]
-        except ValueError as error:
-            _fail(path, str(error))
+        sizes = _parse_sizes(path, "sizes", sizes)
     elif "sizes" in data:
         _fail(path, f"sizes = {sizes!r} given for defense {data['defense']!r}; only defense "
                     "layers take a size")
@@ -176,12 +170,8 @@ def load(name, quick=False):
         _fail(path, f"quick.sizes given for defense {data['defense']!r}, which takes no size")
     quick_sizes = quick_section.get("sizes")
     if quick_sizes is not None and sizes != [None]:
-        try:
-            quick_sizes = [fmfp_sizes.parse(s, bare="percent", name="quick.sizes entry").text
-                           for s in quick_sizes]
-        except (ValueError, TypeError) as error:
-            _fail(path, f"quick.sizes = {quick_sizes!r}: {error}")
-        sizes = _kept(path, "sizes", sizes, quick_sizes, quick, str)
+        sizes = _kept(path, "sizes", sizes, _parse_sizes(path, "quick.sizes", quick_sizes),
+                      quick, str)
     if quick:
         sections["train"] = {**sections["train"], **(quick_section.get("train") or {})}
         merged = {k: dict(v) for k, v in sections["datasets"].items()}
@@ -199,6 +189,17 @@ def load(name, quick=False):
                      eps=str(data["eps"]), protocol=data["protocol"],
                      sizes=list(sizes), quick=quick, notes=str(data.get("notes", "")).strip(),
                      strongest=list(strongest), **sections)
+
+
+def _parse_sizes(path, key, values):
+    """A table file's sizes as canonical text: a bare number is the paper's z (% of the side)."""
+    if not isinstance(values, list) or not values:
+        _fail(path, f"{key} = {values!r}; expected a list such as [10, 20] (% of the image "
+                    "side) or [4px]")
+    try:
+        return [fmfp_sizes.parse(v, bare="percent", name=f"{key} entry").text for v in values]
+    except (ValueError, TypeError) as error:
+        _fail(path, f"{key} = {values!r}: {error}")
 
 
 def _kept(path, key, items, names, quick, name_of):

@@ -64,6 +64,15 @@ def train_unless_complete(config, out_dir, verbose=1, twin_dir=None):
                  twin_dir=twin_dir)
 
 
+def train_cached(config, cache_dir, verbose=0, twin_dir=None):
+    """`(run_dir, metrics)` of `config` in a model cache (`runs.cache_entry`): read back when
+    complete, resumed when started, trained otherwise; a cached run whose own config trains
+    another model is refused."""
+    run_dir = runs.cache_entry(config, cache_dir)
+    runs.check_cache_entry(config, run_dir)
+    return run_dir, train_unless_complete(config, run_dir, verbose=verbose, twin_dir=twin_dir)
+
+
 def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=None):
     """Trains the model described by `config` into `out_dir`; returns the metrics dict.
 
