@@ -3,4 +3,5 @@ from fmfp_tf.training.loop import Interrupted, fit
 from fmfp_tf.training.run import build_model, read_run_config, train, train_cached
 from fmfp_tf.training.strategies import get_strategy
 
-__all__ = ["train", "train_cached", "fit", "build_model", "read_run_config", "get_strategy", "Interrupted"]
+__all__ = ["train", "train_cached", "fit", "build_model", "read_run_config", "get_strategy",
+           "Interrupted"]
