@@ -26,6 +26,8 @@ def _delta(value):
 def _group_label(cell):
     if cell["size"] is None:
         return cell["column"]
+    if str(cell["size"]).endswith("px"):
+        return f"{cell['column']} z={cell['size']}"
     return f"{cell['column']} z={cell['size']} ({cell['size_pixels']} px)"
 
 
