@@ -121,14 +121,22 @@ def figure(spec, cells, path):
     plots.grouped_bars(panels, path, "accuracy (%)", f"Table {spec.table}: {spec.title}")
 
 
-def write_table(spec, cells, records, out_dir, seconds, digest=None):
-    """Writes report.md, cells.csv, figure.png and, last, results.json (its presence = complete;
-    `digest`, the table file and data it came from, lets a later run reuse it)."""
+def render_table(spec, cells, records, out_dir, seconds):
+    """Writes what is derived from a table's results (report.md, cells.csv, figure.png), also
+    for a table read back, so a report follows the current report code; returns the
+    gradient-masking warnings."""
     os.makedirs(out_dir, exist_ok=True)
     warnings = diagnostics.check(records)
     atomic.write_text(os.path.join(out_dir, "report.md"), markdown(spec, cells, warnings, seconds))
     atomic.write_text(os.path.join(out_dir, "cells.csv"), to_csv(cells, CELL_COLUMNS))
     figure(spec, cells, os.path.join(out_dir, "figure.png"))
+    return warnings
+
+
+def write_table(spec, cells, records, out_dir, seconds, digest=None):
+    """Writes report.md, cells.csv, figure.png and, last, results.json (its presence = complete;
+    `digest`, the table file and data it came from, lets a later run reuse it)."""
+    warnings = render_table(spec, cells, records, out_dir, seconds)
     atomic.write_json(os.path.join(out_dir, "results.json"), {
         "table": spec.table, "title": spec.title, "quick": spec.quick, "seconds": seconds,
         "digest": digest,

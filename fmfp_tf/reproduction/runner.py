@@ -248,6 +248,8 @@ def reproduce(tables, out_dir, quick=False, data_root=None, data_dirs=None, mode
         done = _finished_table(spec, out_dir, models_dir, dirs)
         if done is not None:
             cells, records, seconds = done
+            report.render_table(spec, cells, records,
+                                os.path.join(out_dir, f"table{spec.table}"), seconds)
             log(f"== table {spec.table}: complete in {out_dir}/table{spec.table} (the same table "
                 "file, data and models); delete its results.json to evaluate it again")
         else:
