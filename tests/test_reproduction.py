@@ -179,6 +179,8 @@ def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
         assert float(row["test_accuracy_pct"]) == pytest.approx(
             100 * metrics["test_accuracy"], abs=0.006)
         assert float(row["paper_pct"]) > 0  # the twin and control: table 3's gtsrb/dnn1, 98.30
+        # training time over every epoch, not only the last process's (a run resumed in pieces)
+        assert int(row["train_seconds"]) == round(sum(e["seconds"] for e in metrics["history"]))
     assert "## Models" in (out / "README.md").read_text()
     assert (out / "table5" / "figure.png").stat().st_size > 1000
     trained = [m for m in messages if "training:" in m]

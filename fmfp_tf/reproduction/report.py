@@ -159,8 +159,10 @@ def write_index(summary, out_dir, quick, models=()):
         lines += ["", "## Models", "",
                   "Clean accuracy of every model on its whole test set (the tables' clean rows "
                   "use the evaluated images only), beside the paper's clean accuracy of its "
-                  "cell; training time as the run recorded it (metrics.json), also for a model "
-                  "that this run found in the cache.", "",
+                  "cell; training s is the sum of its epochs as the run recorded them "
+                  "(metrics.json history, over every piece of a resumed run; data loading and "
+                  "cw-at's C&W crafting not included), also for a model that this run found in "
+                  "the cache.", "",
                   "| model | role | clean % | test images | paper % | epochs | precision | "
                   "training s |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
         for row in models:

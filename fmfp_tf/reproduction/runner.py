@@ -227,6 +227,15 @@ def _control(spec, column, twin_config, source, models_dir, eps, settings, log, 
     return accuracy, found
 
 
+def _training_seconds(metrics):
+    """The sum of a run's epochs over all its processes: a run resumed in a later piece has a
+    wall_seconds of its last process only, while its history keeps every epoch."""
+    history = metrics.get("history") or []
+    if history and all("seconds" in epoch for epoch in history):
+        return round(sum(epoch["seconds"] for epoch in history))
+    return round(metrics.get("wall_seconds", 0))
+
+
 def reproduce(tables, out_dir, quick=False, data_root=None, data_dirs=None, models_dir=None,
               log=None):
     """Runs each named table (table3..table6, 'all', or YAML paths); returns the report paths.
@@ -288,6 +297,6 @@ def _collect_models(models, spec, cells, records, models_dir):
             "twin" if config["defense"] == "none" else "defended"),
             "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
             "test_images": metrics["dataset"]["test_examples"], "paper_pct": clean_paper,
-            "epochs": metrics["epochs"], "train_seconds": round(metrics.get("wall_seconds", 0)),
+            "epochs": metrics["epochs"], "train_seconds": _training_seconds(metrics),
             "precision": (metrics.get("precision") or {}).get("used")}
 
