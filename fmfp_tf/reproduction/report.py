@@ -20,7 +20,12 @@ def _pct(value):
 
 
 def _delta(value):
-    return "" if value is None else f" ({value:+.2f})"
+    return "" if value is None else f" ({_signed(value)})"
+
+
+def _signed(value):
+    # a difference that rounds to zero is written +0.00, never -0.00
+    return f"{0.0 if abs(value) < 0.005 else value:+.2f}"
 
 
 def _group_label(cell):
@@ -85,15 +90,15 @@ def markdown(spec, cells, warnings, seconds):
         lines += ["", "## What the defense adds under the transfer protocol", "",
                   "The control is the same architecture, undefended, trained with the next seed "
                   "and attacked with the same examples transferred from the twin: a second model "
-                  "resists transfer to some degree without any defense. Defense - control is "
-                  "what FM/FP add under the paper's protocol (percentage points; the clean row "
-                  "compares clean accuracies).", "",
+                  "resists transfer to some degree without any defense. Defended - control is "
+                  f"what the defense ({spec.defense}) adds under the paper's protocol "
+                  "(percentage points; the clean row compares clean accuracies).", "",
                   "| model | attack | defended (transfer) | control (transfer) | "
                   "defended - control |", "| --- | --- | ---: | ---: | ---: |"]
         for cell in controlled:
             lines.append(f"| {_group_label(cell)} | {attack_label(cell['attack'])} | "
                          f"{_pct(cell['protocol_pct'])} | {_pct(cell['control_pct'])} | "
-                         f"{cell['gain_over_control']:+.2f} |")
+                         f"{_signed(cell['gain_over_control'])} |")
     lines += ["", "## Gradient-masking checks", ""]
     lines += [f"- WARNING: {w}" for w in warnings] or ["No check violated."]
     lines += ["", "## Settings", "",
