@@ -241,3 +241,12 @@ def test_cli_reproduce_table5_quick_on_real_data(tmp_path):
         if run.startswith("gtsrb-"):
             metrics = json.loads((out / "models" / run / "metrics.json").read_text())
             assert metrics["test_accuracy"] >= 0.80, (run, metrics["test_accuracy"])
+
+
+def test_a_column_label_names_a_pixel_size_once_and_a_percent_with_its_pixels():
+    from fmfp_tf.reproduction import report
+
+    assert report._group_label({"column": "gtsrb/dnn1", "size": "4px", "size_pixels": 4}) == \
+        "gtsrb/dnn1 z=4px"
+    assert report._group_label({"column": "gtsrb/dnn1", "size": "20%", "size_pixels": 6}) == \
+        "gtsrb/dnn1 z=20% (6 px)"

@@ -6,6 +6,7 @@ model), ours white-box, and both differences; cells whose data is absent say so.
 import os
 
 from fmfp_tf import atomic, plots, provenance
+from fmfp_tf import sizes as fmfp_sizes
 from fmfp_tf.evaluation import diagnostics
 from fmfp_tf.evaluation.attack_specs import label as attack_label
 from fmfp_tf.evaluation.report import to_csv
@@ -31,7 +32,7 @@ def _signed(value):
 def _group_label(cell):
     if cell["size"] is None:
         return cell["column"]
-    if str(cell["size"]).endswith("px"):
+    if fmfp_sizes.parse(cell["size"]).unit == "px":  # its pixels are its name
         return f"{cell['column']} z={cell['size']}"
     return f"{cell['column']} z={cell['size']} ({cell['size_pixels']} px)"
 
