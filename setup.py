@@ -26,10 +26,13 @@ setup(
     packages=find_packages(include=["fmfp_tf", "fmfp_tf.*"]) + ["fmfp_tf.cli", "fmfp_tf.configs"],
     # the top-level folders cli/ and configs/ install inside the fmfp_tf namespace
     package_dir={"fmfp_tf.cli": "cli", "fmfp_tf.configs": "configs"},
+    # the console script's quiet start: outside the package, so it runs before `import fmfp_tf`
+    py_modules=["fmfp_tf_cli_start"],
     package_data={"fmfp_tf.configs": ["*.yaml"], "fmfp_tf.reproduction": ["paper_tables.csv"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",  # Keras 3 era; 2.16 is the first release with Keras 3 as tf.keras
-        "keras>=3.3",
+        # the layers build on Keras's image preprocessing base (3.8+); tested up to 3.15
+        "keras>=3.8,<3.16",
         "tensorboard>=2.16",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in
         "cleverhans==4.0.0",  # unmaintained; fmfp_tf.attacks.cleverhans_compat fixes it for Keras 3
         "numpy>=1.26",
@@ -40,9 +43,10 @@ setup(
         "mtcnn==1.0.0",  # ships its P/R/O-Net weights inside the wheel: works offline
     ],
     extras_require={
-        "test": ["pytest>=7.4", "hypothesis>=6.90"],
+        # JAX: the layers are also tested on the JAX backend (beside TensorFlow: tf.data on JAX)
+        "test": ["pytest>=7.4", "hypothesis>=6.90", "jax[cpu]>=0.4.30"],
     },
-    entry_points={"console_scripts": ["fmfp-tf=fmfp_tf.cli.main:main"]},
+    entry_points={"console_scripts": ["fmfp-tf=fmfp_tf_cli_start:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -39,8 +39,10 @@ def machine_line():
     machine = provenance.machine()
     versions = provenance.versions()
     gpus = ", ".join(machine["gpus"]) or "no GPU"
+    framework = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}[
+        versions["keras_backend"]]
     return (f"{machine['processor']}, {machine['cpu_count']} cores, {gpus}; "
-            f"TensorFlow {versions['tensorflow']}, Keras {versions['keras']}")
+            f"{framework} {versions[versions['keras_backend']]}, Keras {versions['keras']}")
 
 
 def record(section, lines, command, doc="benchmarks.md"):

@@ -1,19 +1,16 @@
 """`fmfp-tf`: train, evaluate, export and reproduce FM/FP-defended classifiers."""
 import logging
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import click
 
-import click  # noqa: E402
-
-from fmfp_tf.cli import errors  # noqa: E402
-from fmfp_tf.cli.evaluate import evaluate  # noqa: E402
-from fmfp_tf.cli.export import export  # noqa: E402
-from fmfp_tf.cli.extract import extract  # noqa: E402
-from fmfp_tf.cli.reproduce import reproduce  # noqa: E402
-from fmfp_tf.cli.train import train  # noqa: E402
-from fmfp_tf.version import __version__  # noqa: E402
+from fmfp_tf.cli import errors
+from fmfp_tf.cli.evaluate import evaluate
+from fmfp_tf.cli.export import export
+from fmfp_tf.cli.extract import extract
+from fmfp_tf.cli.reproduce import reproduce
+from fmfp_tf.cli.train import train
+from fmfp_tf.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

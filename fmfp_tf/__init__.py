@@ -1,14 +1,14 @@
-"""fmfp-tf: feature mask and feature padding defenses for TensorFlow/Keras image classifiers.
+"""fmfp-tf: feature mask and feature padding defenses for Keras 3 image classifiers.
 
 The defenses are Keras layers that randomise every training image and are the identity at
-inference; `defend` adds one to an existing model. Everything else is a subpackage reachable as an
-attribute: `fmfp_tf.data`, `fmfp_tf.models`, `fmfp_tf.attacks`, `fmfp_tf.training`,
-`fmfp_tf.evaluation`, `fmfp_tf.reproduction`.
+inference; `defend` adds one to an existing model. They run on the TensorFlow, JAX and PyTorch
+backends. Everything else is a subpackage reachable as an attribute, imported on first use:
+`fmfp_tf.data`, `fmfp_tf.models`, `fmfp_tf.attacks`, `fmfp_tf.training`, `fmfp_tf.evaluation`,
+`fmfp_tf.reproduction` (training, tf.data and export use TensorFlow).
 
-TensorFlow is imported on first use of one of those names, so `import fmfp_tf` (and
-`fmfp-tf --help`) stays fast; FeatureMask and FeaturePadding are registered with Keras the moment
-Keras is imported (see `fmfp_tf.startup`), so `keras.models.load_model` of a `.keras` file
-holding them works after a plain `import fmfp_tf`.
+`import fmfp_tf` imports Keras (and so its backend) and registers FeatureMask and FeaturePadding
+with Keras's serializer, so `keras.models.load_model` of a `.keras` file holding them works after
+it; it installs no import hook and sets no environment variable.
 
 Example:
 
@@ -18,27 +18,19 @@ Example:
 """
 import importlib
 import logging
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from fmfp_tf.errors import DataError, FmfpError, ModelError, UsageError
+from fmfp_tf.layers import FeatureMask, FeaturePadding
+from fmfp_tf.version import __version__
 
-from fmfp_tf import startup  # noqa: E402
-from fmfp_tf.errors import DataError, FmfpError, ModelError, UsageError  # noqa: E402
-from fmfp_tf.version import __version__  # noqa: E402
-
-startup.install()
 # the library reports progress to the "fmfp_tf" logger; the application (the CLI, a notebook)
 # decides what is shown, and nothing is shown by default
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-_LAZY_NAMES = {
-    "FeatureMask": "fmfp_tf.layers.feature_mask",
-    "FeaturePadding": "fmfp_tf.layers.feature_padding",
-    "defend": "fmfp_tf.defenses",
-}
+_LAZY_NAMES = {"defend": "fmfp_tf.defenses"}
 _LAZY_SUBMODULES = ("data", "models", "attacks", "training", "evaluation", "reproduction",
                     "layers", "config", "defenses", "export", "sizes", "runs",
-                    "defense_registry")
+                    "defense_registry", "backend")
 
 
 def __getattr__(name):

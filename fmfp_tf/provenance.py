@@ -4,39 +4,48 @@ import sys
 
 
 def versions():
+    """Versions of Python, the package, Keras (with its backend) and each installed framework
+    (None when absent), read from package metadata: no framework is imported for it."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import keras
     import numpy
-    import tensorflow as tf
 
     from fmfp_tf.version import __version__
 
-    found = {
-        "fmfp_tf": __version__,
-        "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-    }
-    try:
-        from importlib.metadata import version
-
-        found["cleverhans"] = version("cleverhans")
-    except Exception:  # metadata missing: record that rather than fail a run
-        found["cleverhans"] = None
+    found = {"fmfp_tf": __version__, "python": sys.version.split()[0],
+             "keras": keras.__version__, "keras_backend": keras.backend.backend(),
+             "numpy": numpy.__version__}
+    for package in ("tensorflow", "jax", "jaxlib", "torch", "cleverhans"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:  # not installed: record that rather than fail a run
+            found[package] = None
     return found
+
+
+def _cpu_model():
+    """The CPU's model name (timings depend on it: AMX or not), from /proc/cpuinfo on Linux."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def machine():
     import os
 
-    import tensorflow as tf
+    from fmfp_tf import backend
 
-    gpus = tf.config.list_physical_devices("GPU")
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "gpus": [gpu.name for gpu in gpus],
+        "gpus": backend.current().gpu_names(),
     }
 
 

@@ -155,11 +155,11 @@ class NoisyDefense:
         from fmfp_tf.layers.base import RandomImageDefense
 
         class AddNoise(RandomImageDefense):
-            def get_random_transformation(self, images, seed=None):
-                return {"noise": 0.01 * tf.random.stateless_normal(tf.shape(images),
-                                                                    self._seed(seed))}
+            def draw_transformation(self, images, seed):
+                return {"noise": 0.01 * self.backend.random.normal(self.backend.shape(images),
+                                                                   seed=seed)}
 
-            def transform_images(self, images, transformation):
+            def apply_transformation(self, images, transformation):
                 return images + transformation["noise"]
 
         return AddNoise(size=1, test_time=True, seed=0)

@@ -13,7 +13,7 @@ SMALL = ["--epochs", "2", "--train-limit", "430", "--test-limit", "200", "--quie
 
 
 def fmfp(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "fmfp_tf.cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", *args], capture_output=True,
                           text=True, env=ENV, cwd=cwd, timeout=timeout)
 
 
@@ -340,7 +340,7 @@ def test_an_export_is_readable_by_another_user_under_umask_022(runs):
     try:
         os.chmod(base, 0o755)
         result = subprocess.run(
-            [sys.executable, "-m", "fmfp_tf.cli.main", "export", "--model", str(runs / "masked"),
+            [sys.executable, "-m", "fmfp_tf_cli_start", "export", "--model", str(runs / "masked"),
              "--out", base, "--name", "signs"],
             capture_output=True, text=True, env=ENV, timeout=300,
             preexec_fn=lambda: os.umask(0o022))

@@ -117,7 +117,7 @@ def start_workers(out_dirs, extra=(), epochs=3):
     for index, out_dir in enumerate(out_dirs):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "fmfp_tf.cli.main", "train", "--strategy", "multiworker",
+            [sys.executable, "-m", "fmfp_tf_cli_start", "train", "--strategy", "multiworker",
              "--defense", "mask", "--size", "8", "--epochs", str(epochs), "--train-limit", "430",
              "--test-limit", "100", "--quiet", "--out", str(out_dir), *extra],
             env={**ENV, "TF_CONFIG": json.dumps(tf_config)}, stdout=subprocess.PIPE,

@@ -12,7 +12,6 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 TOY_MODULE = textwrap.dedent('''
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from fmfp_tf import defense_registry
     from fmfp_tf.attacks.fgsm import fgsm
@@ -26,13 +25,14 @@ TOY_MODULE = textwrap.dedent('''
     class ToyFlip(RandomImageDefense):
         """Mirrors a random half of the images left-right (`size` is unused but checked)."""
 
-        def get_random_transformation(self, images, seed=None):
-            flip = tf.random.stateless_uniform((tf.shape(images)[0],), self._seed(seed)) < 0.5
-            return {"flip": flip}
+        def draw_transformation(self, images, seed):
+            ops = self.backend
+            return {"flip": ops.random.uniform((ops.shape(images)[0],), seed=seed) < 0.5}
 
-        def transform_images(self, images, transformation):
-            flipped = tf.reverse(images, axis=[2])
-            return tf.where(transformation["flip"][:, None, None, None], flipped, images)
+        def apply_transformation(self, images, transformation):
+            ops = self.backend
+            flipped = ops.numpy.flip(images, axis=2)
+            return ops.numpy.where(transformation["flip"][:, None, None, None], flipped, images)
 
 
     def half_fgsm(model, x, y, eps, batch_size=256, progress=None):

@@ -14,7 +14,7 @@ RUN = ["--epochs", "3", "--train-limit", "1290", "--test-limit", "200", "--defen
 
 
 def command(*args):
-    return [sys.executable, "-m", "fmfp_tf.cli.main", *args]
+    return [sys.executable, "-m", "fmfp_tf_cli_start", *args]
 
 
 def wait_for_epochs(run_dir, epochs, process, timeout=300):

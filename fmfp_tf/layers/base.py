@@ -1,67 +1,165 @@
-"""What FeatureMask and FeaturePadding share: arguments, the training switch, layouts, config."""
+"""What every defense layer shares: arguments, seeds, the training rule, layouts, dict inputs."""
 import keras
-import tensorflow as tf
+
+# Keras's own base of its image preprocessing layers (RandomErasing, RandomZoom, ...): it gives
+# the tf.data mechanism (a layer called inside a tf.data map runs on TensorFlow ops whatever the
+# Keras backend is, through `self.backend`), dict inputs and unbatched images. Not public API:
+# setup.py pins the Keras versions it is tested with.
+from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (
+    BaseImagePreprocessingLayer,
+)
 
 from fmfp_tf.layers import common
 
 
-class RandomImageDefense(keras.layers.Layer):
+class RandomImageDefense(BaseImagePreprocessingLayer):
     """A layer that randomises each image while training and is the identity at inference.
 
-    As Keras's image preprocessing layers do, a subclass works in two steps on batched
-    channels_last images:
-    - `get_random_transformation(images, seed)`: draws everything random into a dict of tensors
-      (one entry per image where the draw is per image);
-    - `transform_images(images, transformation)`: applies it deterministically, so the same
-      transformation gives the same pixels, and a test can pass a hand-made one.
-    This class checks arguments and inputs, decides whether the layer is active, handles rank-3
-    inputs and channels_first, and draws one fresh stateless seed per call from its
-    `SeedGenerator`. A subclass registered with `fmfp_tf.defense_registry.register_layer` becomes
-    a `--defense` choice; one with `test_time=True` is evaluated with EOT and refused by export.
+    When it acts (the rule is stronger than Keras's random layers, so that a defended model serves
+    exactly like an undefended one):
+    - `training=True` or `False` passed explicitly (or by `fit`, `predict`, `evaluate`) decides;
+    - inside a model or another layer with `training` unset (`model(x)`, an exported SavedModel)
+      it is the identity;
+    - called on its own with `training` unset (`layer(x)`, `ds.map(layer)`) it transforms, as
+      Keras's preprocessing layers do in a data pipeline;
+    - `test_time=True` transforms on every call, inference included: a randomized defense, which
+      the evaluation attacks with EOT.
+
+    Keras's two steps are public, with Keras's meanings: `get_random_transformation(data,
+    training=True, seed=None)` draws everything random into a dict, and
+    `transform_images(images, transformation, training=True)` applies it with no randomness, so
+    the same transformation gives the same pixels and a test can pass a hand-made one. A
+    subclass implements them on one layout only: `draw_transformation(images, seed)` and
+    `apply_transformation(images, transformation)` receive batched channels_last float32 images;
+    this class checks arguments and inputs, handles dicts ({"images": ...}; other entries pass
+    through), unbatched images, channels_first and NumPy inputs, and returns the layer's compute
+    dtype (float16 under `mixed_float16`, float32 for uint8 inputs), as Keras's layers do. Written
+    with `self.backend` ops (Keras's backend-independent ops, TensorFlow's inside `tf.data`), a
+    subclass runs on TensorFlow, JAX and PyTorch. One registered with
+    `fmfp_tf.defense_registry.register_layer` becomes a `--defense` choice.
     """
+
+    _USE_BASE_FACTOR = False
 
     def __init__(self, size, fill="zero", value_range=(0.0, 1.0), seed=None, test_time=False,
                  data_format=None, **kwargs):
-        # images keep their own dtype (uint8, float16, ...): no cast to the layer's float dtype
-        kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
         name = type(self).__name__
+        data_format = common.check_data_format(data_format, name)
+        super().__init__(data_format=data_format, **kwargs)
         self.size = common.check_size(size, name)
         self.fill = common.check_fill(fill, name)
         self.value_range = common.check_value_range(value_range, name)
         self.test_time = common.check_bool(test_time, "test_time", name)
-        self.data_format = common.check_data_format(data_format, name)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"{name}: seed must be an int or None; got {seed!r}")
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        if isinstance(seed, keras.random.SeedGenerator):
+            # draws continue the caller's generator; the config keeps its initial seed
+            self.generator = seed
+            self.seed = seed.get_config()["seed"]
+        elif seed is None or (isinstance(seed, int) and not isinstance(seed, bool)):
+            self.seed = seed
+            self.generator = keras.random.SeedGenerator(seed)
+        else:
+            raise ValueError(f"{name}: seed must be an int, a keras.random.SeedGenerator or "
+                             f"None; got {seed!r}")
+
+    # -- what a subclass implements ------------------------------------------------------------
+
+    def draw_transformation(self, images, seed):
+        """The transformation (a dict of tensors) of batched channels_last float32 `images`;
+        `seed` as Keras's random functions take it (a SeedGenerator or an int): pass it through
+        `self._stream(seed, k)` for the k-th draw of one call."""
+        raise NotImplementedError
+
+    def apply_transformation(self, images, transformation):
+        """Batched channels_last float32 `images` with `transformation` applied."""
+        raise NotImplementedError
+
+    # -- Keras's preprocessing-layer interface --------------------------------------------------
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        """The random draws for `data` (images, batched or not, or a dict with "images"), as a
+        dict of batched channels_last tensors; None when not training. `seed`: None (the layer's
+        generator), an int (the same draws every time) or a `keras.random.SeedGenerator`."""
+        if not training:
+            return None
+        images, _ = common.to_batched_nhwc(self._images_of(data), self.data_format, self.backend)
+        return self.draw_transformation(images, self._seed_for_draws(seed))
+
+    def transform_images(self, images, transformation, training=True):
+        """`images` (batched or not, NumPy or any backend's tensor) with `transformation` applied
+        when `training`; returned in the layer's compute dtype."""
+        images = self.backend.convert_to_tensor(images)
+        if training and transformation is not None:
+            nhwc, undo = common.to_batched_nhwc(images, self.data_format, self.backend)
+            images = undo(self.apply_transformation(nhwc, transformation))
+        return self.backend.cast(images, self.compute_dtype)
+
+    def transform_single_image(self, image, transformation, training=True):
+        return self.transform_images(image, transformation, training=training)
+
+    def transform_labels(self, labels, transformation, training=True):
+        return labels
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        return bounding_boxes
+
+    def transform_segmentation_masks(self, segmentation_masks, transformation, training=True):
+        return segmentation_masks
+
+    # -- the layer ------------------------------------------------------------------------------
 
     def build(self, input_shape):
-        common.check_input_shape(input_shape, self.size, type(self).__name__, self.data_format)
+        shape = input_shape.get("images") if isinstance(input_shape, dict) else input_shape
+        if shape is not None:
+            common.check_input_shape(shape, self.size, type(self).__name__, self.data_format)
         super().build(input_shape)
 
-    def get_random_transformation(self, images, seed=None):
-        """The random draws for batched channels_last `images`, as a dict of tensors. `seed`: a
-        (2,) stateless seed; None draws the next one from the layer's generator."""
-        raise NotImplementedError
-
-    def transform_images(self, images, transformation):
-        """`images` (batched, channels_last) with `transformation` applied; no randomness."""
-        raise NotImplementedError
-
-    def _seed(self, seed):
-        return self.seed_generator.next() if seed is None else seed
-
-    def call(self, inputs, training=None):
-        inputs = tf.convert_to_tensor(inputs)
+    def call(self, data, training=None):
         name = type(self).__name__
-        common.check_input_shape(inputs.shape, self.size, name, self.data_format)
-        if not (training or self.test_time):
-            return inputs
-        common.check_finite_eagerly(inputs, name)
-        images, undo = common.to_batched_nhwc(inputs, self.data_format)
-        transformation = self.get_random_transformation(images)
-        return undo(self.transform_images(images, transformation))
+        images = self._images_of(data)
+        common.check_input_shape(tuple(images.shape), self.size, name, self.data_format)
+        active = self._is_active(training)
+        if active:
+            common.check_finite_eagerly(images, name)
+        # Keras's base writes the results into the dict it is given: give it a copy
+        return super().call(dict(data) if isinstance(data, dict) else data, training=active)
+
+    def _is_active(self, training):
+        if self.test_time:
+            return True
+        if training is not None:
+            return bool(training)
+        # unset: transform when called on its own (a data pipeline), not inside a model
+        return self._get_call_context().entry_layer is self
+
+    def _images_of(self, data):
+        if isinstance(data, dict):
+            if "images" not in data:
+                raise ValueError(f"{type(self).__name__}: a dict input needs an 'images' entry; "
+                                 f"got keys {sorted(data)}")
+            return data["images"]
+        return data
+
+    def _seed_for_draws(self, seed):
+        if seed is None:
+            return self._get_seed_generator(self.backend._backend)
+        if isinstance(seed, keras.random.SeedGenerator) or (
+                isinstance(seed, int) and not isinstance(seed, bool)):
+            return seed
+        raise ValueError(f"{type(self).__name__}: seed must be an int, a SeedGenerator or None; "
+                         f"got {seed!r}")
+
+    @staticmethod
+    def _stream(seed, stream):
+        """The seed of the `stream`-th draw of one call: under an int seed each draw needs its
+        own (a generator advances by itself)."""
+        return seed + stream if isinstance(seed, int) else seed
+
+    def _uniform(self, shape, seed, stream=0):
+        return self.backend.random.uniform(shape, dtype="float32", seed=self._stream(seed, stream))
+
+    def _fill(self, images, seed, stream):
+        return common.fill_values(images, self.fill, self.value_range, self._stream(seed, stream),
+                                  self.backend)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -69,6 +167,5 @@ class RandomImageDefense(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"size": self.size, "fill": self.fill, "value_range": self.value_range,
-                       "seed": self.seed, "test_time": self.test_time,
-                       "data_format": self.data_format})
+                       "seed": self.seed, "test_time": self.test_time})
         return config

@@ -1,8 +1,11 @@
-"""Argument checks, layout handling and fills shared by `FeatureMask` and `FeaturePadding`."""
+"""Argument checks, layouts and fills shared by the defense layers, with no framework import.
+
+Functions that compute take `ops`: the layer's `self.backend` (Keras's backend modules, which is
+TensorFlow's inside a `tf.data` pipeline whatever the Keras backend is).
+"""
 import numbers
 
 import numpy as np
-import tensorflow as tf
 
 from fmfp_tf import sizes
 
@@ -66,23 +69,21 @@ def check_bool(value, name, layer):
 
 
 def spatial_dims(shape, data_format):
-    """(height, width) of a rank 3 or 4 static shape, entries may be None."""
+    """(height, width) of a rank 3 or 4 shape; entries may be None or scalar tensors."""
     shape = tuple(shape)
     if data_format == "channels_first":
         return shape[-2], shape[-1]
     return shape[-3], shape[-2]
 
 
-def size_in_pixels(size, height, width):
-    """Resolves `size` against the shorter side; works on ints and on scalar tensors."""
+def size_in_pixels(size, height, width, ops=None):
+    """Resolves `size` against the shorter side: an int for static sides, else a scalar tensor."""
     if isinstance(size, int):
         return size
-    shorter = min(height, width) if isinstance(height, int) and isinstance(width, int) else (
-        tf.minimum(height, width)
-    )
-    if isinstance(shorter, int):
-        return max(1, int(round(size * shorter)))
-    return tf.maximum(1, tf.cast(tf.round(size * tf.cast(shorter, tf.float32)), tf.int32))
+    if isinstance(height, int) and isinstance(width, int):
+        return max(1, int(round(size * min(height, width))))
+    shorter = ops.cast(ops.numpy.minimum(height, width), "float32")
+    return ops.numpy.maximum(1, ops.cast(ops.numpy.round(size * shorter), "int32"))
 
 
 def check_input_shape(shape, size, layer, data_format):
@@ -94,7 +95,7 @@ def check_input_shape(shape, size, layer, data_format):
             f"image); got rank {rank} with shape {tuple(shape)}"
         )
     height, width = spatial_dims(shape, data_format)
-    if height is None or width is None:
+    if not (isinstance(height, int) and isinstance(width, int)):
         return
     pixels = size_in_pixels(size, height, width)
     if pixels >= min(height, width):
@@ -104,53 +105,44 @@ def check_input_shape(shape, size, layer, data_format):
         )
 
 
-def to_batched_nhwc(images, data_format):
-    """Returns (batched channels_last images, undo function)."""
-    unbatched = images.shape.rank == 3
+def to_batched_nhwc(images, data_format, ops):
+    """(batched channels_last float32 images, undo) where undo restores the layout and rank."""
+    unbatched = len(images.shape) == 3
+    images = ops.cast(images, "float32")
     if unbatched:
-        images = images[tf.newaxis]
+        images = ops.numpy.expand_dims(images, 0)
     if data_format == "channels_first":
-        images = tf.transpose(images, (0, 2, 3, 1))
+        images = ops.numpy.transpose(images, (0, 2, 3, 1))
 
     def undo(result):
         if data_format == "channels_first":
-            result = tf.transpose(result, (0, 3, 1, 2))
-        return result[0] if unbatched else result
+            result = ops.numpy.transpose(result, (0, 3, 1, 2))
+        return ops.numpy.squeeze(result, 0) if unbatched else result
 
     return images, undo
 
 
-def split_seed(seed, n):
-    """n independent stateless seeds from one (2,) seed tensor."""
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=n)
-    return [seeds[i] for i in range(n)]
-
-
-def fill_values(images, fill, value_range, seed):
-    """What a hidden pixel becomes, broadcastable to `images` (batched NHWC), in float32."""
+def fill_values(images, fill, value_range, seed, ops):
+    """What a hidden pixel becomes, broadcastable to `images` (batched NHWC float32)."""
     if fill == "zero":
-        return tf.zeros((), tf.float32)
+        return ops.convert_to_tensor(0.0, "float32")
     if fill == "mean":
         # each image's own per-channel mean, so the fill carries no information about the region
-        return tf.reduce_mean(tf.cast(images, tf.float32), axis=(1, 2), keepdims=True)
+        return ops.numpy.mean(images, axis=(1, 2), keepdims=True)
     if fill == "noise":
         low, high = value_range
-        return tf.random.stateless_uniform(
-            tf.shape(images), seed=seed, minval=low, maxval=high, dtype=tf.float32
-        )
-    return tf.constant(fill, tf.float32)
-
-
-def cast_like(values, reference):
-    """float32 values back to the dtype of `reference`, rounding and clipping integer types."""
-    dtype = reference.dtype
-    if dtype.is_integer:
-        values = tf.clip_by_value(tf.round(values), dtype.min, dtype.max)
-    return tf.cast(values, dtype)
+        return ops.random.uniform(ops.shape(images), minval=low, maxval=high, dtype="float32",
+                                  seed=seed)
+    return ops.convert_to_tensor(fill, "float32")
 
 
 def check_finite_eagerly(images, layer):
-    """A clear error for NaN/inf when called eagerly; inside a graph the check would cost a sync."""
-    if tf.executing_eagerly() and images.dtype.is_floating:
-        if not bool(tf.reduce_all(tf.math.is_finite(images))):
-            raise ValueError(f"{layer}: input images contain NaN or inf values")
+    """A clear error for NaN/inf when values are at hand (in a graph or trace: no check, it would
+    cost a device sync)."""
+    from fmfp_tf import backend
+
+    if not backend.is_concrete(images):
+        return
+    values = backend.to_numpy(images)
+    if values.dtype.kind not in "iub" and not np.isfinite(values.astype(np.float32)).all():
+        raise ValueError(f"{layer}: input images contain NaN or inf values")

@@ -1,6 +1,5 @@
 """`FeaturePadding`: shrinks every training image by a random amount and pads it back."""
 import keras
-import tensorflow as tf
 
 from fmfp_tf.layers import common
 from fmfp_tf.layers.base import RandomImageDefense
@@ -8,26 +7,32 @@ from fmfp_tf.layers.base import RandomImageDefense
 INTERPOLATIONS = ("bilinear", "nearest")
 
 
-def _source_coordinates(out_size, in_size, offset, new_size, interpolation):
-    """For each output pixel along one axis: (low index, high index, weight of high, inside box).
+def _interpolation_weights(ops, out_size, in_size, offset, new_size, interpolation):
+    """For one axis: (weights (batch, out, in), inside (batch, out)).
 
     Output pixel i lies in the placed image when offset <= i < offset + new_size; its source
-    coordinate uses half-pixel centres, as `tf.image.resize` does.
+    coordinate uses half-pixel centres, as `tf.image.resize` and `keras.ops.image.resize` do. A
+    row of weights is one-hot ("nearest") or two-hot ("bilinear"), and zero outside the image, so
+    a resize is two batched matrix products: exact, differentiable and the same on every backend.
     """
-    i = tf.cast(tf.range(out_size), tf.float32)[tf.newaxis, :]
-    offset_f = tf.cast(offset, tf.float32)[:, tf.newaxis]
-    scale = tf.cast(in_size, tf.float32) / tf.cast(new_size, tf.float32)[:, tf.newaxis]
-    source = (i - offset_f + 0.5) * scale - 0.5
-    inside = (i >= offset_f) & (i < offset_f + tf.cast(new_size, tf.float32)[:, tf.newaxis])
-    last = tf.cast(in_size - 1, tf.float32)
+    i = ops.numpy.arange(out_size, dtype="float32")[None, :]
+    offset = ops.numpy.reshape(ops.cast(offset, "float32"), (-1, 1))
+    new_size = ops.numpy.reshape(ops.cast(new_size, "float32"), (-1, 1))
+    last = ops.cast(in_size - 1, "float32")
+    source = (i - offset + 0.5) * (ops.cast(in_size, "float32") / new_size) - 0.5
+    inside = ops.numpy.logical_and(i >= offset, i < offset + new_size)
+    j = ops.numpy.arange(in_size, dtype="float32")[None, None, :]
     if interpolation == "nearest":
-        nearest = tf.clip_by_value(tf.floor(source + 0.5), 0.0, last)
-        index = tf.cast(nearest, tf.int32)
-        return index, index, tf.zeros_like(source), inside
-    source = tf.clip_by_value(source, 0.0, last)
-    low = tf.floor(source)
-    high = tf.minimum(low + 1.0, last)
-    return tf.cast(low, tf.int32), tf.cast(high, tf.int32), source - low, inside
+        index = ops.numpy.clip(ops.numpy.floor(source + 0.5), 0.0, last)[..., None]
+        weights = ops.cast(ops.numpy.equal(j, index), "float32")
+    else:
+        source = ops.numpy.clip(source, 0.0, last)
+        low = ops.numpy.floor(source)
+        high = ops.numpy.minimum(low + 1.0, last)
+        frac = (source - low)[..., None]
+        weights = (ops.cast(ops.numpy.equal(j, low[..., None]), "float32") * (1.0 - frac)
+                   + ops.cast(ops.numpy.equal(j, high[..., None]), "float32") * frac)
+    return weights * ops.cast(inside, "float32")[..., None], inside
 
 
 @keras.saving.register_keras_serializable(package="fmfp_tf")
@@ -37,9 +42,14 @@ class FeaturePadding(RandomImageDefense):
     For every image independently, an amount `d` is drawn uniformly from {0, ..., size}; the image
     is resized (keeping its aspect ratio) so that its shorter side becomes `S - d`, where S is the
     shorter input side, and placed at a uniformly random offset on a canvas of the input's shape
-    whose remaining pixels take the fill. The whole image content stays visible, rescaled. As with
-    `FeatureMask`, the layer acts only while training unless `test_time=True`; it is the identity
-    at inference, so a defended model serves unchanged.
+    whose remaining pixels take the fill. The whole image content stays visible, rescaled.
+    Segmentation masks in a dict input follow their images (nearest neighbour, 0 on the border).
+
+    When it acts is `FeatureMask`'s rule: `training=True` (`fit`) transforms, `training=False`
+    (`predict`, `evaluate`) does not; inside a model with `training` unset (`model(x)`, an
+    exported SavedModel) it is the identity, so a defended model serves unchanged; on its own
+    with `training` unset (`layer(x)`, `ds.map(layer)`) it transforms; `test_time=True`
+    transforms on every call.
 
     Args:
         size: the largest shrink. An int >= 1 is pixels; a float in (0, 1) is a fraction of the
@@ -49,21 +59,24 @@ class FeaturePadding(RandomImageDefense):
             (uniform in `value_range`) or a number.
         value_range: (low, high) of the pixel values, used by `fill="noise"`. Default (0, 1).
         interpolation: `"bilinear"` (default, like `tf.image.resize`) or `"nearest"`.
-        seed: int or None. The same seed reproduces the same draws.
+        seed: an int, a `keras.random.SeedGenerator` or None. The same int reproduces the same
+            draws.
         test_time: keep the transformation on at inference too. Default False.
         data_format: `"channels_last"` or `"channels_first"`; default from Keras's config.
 
-    Input: a batch (rank 4) or a single image (rank 3) of any float or integer dtype.
-    Output: same shape and dtype.
+    Input: a batch (rank 4) or a single image (rank 3) of any float or integer dtype, or a dict
+    whose "images" entry is that. Output: the same shape in the layer's compute dtype. Runs on
+    the TensorFlow, JAX and PyTorch backends, and inside `tf.data` on any of them.
 
     Example:
 
-    >>> import numpy as np
+    >>> import numpy as np, keras
     >>> layer = FeaturePadding(size=4, seed=0)
     >>> images = np.ones((2, 16, 16, 1), "float32")
-    >>> layer(images, training=True).shape
-    TensorShape([2, 16, 16, 1])
-    >>> bool((layer(images).numpy() == images).all())  # identity at inference
+    >>> tuple(layer(images, training=True).shape)
+    (2, 16, 16, 1)
+    >>> same = layer(images, training=False)  # identity at inference
+    >>> bool((keras.ops.convert_to_numpy(same) == images).all())
     True
     """
 
@@ -78,52 +91,64 @@ class FeaturePadding(RandomImageDefense):
             )
         self.interpolation = interpolation
 
-    def get_random_transformation(self, images, seed=None):
+    def draw_transformation(self, images, seed):
         """{"height", "width"}: each image's new size, {"top", "left"}: where it is placed (int32,
         (batch,) each); "fill": the border (float32, broadcastable to the images)."""
-        shape = tf.shape(images)
-        static_h, static_w = images.shape[1], images.shape[2]
-        height = static_h if static_h is not None else shape[1]
-        width = static_w if static_w is not None else shape[2]
-        batch = shape[0]
-        seed_draw, seed_fill = common.split_seed(self._seed(seed), 2)
-        size = common.size_in_pixels(self.size, height, width)
-        seed_shrink, seed_top, seed_left = common.split_seed(seed_draw, 3)
-        shorter = tf.minimum(height, width)
-        shrink = tf.random.stateless_uniform(
-            (batch,), seed_shrink, minval=0, maxval=size + 1, dtype=tf.int32
-        )
-        scale = tf.cast(shorter - shrink, tf.float32) / tf.cast(shorter, tf.float32)
-        new_h = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
-        new_w = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
-        # one uniform draw per image, scaled to the number of free positions of that image
-        u_top = tf.random.stateless_uniform((batch,), seed_top)
-        u_left = tf.random.stateless_uniform((batch,), seed_left)
-        top = tf.cast(tf.floor(u_top * tf.cast(height - new_h + 1, tf.float32)), tf.int32)
-        left = tf.cast(tf.floor(u_left * tf.cast(width - new_w + 1, tf.float32)), tf.int32)
-        return {"height": new_h, "width": new_w, "top": top, "left": left,
-                "fill": common.fill_values(images, self.fill, self.value_range, seed_fill)}
+        ops = self.backend
+        batch, height, width, _ = ops.shape(images)
+        size = common.size_in_pixels(self.size, height, width, ops)
+        u = self._uniform((batch, 3), seed, stream=0)
+        shorter = ops.cast(ops.numpy.minimum(height, width), "float32")
+        # the shrink d in {0, ..., size}, one per image
+        shrink = ops.numpy.minimum(ops.numpy.floor(u[:, 0] * ops.cast(size + 1, "float32")),
+                                   ops.cast(size, "float32"))
+        scale = (shorter - shrink) / shorter
 
-    def transform_images(self, images, transformation):
+        def new_side(side):
+            side = ops.cast(side, "float32")
+            return ops.numpy.maximum(1, ops.cast(ops.numpy.round(side * scale), "int32"))
+
+        def offset(draw, side, new):
+            # a uniform draw scaled to the number of free positions of that image
+            free = ops.cast(side - new + 1, "float32")
+            return ops.numpy.minimum(ops.cast(ops.numpy.floor(draw * free), "int32"), side - new)
+
+        new_h, new_w = new_side(height), new_side(width)
+        return {"height": new_h, "width": new_w, "top": offset(u[:, 1], height, new_h),
+                "left": offset(u[:, 2], width, new_w), "fill": self._fill(images, seed, 1)}
+
+    def apply_transformation(self, images, transformation, fill=None, interpolation=None):
         """Resizes each image to its (height, width) and places it at (top, left)."""
-        shape = tf.shape(images)
-        height, width = shape[1], shape[2]
-        new_h, new_w, top, left = (tf.convert_to_tensor(transformation[key], tf.int32)
-                                   for key in ("height", "width", "top", "left"))
-        r_lo, r_hi, r_w, r_in = _source_coordinates(height, height, top, new_h, self.interpolation)
-        c_lo, c_hi, c_w, c_in = _source_coordinates(width, width, left, new_w, self.interpolation)
-        x = tf.cast(images, tf.float32)
-        # separable interpolation: rows first, then columns, each a batched gather
-        r_w = r_w[:, :, tf.newaxis, tf.newaxis]
-        rows = (tf.gather(x, r_lo, axis=1, batch_dims=1) * (1.0 - r_w)
-                + tf.gather(x, r_hi, axis=1, batch_dims=1) * r_w)
-        c_w = c_w[:, tf.newaxis, :, tf.newaxis]
-        resized = (tf.gather(rows, c_lo, axis=2, batch_dims=1) * (1.0 - c_w)
-                   + tf.gather(rows, c_hi, axis=2, batch_dims=1) * c_w)
-        inside = (r_in[:, :, tf.newaxis] & c_in[:, tf.newaxis, :])[..., tf.newaxis]
-        fill = tf.cast(transformation["fill"], tf.float32)
-        out = tf.where(inside, resized, tf.broadcast_to(fill, tf.shape(x)))
-        return common.cast_like(out, images)
+        ops = self.backend
+        _, height, width, _ = ops.shape(images)
+        interpolation = interpolation or self.interpolation
+        rows, in_rows = _interpolation_weights(ops, height, height, transformation["top"],
+                                               transformation["height"], interpolation)
+        cols, in_cols = _interpolation_weights(ops, width, width, transformation["left"],
+                                               transformation["width"], interpolation)
+        # rows first, then columns: (b, out_h, in_h) x (b, in_h, w, c), then over the width
+        resized = ops.numpy.einsum("boi,bijc->bojc", rows, images)
+        resized = ops.numpy.einsum("bpj,bojc->bopc", cols, resized)
+        inside = ops.numpy.logical_and(in_rows[:, :, None, None], in_cols[:, None, :, None])
+        fill = transformation["fill"] if fill is None else fill
+        return ops.numpy.where(inside, resized, ops.cast(fill, "float32"))
+
+    def transform_segmentation_masks(self, segmentation_masks, transformation, training=True):
+        """Masks follow their images: nearest neighbour, class 0 on the border."""
+        if not training or transformation is None:
+            return segmentation_masks
+        ops = self.backend
+        masks = ops.convert_to_tensor(segmentation_masks)
+        nhwc, undo = common.to_batched_nhwc(masks, self.data_format, ops)
+        placed = self.apply_transformation(nhwc, transformation, fill=0.0, interpolation="nearest")
+        return ops.cast(undo(ops.numpy.round(placed)), masks.dtype)
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        if training and transformation is not None:
+            raise ValueError("FeaturePadding: bounding boxes are not transformed yet; pass "
+                             "images (and labels) only, or use FeatureMask, which leaves boxes "
+                             "where they are")
+        return bounding_boxes
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,92 @@
+"""The `fmfp-tf` console script's first step: a quiet start for the CLI (not part of the library).
+
+TensorFlow's start-up notices (CUDA probing on a machine without a GPU, oneDNN and CPU-feature
+notices) are written by its native libraries straight to file descriptor 2, before its logging is
+configured, so `TF_CPP_MIN_LOG_LEVEL` does not silence them. While the CLI imports the library
+(which imports Keras, and Keras its backend) and TensorFlow enumerates its devices, fd 2 goes to a
+temporary file; afterwards every line that is not one of those known notices is written back, so
+real errors still show. Set `FMFP_TF_TF_NOTICES=1` to see the notices anyway.
+
+This module sits outside the `fmfp_tf` package on purpose: `import fmfp_tf.cli` runs
+`fmfp_tf/__init__.py` first, which imports Keras, so a filter inside the package would start
+too late. The library itself installs no hook and redirects nothing.
+"""
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+# One pattern per notice; each is informational on a machine without a GPU or without the
+# optional CUDA/TensorRT libraries. A line of glog format ("I0000 00:00:... file.cc:12] ...")
+# or absl's preamble is dropped only when its message matches one of these.
+NOTICES = [
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"oneDNN custom operations are on",
+    r"Could not find cuda drivers on your machine",
+    r"failed call to cuInit",
+    r"Failed call to cuInit",
+    r"cuda_diagnostics",
+    r"kernel driver does not appear to be running on this host",
+    r"This TensorFlow binary is optimized to use available CPU instructions",
+    r"rebuild TensorFlow with the appropriate compiler flags",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"computation placer already registered",
+    r"TF-TRT Warning: Could not find TensorRT",
+    r"Could not find TensorRT",
+]
+_NOTICE = re.compile("|".join(NOTICES))
+
+
+def is_notice(line):
+    return bool(_NOTICE.search(line))
+
+
+@contextlib.contextmanager
+def native_notices_filtered():
+    """Within the block, fd 2 goes to a temporary file; on exit its non-notice lines come back."""
+    if os.environ.get("FMFP_TF_TF_NOTICES") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (some embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            kept = [line for line in text.splitlines(keepends=True) if not is_notice(line)]
+            if kept:
+                os.write(2, "".join(kept).encode("utf-8"))
+
+
+def main():
+    """The `fmfp-tf` console script: imports the CLI (and with it Keras and TensorFlow) inside the
+    filter, then runs it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process is the CLI's own
+    with native_notices_filtered():
+        from fmfp_tf.cli.main import main as cli_main
+
+        if "tensorflow" in sys.modules:
+            # CUDA is probed when devices are first listed, not at import: do it in the filter
+            try:
+                sys.modules["tensorflow"].config.list_physical_devices()
+            except Exception:  # noqa: BLE001 - a broken device setup shows up on first real use
+                pass
+    return cli_main()
+
+
+if __name__ == "__main__":
+    main()
