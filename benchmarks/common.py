@@ -20,6 +20,23 @@ def interleaved(functions, rounds=7, repeats=5, warmup=2):
     Alternating the candidates within every round makes their ratio robust to the load of a
     shared machine drifting over time.
     """
+    samples = interleaved_samples(functions, rounds, repeats, warmup)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def round_ratios(samples, reference):
+    """{name: (median, lower quartile, upper quartile)} of each round's time over the
+    reference's time in the same round: the spread of a ratio on a machine whose load drifts."""
+    result = {}
+    for name, values in samples.items():
+        ratios = sorted(v / r for v, r in zip(values, samples[reference]))
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        result[name] = (statistics.median(ratios), quartiles[0], quartiles[-1])
+    return result
+
+
+def interleaved_samples(functions, rounds=7, repeats=5, warmup=2):
+    """{name: [seconds per call in each round]}, the candidates alternating within each round."""
     for fn in functions.values():
         for _ in range(warmup):
             fn()
@@ -30,7 +47,7 @@ def interleaved(functions, rounds=7, repeats=5, warmup=2):
             for _ in range(repeats):
                 fn()
             samples[name].append((time.perf_counter() - start) / repeats)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def machine_line():
