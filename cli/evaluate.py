@@ -39,7 +39,8 @@ def _split(value):
 @click.option("--eot-samples", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--unsafe-load", is_flag=True, help="Allow models holding Lambda layers (code).")
+@click.option("--unsafe-load", is_flag=True,
+              help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
 def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_dir, pgd_steps,
              pgd_restarts, cw_iterations, cw_binary_steps, cw_learning_rate, cw_initial_const,
              apgd_steps, apgd_restarts, apgd_target_classes, square_queries, eot_samples,

@@ -9,7 +9,8 @@ import click
 @click.option("--name", required=True, help="Model name: the export goes to OUT/NAME/VERSION/.")
 @click.option("--version", type=int, help="Version number (default: the next free one).")
 @click.option("--force", is_flag=True, help="Replace an existing version.")
-@click.option("--unsafe-load", is_flag=True, help="Allow models holding Lambda layers (code).")
+@click.option("--unsafe-load", is_flag=True,
+              help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
 def export(model, base, name, version, force, unsafe_load):
     """Export a trained model as a SavedModel laid out for TF Serving."""
     from fmfp_tf.export import export as run_export

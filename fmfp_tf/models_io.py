@@ -1,7 +1,9 @@
 """Loading trained models safely: `.keras` files, run directories and SavedModels.
 
 `.keras` files are loaded with Keras's safe mode: a file holding a Lambda layer (arbitrary Python
-code) is refused unless the caller passes `unsafe=True`. Nothing here unpickles data.
+code) is refused unless the caller passes `unsafe=True`. A SavedModel is a TensorFlow graph that
+runs whatever ops it holds (file writes included) once called, so it is code too: refused unless
+`unsafe=True`. Nothing here unpickles data.
 """
 import os
 
@@ -59,6 +61,12 @@ def load_model(path, unsafe=False):
 
     resolved = resolve_model_path(path)
     if os.path.isdir(resolved):
+        if not unsafe:
+            raise ModelError(
+                f"{resolved}: refused to load a SavedModel: its graph runs whatever TensorFlow ops "
+                "it holds (file writes included); pass unsafe=True only if you trust its author, "
+                "or evaluate the run directory or .keras file it was exported from"
+            )
         try:
             return SavedModelClassifier(resolved)
         except (OSError, ValueError) as error:

@@ -60,7 +60,15 @@ def file_lock(lock_path, target, what):
     import fcntl
 
     os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
-    handle = open(lock_path, "a+", encoding="utf-8")
+    try:
+        # never through a link: a planted symlink would have the pid written into its target
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP or os.path.islink(lock_path):
+            raise UsageError(f"{lock_path}: the lock file is a symbolic link; a lock is never "
+                             f"written through a link: remove it to use {target}") from None
+        raise
+    handle = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

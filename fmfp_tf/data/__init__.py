@@ -95,7 +95,8 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
                "split_seed": split_seed, "face_crop": face_crop}
     if not paths:
         raise DataError(f"{name} in {data_dir}: the {split} split holds no images")
-    arrays = cache.cached(name, options, paths, root, build) if use_cache else build()
+    arrays = (cache.cached(name, options, paths, root, build, labels, class_names) if use_cache
+              else build())
     if not len(arrays.labels):
         first = arrays.skipped[0] if arrays.skipped else ("?", "?")
         raise DataError(f"{name} in {data_dir}: all {len(paths)} images of the {split} split were "

@@ -48,8 +48,13 @@ def read_csv(csv_path, folder):
             f"{csv_path}: expected a ';'-separated CSV with columns Filename and ClassId"
         )
     paths, labels = [], []
+    inside = os.path.join(os.path.realpath(folder), "")
     for line, row in enumerate(rows, start=2):
-        path = os.path.join(folder, row["Filename"])
+        path = os.path.join(folder, row["Filename"] or "")
+        # an index names files of its own folder: an absolute path, '..' or a link out is refused
+        if not os.path.realpath(path).startswith(inside):
+            raise DataError(f"{csv_path}:{line}: Filename {row['Filename']!r} lies outside the "
+                            f"data folder {folder}; the loader reads only files inside it")
         if not os.path.isfile(path):
             raise DataError(f"{csv_path}:{line}: points at a missing file {path}")
         try:

@@ -43,6 +43,29 @@ class ModelEntry:
     run_dir: str = None  # the run directory whose config.json describes the model
 
 
+def unique_names(entries):
+    """Gives entries whose folders share a name (`A/run`, `B/run`) the shortest path suffix that
+    tells them apart (`A/run`, `B/run`), so records and report columns never mix two models."""
+    paths = [os.path.normpath(os.path.abspath(entry.path)) for entry in entries]
+    if len(set(paths)) != len(paths):
+        repeated = sorted({p for p in paths if paths.count(p) > 1})
+        raise UsageError(f"the same model is given twice: {', '.join(repeated)}")
+    parts = [p.split(os.sep) for p in paths]
+    depth = 1
+    while True:
+        names = [os.sep.join(part[-depth:]) for part in parts]
+        clashes = {name for name in names if names.count(name) > 1}
+        if not clashes:
+            break
+        depth += 1
+    names = [entry.name for entry in entries]
+    for entry, part in zip(entries, parts):
+        if names.count(entry.name) > 1:
+            entry.name = os.sep.join(part[-depth:]).removesuffix(".keras").removesuffix(
+                os.sep + "model")
+    return entries
+
+
 def load_entry(path, unsafe=False):
     model = load_model(path, unsafe=unsafe)
     run_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
@@ -175,6 +198,7 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)
+    unique_names(entries)  # one label per model in records and reports
     records = []
     for entry in entries:
         records += _evaluate_one(entry, attacks, eps_values, threats, n, source, settings,

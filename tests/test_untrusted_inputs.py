@@ -1,0 +1,114 @@
+"""Results that must never be silently wrong, and inputs that must never run code or write through
+a link: the cache keyed on everything the loader reads, data files confined to their folder, locks
+that refuse links, SavedModels refused without opt-in, one label per model."""
+import os
+
+import numpy as np
+import pytest
+
+from fmfp_tf import data, runs
+from fmfp_tf.errors import DataError, ModelError, UsageError
+from tests.test_data import gtsrb_fixture
+
+HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"
+
+
+def test_a_changed_label_file_invalidates_the_cache_and_a_damaged_entry_is_rebuilt(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("FMFP_TF_CACHE", str(tmp_path / "cache"))
+    gtsrb_fixture(str(tmp_path / "d"))
+    first = data.load_arrays("gtsrb", str(tmp_path / "d"), "train")
+    csv_path = tmp_path / "d" / "GTSRB" / "Final_Training" / "Images" / "00000" / "GT-00000.csv"
+    # the same images, one label changed in the index
+    csv_path.write_text(csv_path.read_text().replace("00000_00000.ppm;99;99;1;1;20;20;0",
+                                                     "00000_00000.ppm;99;99;1;1;20;20;7"))
+    second = data.load_arrays("gtsrb", str(tmp_path / "d"), "train")
+    assert sorted(first.labels.tolist()) == [0, 0, 5, 5, 42, 42]
+    assert sorted(second.labels.tolist()) == [0, 5, 5, 7, 42, 42]
+    np.testing.assert_array_equal(np.sort(first.images, axis=0), np.sort(second.images, axis=0))
+    # a truncated entry and an empty one are rebuilt, with the right labels
+    for damage in (lambda p: p.write_bytes(p.read_bytes()[:100]), lambda p: p.write_bytes(b"")):
+        for entry in (tmp_path / "cache").iterdir():
+            damage(entry)
+        again = data.load_arrays("gtsrb", str(tmp_path / "d"), "train")
+        assert sorted(again.labels.tolist()) == [0, 5, 5, 7, 42, 42]
+
+
+@pytest.mark.parametrize("filename", ["/etc/hostname", "../00005/00000_00000.ppm", "link.ppm"])
+def test_an_index_naming_a_file_outside_its_folder_is_refused(tmp_path, monkeypatch, filename):
+    monkeypatch.setenv("FMFP_TF_CACHE", "off")
+    gtsrb_fixture(str(tmp_path))
+    folder = tmp_path / "GTSRB" / "Final_Training" / "Images" / "00000"
+    outside = tmp_path / "secret.ppm"
+    outside.write_bytes((folder / "00000_00000.ppm").read_bytes())
+    os.symlink(outside, folder / "link.ppm")
+    (folder / "GT-00000.csv").write_text(f"{HEADER}\n{filename};1;1;0;0;1;1;0\n")
+    with pytest.raises(DataError, match="outside the data folder"):
+        data.load_arrays("gtsrb", str(tmp_path), "train")
+
+
+def test_locks_never_write_through_a_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    os.symlink(victim, run_dir / runs.LOCK_NAME)
+    with pytest.raises(UsageError, match="symbolic link"):
+        with runs.locked(str(run_dir)):
+            pass
+    target = tmp_path / "extracted"
+    os.symlink(victim, runs.sibling_lock_path(str(target)))
+    with pytest.raises(UsageError, match="symbolic link"):
+        with runs.file_lock(runs.sibling_lock_path(str(target)), str(target), "extract target"):
+            pass
+    assert victim.read_text() == "precious"
+    # an ordinary lock still works, and writes the holder's pid
+    with runs.locked(str(tmp_path / "fresh")):
+        assert (tmp_path / "fresh" / runs.LOCK_NAME).read_text() == str(os.getpid())
+
+
+def test_a_savedmodel_is_code_and_is_refused_without_opt_in(tmp_path):
+    import tensorflow as tf
+
+    from fmfp_tf.models_io import load_model
+
+    marker = tmp_path / "written-by-the-model"
+
+    class Crafted(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, 4, 4, 3), tf.float32)])
+        def logits(self, images):
+            tf.io.write_file(str(marker), "pwned")  # what any graph op could do
+            return tf.reduce_mean(images, axis=(1, 2))
+
+    path = str(tmp_path / "saved")
+    tf.saved_model.save(Crafted(), path)
+    with pytest.raises(ModelError, match="refused to load a SavedModel.*unsafe=True"):
+        load_model(path)
+    assert not marker.exists()
+    model = load_model(path, unsafe=True)  # the user's explicit choice
+    model(np.zeros((1, 4, 4, 3), np.float32))
+    assert marker.exists()
+    from fmfp_tf.cli import errors
+
+    assert "--unsafe-load" in errors.as_flags("pass unsafe=True only if you trust its author")
+
+
+def test_two_models_whose_folders_share_a_name_get_distinct_labels(tmp_path):
+    import keras
+
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry, unique_names
+
+    paths = []
+    for parent in ("A", "B"):
+        model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                                  keras.layers.Dense(43)])
+        os.makedirs(tmp_path / parent / "run")
+        model.save(tmp_path / parent / "run" / "model.keras")
+        paths.append(str(tmp_path / parent / "run"))
+    entries = [load_entry(path) for path in paths]
+    assert [e.name for e in entries] == ["run", "run"]  # what the folders alone would give
+    records = evaluate(entries, ["fgsm"], n=8, dataset="synthetic", log=lambda message: None)
+    assert {r["model"] for r in records} == {os.path.join("A", "run"), os.path.join("B", "run")}
+    assert len(records) == 2 * len({r["attack"] for r in records})
+    with pytest.raises(UsageError, match="the same model is given twice"):
+        unique_names([load_entry(paths[0]), load_entry(paths[0])])
