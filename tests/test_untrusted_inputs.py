@@ -93,10 +93,8 @@ def test_a_savedmodel_is_code_and_is_refused_without_opt_in(tmp_path):
     assert "--unsafe-load" in errors.as_flags("pass unsafe=True only if you trust its author")
 
 
-def test_two_models_whose_folders_share_a_name_get_distinct_labels(tmp_path):
+def two_runs_named_run(tmp_path):
     import keras
-
-    from fmfp_tf.evaluation.robustness import evaluate, load_entry, unique_names
 
     paths = []
     for parent in ("A", "B"):
@@ -105,6 +103,13 @@ def test_two_models_whose_folders_share_a_name_get_distinct_labels(tmp_path):
         os.makedirs(tmp_path / parent / "run")
         model.save(tmp_path / parent / "run" / "model.keras")
         paths.append(str(tmp_path / parent / "run"))
+    return paths
+
+
+def test_two_models_whose_folders_share_a_name_get_distinct_labels(tmp_path):
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry, unique_names
+
+    paths = two_runs_named_run(tmp_path)
     entries = [load_entry(path) for path in paths]
     assert [e.name for e in entries] == ["run", "run"]  # what the folders alone would give
     records = evaluate(entries, ["fgsm"], n=8, dataset="synthetic", log=lambda message: None)
@@ -112,3 +117,14 @@ def test_two_models_whose_folders_share_a_name_get_distinct_labels(tmp_path):
     assert len(records) == 2 * len({r["attack"] for r in records})
     with pytest.raises(UsageError, match="the same model is given twice"):
         unique_names([load_entry(paths[0]), load_entry(paths[0])])
+
+
+def test_a_missing_transfer_twin_stops_the_evaluation_before_any_attack(tmp_path):
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry
+
+    entries = [load_entry(path) for path in two_runs_named_run(tmp_path)]
+    seen = []
+    with pytest.raises(ModelError, match="no undefended twin"):
+        evaluate(entries, ["fgsm"], threats=("white-box", "transfer"), n=8, dataset="synthetic",
+                 log=seen.append)
+    assert seen == []  # not one attack ran (before: every white-box attack of every model)

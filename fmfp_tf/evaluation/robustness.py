@@ -125,17 +125,20 @@ def zero_gradient_share(model, x, y, batch_size=256):
     return float(np.concatenate(zero).mean()) if zero else 0.0
 
 
+def _twin_of(entry):
+    """The entry's undefended twin's run directory; ModelError when there is none."""
+    twin = find_twin(entry)
+    if twin is None:
+        raise ModelError(
+            f"{entry.name}: no undefended twin (the same config with defense none: dataset, "
+            "model, seed, epochs, data) beside it for the transfer threat model; pass "
+            "source=MODEL, or train one with defense none")
+    return twin
+
+
 def _transfer_source(entry, source, x, num_classes, dataset_name, log):
     """The model that crafts transfer examples for `entry`, or None when transfer is moot."""
-    source_entry = source
-    if source_entry is None:
-        twin = find_twin(entry)
-        if twin is None:
-            raise ModelError(
-                f"{entry.name}: no undefended twin (the same config with defense none: dataset, "
-                "model, seed, epochs, data) beside it for the transfer threat model; pass "
-                "source=MODEL, or train one with defense none")
-        source_entry = load_entry(twin)
+    source_entry = source if source is not None else load_entry(_twin_of(entry))
     if os.path.abspath(source_entry.path) == os.path.abspath(entry.path):
         log(f"{entry.name}: transfer from itself is white-box; skipped")
         return None
@@ -198,6 +201,8 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)
+        if "transfer" in threats and source is None:
+            _twin_of(entry)
     unique_names(entries)  # one label per model in records and reports
     records = []
     for entry in entries:
