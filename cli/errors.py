@@ -1,4 +1,5 @@
 """Turning library errors into one-line messages and exit codes (no tracebacks)."""
+import errno
 import re
 import sys
 
@@ -13,6 +14,18 @@ PARAMETER_FLAGS = (
     (r"\bout_dir\b", "--out"), (r"\bmax_bytes\b", "--max-size"), (r"\bdata_dirs:", "--data-dir"),
     (r"\bdata_root\b", "--data-root"),
 )
+
+
+# path errors the system reports with the path: one line naming it, whatever command hit it
+PATH_ERRORS = {
+    errno.ENOTDIR: "a part of this path is a file, not a directory",
+    errno.EROFS: "read-only file system; choose a writable location",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ELOOP: "too many levels of symbolic links (a link loop)",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EISDIR: "is a directory, where a file was expected",
+}
 
 
 def as_flags(message):
@@ -52,4 +65,6 @@ def run_guarded(command):
             report(str(error), 130)
         if isinstance(error, FileExistsError):
             report(f"{error}: already exists (use --force to replace it)", 1)
+        if isinstance(error, OSError) and error.errno in PATH_ERRORS and error.filename:
+            report(f"{error.filename}: {PATH_ERRORS[error.errno]}", 1)
         raise

@@ -1,4 +1,5 @@
 """`fmfp-tf evaluate`."""
+import os
 import sys
 
 import click
@@ -38,7 +39,7 @@ def _split(value):
 @click.option("--square-queries", type=int, default=5000, show_default=True)
 @click.option("--eot-samples", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--unsafe-load", is_flag=True,
               help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
 def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_dir, pgd_steps,
@@ -67,6 +68,10 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
                         ("--batch-size", batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be a positive integer; got {value}")
+    from fmfp_tf.config import MAX_BATCH_SIZE
+
+    if batch_size > MAX_BATCH_SIZE:
+        raise UsageError(f"--batch-size must lie in 1..{MAX_BATCH_SIZE}; got {batch_size}")
     import math
 
     for name, value in (("--cw-learning-rate", cw_learning_rate),
@@ -87,6 +92,10 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
                               apgd_target_classes=apgd_target_classes,
                               square_queries=square_queries, eot_samples=eot_samples,
                               batch_size=batch_size, seed=seed)
+    # the output folder is made (or refused) before hours of attacks, not after
+    os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"{out}: output folder is not writable")
     entries = [load_entry(path, unsafe=unsafe_load) for path in models]
     source = load_entry(source_model, unsafe=unsafe_load) if source_model else None
     records = run(entries, _split(attacks), eps_values, _split(threat), n, source, settings,

@@ -2,13 +2,22 @@
 import click
 
 
+def _finite(value):
+    # FloatRange lets nan through (every comparison with nan is false)
+    if value != value:
+        raise click.BadParameter("must be a number of GiB > 0; got nan",
+                                 param_hint="'--max-size'")
+    return value
+
+
 @click.command()
 @click.argument("archive", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Directory to create with the archive's contents.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-@click.option("--max-size", type=click.FloatRange(min=0, min_open=True), default=8.0,
-              show_default=True, help="Refuse archives whose members add up to more GiB.")
+@click.option("--max-size", type=click.FloatRange(min=0, min_open=True, max=2.0**40),
+              default=8.0, show_default=True, callback=lambda ctx, param, value: _finite(value),
+              help="Refuse archives whose members add up to more GiB.")
 def extract(archive, out, overwrite, max_size):
     """Safely extract an official dataset archive (zip or tar) into a new directory.
 

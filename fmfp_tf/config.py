@@ -19,6 +19,7 @@ FACE_CROPS = ("auto", "none", "center", "mtcnn")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "one-cycle")
+MAX_BATCH_SIZE = 2 ** 20
 WEIGHT_AVERAGING = ("none", "ema")
 OVERFIT_GUARDS = ("restore", "warn")
 
@@ -259,6 +260,8 @@ def validate(config):
     for key, low in (("epochs", 1), ("batch_size", 1), ("at_steps", 1), ("cw_at_iterations", 1)):
         if getattr(config, key) < low:
             _fail(key, getattr(config, key), f"an integer >= {low}")
+    if config.batch_size > MAX_BATCH_SIZE:  # beyond int32 tensors, and beyond any memory
+        _fail("batch_size", config.batch_size, f"an integer in 1..{MAX_BATCH_SIZE}")
     for key in ("train_limit", "test_limit"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
             _fail(key, getattr(config, key), "a positive integer or null")

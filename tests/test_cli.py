@@ -192,6 +192,11 @@ print("ok")
     (["export", "--model", "/nonexistent.keras", "--out", "x", "--name", "m"], 1, "not found"),
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--eps", "-1"], 2,
      "eps '-1' = -1 is outside [0, 1]"),
+    (["train", "--batch-size", "1" + "0" * 30], 2, "batch_size = 1000"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--seed", "-1"], 2,
+     "0<=x<=4294967295"),
+    (["extract", "--max-size", "nan", "--out", "x", "a.zip"], 2, "got nan"),
+    (["extract", "--max-size", "inf", "--out", "x", "a.zip"], 2, "not in the range"),
 ])
 def test_bad_input_gives_one_line_error_without_traceback(tmp_path, args, code, message):
     result = fmfp(*args, cwd=tmp_path)
@@ -379,3 +384,20 @@ def test_library_errors_name_parameters_and_the_cli_shows_flags(tmp_path):
         extract(str(archive), str(tmp_path / "out"))
     result = fmfp("extract", str(archive), "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "pass --overwrite to replace it" in result.stderr
+
+
+def test_an_output_under_a_regular_file_is_one_line_before_any_work(tmp_path):
+    import keras
+
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(43)]).save(tmp_path / "tiny.keras")
+    (tmp_path / "afile").write_text("")
+    for args in (["train", "--epochs", "1", "--train-limit", "50", "--test-limit", "20"],
+                 ["evaluate", "--model", "tiny.keras", "--dataset", "synthetic", "--n", "10",
+                  "--attacks", "fgsm"],
+                 ["export", "--model", "tiny.keras", "--name", "m"]):
+        result = fmfp(*args, "--out", "afile/x", cwd=tmp_path)
+        assert result.returncode == 1, (args, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr
+        assert "afile/x: a part of this path is a file, not a directory" in result.stderr
+        assert "accuracy" not in result.stderr  # evaluate refused before attacking
