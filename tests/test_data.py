@@ -166,7 +166,7 @@ def test_bad_directories_give_clear_errors(tmp_path, case):
         data.load_arrays("gtsrb", root, "train")
 
 
-@pytest.mark.parametrize("problem", ["zero", "truncated", "garbage", "rgba", "grey"])
+@pytest.mark.parametrize("problem", ["zero", "truncated", "garbage", "rgba", "grey", "bomb"])
 def test_bad_images_fail_or_are_skipped(tmp_path, problem):
     base = gtsrb_fixture(str(tmp_path))
     path = os.path.join(base, "Final_Training", "Images", "00000", "00000_00001.ppm")
@@ -183,11 +183,16 @@ def test_bad_images_fail_or_are_skipped(tmp_path, problem):
     elif problem == "rgba":
         os.remove(path)
         Image.new("RGBA", (20, 20)).save(path, format="PNG")
+    elif problem == "bomb":  # a header claiming 20000 x 20000 pixels: Pillow's bomb check
+        with open(path, "wb") as handle:
+            handle.write(b"P6\n20000 20000\n255\n" + b"\0" * 64)
     else:
         os.remove(path)
         Image.new("L", (20, 20)).save(path, format="PPM")
-    with pytest.raises(DataError, match="00000_00001.ppm"):
+    with pytest.raises(DataError, match="00000_00001.ppm") as raised:
         data.load_arrays("gtsrb", str(tmp_path), "train")
+    if problem == "bomb":
+        assert "MAX_IMAGE_PIXELS" in str(raised.value)
     arrays = data.load_arrays("gtsrb", str(tmp_path), "train", on_bad_image="skip")
     assert len(arrays.labels) == 5 and len(arrays.skipped) == 1
     assert arrays.skipped[0][0] == path

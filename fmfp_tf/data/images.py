@@ -78,6 +78,11 @@ def read_image(path, image_size, color_mode="rgb", convert=False, transform=None
             array = np.asarray(image, dtype=np.uint8)
     except DataError:
         raise
+    except Image.DecompressionBombError as error:
+        # a bad image like any other (skippable), naming Pillow's limit
+        raise DataError(f"{path}: image too large to decode safely ({error}; the limit is "
+                        f"Pillow's Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels)"
+                        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: corrupt or truncated image ({error})") from None
     if array.ndim == 2:
