@@ -169,6 +169,9 @@ def recover(run_dir):
     finished, an abandoned staging directory removed."""
     previous = os.path.join(run_dir, PREVIOUS)
     staging = os.path.join(run_dir, STAGING)
+    for path in (previous, staging):
+        if os.path.islink(path):  # never ours (we make directories): drop the link, not its target
+            os.remove(path)
     if os.path.isdir(previous):
         if os.path.isfile(os.path.join(run_dir, "metrics.json")) and not os.path.isdir(staging):
             shutil.rmtree(previous)  # the new run was fully moved in: the old one can go

@@ -26,6 +26,17 @@ def test_zip_members_escaping_are_refused_and_nothing_written(tmp_path, bad):
     assert not (tmp_path / "out").exists() and not (tmp_path / "evil.txt").exists()
 
 
+def test_deep_and_overlong_member_names_get_one_line(tmp_path):
+    archive = tmp_path / "a.zip"
+    make_zip(archive, ["d/" * 2100 + "x.txt"])
+    with pytest.raises(DataError, match="nested 2101 levels deep; refused"):
+        extract(str(archive), str(tmp_path / "out"))
+    make_zip(archive, ["GTSRB/" + "n" * 300 + ".ppm"])
+    with pytest.raises(DataError, match="name part of 304 bytes"):
+        extract(str(archive), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_tar_links_are_refused(tmp_path):
     archive = tmp_path / "a.tar"
     with tarfile.open(archive, "w") as handle:

@@ -47,6 +47,18 @@ def test_recover_rolls_back_a_half_done_swap_and_cleans_leftovers(tmp_path):
     assert os.listdir(run / "checkpoints") == []
 
 
+def test_recover_drops_links_planted_as_staging_or_previous_and_keeps_their_targets(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(elsewhere, run / ".overwrite")
+    os.symlink(elsewhere, run / ".previous")
+    runs.recover(str(run))
+    assert os.listdir(run) == [] and (elsewhere / "precious.txt").read_text() == "keep"
+
+
 def test_swap_in_replaces_the_run_whole(tmp_path):
     (tmp_path / "metrics.json").write_text("old")
     (tmp_path / "logs").mkdir()

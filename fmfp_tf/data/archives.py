@@ -14,6 +14,9 @@ from fmfp_tf.errors import DataError
 
 # the official GTSRB, BelgiumTSC, ORL and Yale archives unpack to well under 1 GiB together
 DEFAULT_MAX_BYTES = 8 * 2**30
+# deeper than any dataset layout, shallow enough for the recursive os.makedirs of extraction
+MAX_DEPTH = 64
+NAME_MAX = 255  # bytes in one path component, the limit of common file systems
 # what a damaged archive raises while being read: a truncated gzip stream ends in EOFError
 _DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
 
@@ -29,8 +32,17 @@ def _check_member(archive, name):
     normalised = name.replace("\\", "/")
     if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
         raise DataError(f"{archive}: member {name!r} has an absolute path; refused")
-    if ".." in normalised.split("/"):
+    parts = normalised.split("/")
+    if ".." in parts:
         raise DataError(f"{archive}: member {name!r} escapes the target directory; refused")
+    if len(parts) > MAX_DEPTH:
+        raise DataError(f"{archive}: member {name[:80]!r}... is nested {len(parts)} levels deep; "
+                        f"refused (the limit is {MAX_DEPTH})")
+    longest = max(parts, key=lambda part: len(part.encode("utf-8", "surrogateescape")))
+    if len(longest.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise DataError(f"{archive}: member {name[:80]!r}... has a name part of "
+                        f"{len(longest.encode('utf-8', 'surrogateescape'))} bytes; file systems "
+                        f"take at most {NAME_MAX}")
 
 
 def _members(archive, max_bytes=DEFAULT_MAX_BYTES):
