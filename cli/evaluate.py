@@ -59,6 +59,9 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
     if n < 1:
         raise UsageError(f"--n must be a positive integer; got {n}")
     eps_values = [parse_eps(e) for e in _split(eps)]
+    if not eps_values:
+        raise UsageError("--eps is empty: give at least one budget, e.g. --eps 8/255 (the "
+                         "bounded attacks need one)")
     for name, value in (("--pgd-steps", pgd_steps), ("--pgd-restarts", pgd_restarts),
                         ("--cw-iterations", cw_iterations), ("--eot-samples", eot_samples),
                         ("--cw-binary-steps", cw_binary_steps), ("--apgd-steps", apgd_steps),

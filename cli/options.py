@@ -26,6 +26,8 @@ def parse_layer_options(ctx, param, values):
         key, sep, value = text.partition("=")
         if not sep or not key.strip().isidentifier():
             raise click.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. interpolation=nearest")
+        if key.strip() in options:
+            raise click.BadParameter(f"{key.strip()} is given twice; give each option once")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:

@@ -51,6 +51,9 @@ def reproduce(tables, quick, data_root, data_dirs, out, models_dir):
         click.echo(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", err=True)
 
     root = data_root if data_root and os.path.isdir(data_root) else None
+    given = click.get_current_context().get_parameter_source("data_root")
+    if root is None and given is not click.core.ParameterSource.DEFAULT:
+        raise click.BadParameter(f"{data_root!r} is not a directory", param_hint="'--data-root'")
     if root is None:
         click.echo(f"data root {data_root!r} not found: columns without --data-dir are reported "
                    "as 'not run: data absent'", err=True)

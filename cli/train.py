@@ -10,6 +10,16 @@ from fmfp_tf.config import OPTIMIZERS, OVERFIT_GUARDS, PRECISIONS, SCHEDULES, WE
 from fmfp_tf.data import registry as datasets
 
 
+def _fill(value):
+    """A number stays a number (the layers take one); names stay names for the config's check."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 @click.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of train settings (see configs/); flags override it.")
@@ -20,7 +30,8 @@ from fmfp_tf.data import registry as datasets
 @click.option("--size", callback=parse_size,
               help="FM square side / FP largest shrink: the paper's z, a percent of the image "
                    "side (20 = 20%: 6 px of 32); 6px for pixels, 0.2 for a fraction.")
-@click.option("--fill", help="zero (default), mean, noise or a number.")
+@click.option("--fill", callback=lambda ctx, param, value: _fill(value),
+              help="zero (default), mean, noise or a number.")
 @click.option("--layer-option", "layer_options", multiple=True, callback=parse_layer_options,
               help="Another argument of the defense layer, KEY=VALUE (e.g. "
                    "interpolation=nearest for padding); repeatable.")
@@ -80,6 +91,12 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
     if quiet:
         logging.getLogger("fmfp_tf").setLevel(logging.WARNING)
 
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite contradict each other: --resume "
+                               "continues the run in --out, --overwrite starts it again")
+    if out == "":
+        raise click.UsageError("--out is empty; give the run directory, or leave --out out for "
+                               "runs/NAME")
     if resume:
         if not out:
             raise click.UsageError("--resume needs --out, the run directory to continue")

@@ -71,11 +71,15 @@ def next_version(base, name):
 
 def export(model_path, base, name, version=None, force=False, unsafe=False):
     """Writes `base/name/version/` and returns its path."""
-    if not name or os.sep in name or name in (".", ".."):
-        raise UsageError(f"name={name!r}: expected a plain directory name")
+    if (not name or os.sep in name or name in (".", "..") or not name.isprintable()
+            or name != name.strip()):
+        raise UsageError(f"name={name!r}: expected a plain directory name (printable, no "
+                         "separator, no surrounding spaces)")
+    # TF Serving reads version folders as int64
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
-                                or version < 1):
-        raise UsageError(f"--version must be a positive integer; got {version!r}")
+                                or not 1 <= version < 2**63):
+        raise UsageError(f"--version must be a positive integer below 2^63 (TF Serving reads "
+                         f"it as int64); got {version!r}")
     model = load_model(model_path, unsafe=unsafe)
     if not hasattr(model, "input_shape") or not hasattr(model, "layers"):
         raise ModelError(f"{model_path}: export needs a Keras model (.keras file or run dir)")
