@@ -257,6 +257,11 @@ def validate(config):
         _check_layer_options(config)
     if isinstance(config.fill, str) and config.fill not in ("zero", "mean", "noise"):
         _fail("fill", config.fill, "zero, mean, noise or a number")
+    if not isinstance(config.fill, str):
+        low, high = (config.layer_options or {}).get("value_range", (0.0, 1.0))
+        if not low <= config.fill <= high:
+            _fail("fill", config.fill, f"a number inside the pixel range [{low}, {high}] "
+                                       "(layer option value_range)")
     for key, low in (("epochs", 1), ("batch_size", 1), ("at_steps", 1), ("cw_at_iterations", 1)):
         if getattr(config, key) < low:
             _fail(key, getattr(config, key), f"an integer >= {low}")
@@ -321,17 +326,37 @@ def _check_layer_options(config):
         raise UsageError(f"config: layer_options: {error}") from None
 
 
+def _strict_loader():
+    """yaml's SafeLoader, refusing a key given twice in one mapping (safe_load keeps the last,
+    silently)."""
+    import yaml
+
+    class StrictSafeLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictSafeLoader
+
+
 def read_yaml(path):
-    """A mapping from a YAML file, read with safe_load; errors name the file."""
+    """A mapping from a YAML file, read with a safe loader; errors name the file."""
     import yaml
 
     if not os.path.isfile(path):
         raise UsageError(f"{path}: config file not found")
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle, Loader=_strict_loader())  # noqa: S506 - a SafeLoader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        message = " ".join(str(error).split())
+        raise UsageError(f"{path}: not valid YAML ({message})") from None
     if data is None:
         raise UsageError(f"{path}: the config file is empty; expected a mapping of keys to values "
                          "(see configs/)")

@@ -110,6 +110,15 @@ def test_config_validation_names_key_value_and_expectation(tmp_path):
     path.write_text("- not\n- a mapping\n")
     with pytest.raises(UsageError, match="mapping"):
         resolve_train_config(str(path))
+    # safe_load would keep the last of two keys, silently
+    path.write_text("epochs: 2\ndefense: mask\nepochs: 3\n")
+    with pytest.raises(UsageError, match="key 'epochs' is given twice.*line 3"):
+        resolve_train_config(str(path))
+    path.write_text("defense: mask\nsize: 20\nfill: 5\n")
+    with pytest.raises(UsageError, match=r"fill = 5.*pixel range \[0.0, 1.0\]"):
+        resolve_train_config(str(path))
+    path.write_text("defense: mask\nsize: 20\nfill: 5\nlayer_options: {value_range: [0, 255]}\n")
+    assert resolve_train_config(str(path)).fill == 5
 
 
 def test_config_parts_and_fingerprint():
