@@ -69,8 +69,13 @@ def load_model(path, unsafe=False):
             )
         try:
             return SavedModelClassifier(resolved)
-        except (OSError, ValueError) as error:
-            raise ModelError(f"{resolved}: cannot load SavedModel ({error})") from None
+        except ModelError:
+            raise
+        except (OSError, ValueError, IndexError, KeyError, tf.errors.OpError) as error:
+            # a truncated variables.data raises IndexError, a missing variables/ an OpError
+            cause = " ".join(str(error).split())[:200] or type(error).__name__
+            raise ModelError(f"{resolved}: cannot load SavedModel: damaged or incomplete "
+                             f"({type(error).__name__}: {cause})") from None
     import zipfile
 
     if not zipfile.is_zipfile(resolved):

@@ -91,6 +91,16 @@ def test_a_savedmodel_is_code_and_is_refused_without_opt_in(tmp_path):
     from fmfp_tf.cli import errors
 
     assert "--unsafe-load" in errors.as_flags("pass unsafe=True only if you trust its author")
+    # damaged ones, even when trusted, get one line
+    import shutil
+
+    data_file = next((tmp_path / "saved" / "variables").glob("variables.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:8])
+    with pytest.raises(ModelError, match="damaged or incomplete"):
+        load_model(path, unsafe=True)
+    shutil.rmtree(tmp_path / "saved" / "variables")
+    with pytest.raises(ModelError, match="damaged or incomplete"):
+        load_model(path, unsafe=True)
 
 
 def two_runs_named_run(tmp_path):
