@@ -4,6 +4,7 @@ Everything is first written beside the target (same filesystem, so the final ren
 renamed into place only once complete and flushed.
 """
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -37,6 +38,21 @@ def _fsync_dir(path):
 
 
 @contextlib.contextmanager
+def _naming_the_target(path):
+    """A full disk met while writing `path` (by Keras, TensorFlow or us, often on a temporary
+    name or with no name at all) is reported as an OSError naming `path`."""
+    from fmfp_tf.errors import is_storage_full, storage_full_reason
+
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - only storage-full errors are renamed
+        if not is_storage_full(error) or getattr(error, "filename", None) == path:
+            raise
+        raise OSError(getattr(error, "errno", None) or errno.ENOSPC, storage_full_reason(error),
+                      path) from error
+
+
+@contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yields a temporary file path beside `path`; renames it to `path` if the block succeeds.
 
@@ -52,9 +68,10 @@ def atomic_path(path, suffix=None):
                                dir=directory)
     os.close(fd)
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        with _naming_the_target(path):
+            yield tmp
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         ordinary_mode(tmp)
         os.replace(tmp, path)
         _fsync_dir(directory)
@@ -103,7 +120,8 @@ def atomic_directory(path, overwrite=False):
         raise FileExistsError(path)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
-        yield tmp
+        with _naming_the_target(path):
+            yield tmp
         ordinary_mode(tmp, directory=True)
         old = None
         if os.path.exists(path):

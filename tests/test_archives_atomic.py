@@ -142,3 +142,27 @@ def test_an_extraction_target_has_one_writer_and_a_dead_holder_releases_it(tmp_p
     assert extract(str(archive), str(target)) == str(target)
     assert (target / "GTSRB" / "x.txt").read_bytes() == b"data"
     assert runs.sibling_lock_path(str(target)) == str(tmp_path / ".data.lock")
+
+
+def test_a_full_disk_is_reported_on_the_final_path_not_a_temporary_one(tmp_path):
+    import errno
+
+    target = tmp_path / "model.keras"
+
+    class OpError(Exception):  # what TensorFlow raises: no errno, no file name, just text
+        pass
+
+    for failure in (lambda tmp: OSError(errno.ENOSPC, "No space left on device", tmp),
+                    lambda tmp: OpError("write failed: No space left on device")):
+        with pytest.raises(OSError) as raised:
+            with atomic.atomic_path(str(target)) as tmp:
+                raise failure(tmp)
+        assert raised.value.filename == str(target) and raised.value.errno == errno.ENOSPC
+        with pytest.raises(OSError) as raised:
+            with atomic.atomic_directory(str(tmp_path / "export")) as tmp:
+                raise failure(tmp)
+        assert raised.value.filename == str(tmp_path / "export")
+    assert sorted(os.listdir(tmp_path)) == []  # nothing half-written left
+    with pytest.raises(ValueError):  # other errors pass unchanged
+        with atomic.atomic_path(str(target)):
+            raise ValueError("not a disk problem")
