@@ -10,6 +10,22 @@ from fmfp_tf.config import OPTIMIZERS, OVERFIT_GUARDS, PRECISIONS, SCHEDULES, WE
 from fmfp_tf.data import registry as datasets
 
 
+def _refuse_unread(config, given):
+    """An option given on the command line that this run never reads is an error, not a value
+    recorded in config.json with no effect on the weights."""
+    unread = set(config.unread_settings())
+    from fmfp_tf.data import registry
+
+    if not registry.get(config.dataset).needs_data_dir:
+        unread.add("face_crop")  # generated images: there is no face to crop
+    flags = {param.name: param.opts[0] for param in click.get_current_context().command.params}
+    for key, value in given.items():
+        if value is not None and value != () and key in unread:
+            flag = flags.get(key, "--" + key.replace("_", "-"))
+            raise click.UsageError(f"{flag} is not read by this run (--defense {config.defense}, "
+                                   f"--dataset {config.dataset}); drop it")
+
+
 def _fill(value):
     """A number stays a number (the layers take one); names stay names for the config's check."""
     if value is None:
@@ -109,6 +125,7 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
             at_eps=parse_eps(at_eps) if at_eps is not None else None,
             **options,
         )
+        _refuse_unread(config, {**options, "at_eps": at_eps})
         out = out or os.path.join("runs", config.run_name())
         metrics = run_training(config, out, overwrite=overwrite, verbose=0 if quiet else 1)
     if quiet:

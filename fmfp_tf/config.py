@@ -139,6 +139,18 @@ class TrainConfig:
         data.pop("strategy")
         if self.data_dir is not None:
             data["data_dir"] = os.path.realpath(self.data_dir)
+        unread = self.unread_settings()
+        defaults = TrainConfig.__dataclass_fields__
+        for key in unread:
+            default = defaults[key].default
+            data[key] = list(default) if isinstance(default, tuple) else default
+        return data
+
+    def unread_settings(self):
+        """The settings this run's defense, schedule and averaging never read (a cw-at budget of
+        an undefended run, FM's fill without FM): the fingerprint resets them, and the CLI
+        refuses them when given."""
+        data = self.to_dict()
         unread = []
         if self.layer_defense is None:
             unread += ["size", "fill", "layer_options", "test_time"]
@@ -154,11 +166,7 @@ class TrainConfig:
             unread += ["probe_images", "overfit_guard"]
         if self.weight_averaging == "none":
             unread.append("ema_decay")
-        defaults = TrainConfig.__dataclass_fields__
-        for key in unread:
-            default = defaults[key].default
-            data[key] = list(default) if isinstance(default, tuple) else default
-        return data
+        return unread
 
     def run_name(self):
         parts = [self.dataset, self.model, self.defense.replace("+", "-")]

@@ -209,6 +209,13 @@ print("ok")
       "--layer-option", "interpolation=bilinear"], 2, "interpolation is given twice"),
     (["reproduce", "table5", "--data-root", "/nonexistent", "--out", "x"], 2,
      "'/nonexistent' is not a directory"),
+    # options the run would record but never read
+    (["train", "--defense", "none", "--at-eps", "4/255"], 2,
+     "--at-eps is not read by this run (--defense none"),
+    (["train", "--defense", "mask", "--size", "20", "--at-steps", "3"], 2,
+     "--at-steps is not read"),
+    (["train", "--defense", "none", "--fill", "mean"], 2, "--fill is not read"),
+    (["train", "--face-crop", "mtcnn"], 2, "--face-crop is not read by this run"),
 ])
 def test_bad_input_gives_one_line_error_without_traceback(tmp_path, args, code, message,
                                                           monkeypatch, capsys):
