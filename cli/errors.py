@@ -64,7 +64,13 @@ def run_guarded(command):
         if isinstance(error, Interrupted):
             report(str(error), 130)
         if isinstance(error, FileExistsError):
-            report(f"{error}: already exists (use --force to replace it)", 1)
+            import os
+
+            path = error.filename or str(error)
+            if os.path.islink(path) and not os.path.exists(path):
+                report(f"{path}: a symbolic link that leads nowhere (or round in a loop); remove "
+                       "it or choose another path", 1)
+            report(f"{path}: already exists", 1)
         if isinstance(error, OSError) and error.errno in PATH_ERRORS and error.filename:
             report(f"{error.filename}: {PATH_ERRORS[error.errno]}", 1)
         raise

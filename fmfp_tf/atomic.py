@@ -37,6 +37,17 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def make_parent(directory):
+    """Creates `directory`; a regular file in its way is ENOTDIR naming it (os.makedirs says
+    "File exists", which reads as if the output itself were there)."""
+    probe = directory
+    while probe and not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    if probe and os.path.lexists(probe) and not os.path.isdir(probe):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", probe)
+    os.makedirs(directory, exist_ok=True)
+
+
 @contextlib.contextmanager
 def _naming_the_target(path):
     """A full disk met while writing `path` (by Keras, TensorFlow or us, often on a temporary
@@ -61,7 +72,7 @@ def atomic_path(path, suffix=None):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    make_parent(directory)
     if suffix is None:
         suffix = os.path.splitext(path)[1]
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}",
@@ -115,7 +126,7 @@ def atomic_directory(path, overwrite=False):
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
+    make_parent(parent)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(path)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)

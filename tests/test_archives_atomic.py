@@ -34,7 +34,16 @@ def test_deep_and_overlong_member_names_get_one_line(tmp_path):
     make_zip(archive, ["GTSRB/" + "n" * 300 + ".ppm"])
     with pytest.raises(DataError, match="name part of 304 bytes"):
         extract(str(archive), str(tmp_path / "out"))
+    make_zip(archive, ["GTSRB/a", "GTSRB/a/b.ppm"])
+    with pytest.raises(DataError, match="'GTSRB/a' is both a file and the folder of member"):
+        extract(str(archive), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+    # an output path under a regular file names that file, not the archive
+    (tmp_path / "afile").write_text("")
+    make_zip(archive, ["GTSRB/ok.txt"])
+    with pytest.raises(NotADirectoryError) as raised:
+        extract(str(archive), str(tmp_path / "afile" / "y" / "out"))
+    assert raised.value.filename == str(tmp_path / "afile")
 
 
 def test_tar_links_are_refused(tmp_path):

@@ -438,3 +438,17 @@ def test_a_numeric_fill_is_a_number(tmp_path):
                   str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["fill"] == 0.5
+
+
+def test_an_output_that_is_a_link_loop_is_named_as_such(tmp_path, monkeypatch, capsys):
+    from fmfp_tf.cli import errors as cli_errors
+    from fmfp_tf.cli.main import cli
+
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fmfp-tf", "train", "--out", "loop", "--epochs", "1"])
+    with pytest.raises(SystemExit) as exited:
+        cli_errors.run_guarded(cli)
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 1 and "loop: a symbolic link that leads nowhere" in stderr
+    assert "--force" not in stderr  # train has no --force

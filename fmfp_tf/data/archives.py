@@ -45,6 +45,19 @@ def _check_member(archive, name):
                         f"take at most {NAME_MAX}")
 
 
+def _check_layout(archive, entries):
+    """`entries`: (name, is a directory). A name that is a file and also holds other members
+    cannot be extracted: refused by name before anything is written."""
+    files = {name.replace("\\", "/").strip("/") for name, is_dir in entries if not is_dir}
+    for name, _ in entries:
+        parts = name.replace("\\", "/").strip("/").split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in files:
+                raise DataError(f"{archive}: {folder!r} is both a file and the folder of member "
+                                f"{name!r}; refused")
+
+
 def _members(archive, max_bytes=DEFAULT_MAX_BYTES):
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as handle:
@@ -55,6 +68,7 @@ def _members(archive, max_bytes=DEFAULT_MAX_BYTES):
                     raise DataError(f"{archive}: member {info.filename!r} is a symbolic link; "
                                     "refused")
             _check_total(archive, sum(info.file_size for info in handle.infolist()), max_bytes)
+            _check_layout(archive, [(info.filename, info.is_dir()) for info in handle.infolist()])
         return "zip"
     try:
         with tarfile.open(archive) as handle:
@@ -67,6 +81,7 @@ def _members(archive, max_bytes=DEFAULT_MAX_BYTES):
                 if not (member.isfile() or member.isdir()):
                     raise DataError(f"{archive}: member {member.name!r} is not a regular file; "
                                     "refused")
+            _check_layout(archive, [(member.name, member.isdir()) for member in members])
         return "tar"
     except tarfile.ReadError:
         raise DataError(f"{archive}: not a zip or tar archive") from None
@@ -83,6 +98,7 @@ def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
     if not os.path.isfile(archive):
         raise DataError(f"{archive}: archive not found")
     kind = _members(archive, max_bytes)
+    atomic.make_parent(os.path.dirname(os.path.abspath(target)))  # a file in the way: ENOTDIR
     try:
         with runs.file_lock(runs.sibling_lock_path(target), target, "extraction target"), \
                 atomic.atomic_directory(target, overwrite=overwrite) as tmp:
@@ -99,5 +115,7 @@ def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
     except DataError:
         raise
     except _DAMAGED as error:
+        if isinstance(error, OSError) and error.filename and os.fspath(error.filename) != archive:
+            raise  # the target side (permissions, a read-only disk): the path is the message
         raise DataError(f"{archive}: truncated or corrupt archive ({error})") from None
     return target
