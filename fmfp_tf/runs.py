@@ -182,8 +182,8 @@ def recover(run_dir):
                 _remove(target)
                 os.replace(os.path.join(previous, name), target)
             os.rmdir(previous)
-    if os.path.isdir(staging):
-        shutil.rmtree(staging)
+    if os.path.isdir(staging) and not os.path.isfile(os.path.join(staging, "config.json")):
+        shutil.rmtree(staging)  # nothing to continue; a staged run with its config is kept
     # temporary files of atomic writes (.model.keras.*.tmp.keras, ...) and TensorFlow's half-written
     # checkpoints (ckpt-N_temp/) that a kill or a full disk left behind
     for folder in (run_dir, os.path.join(run_dir, "checkpoints")):
@@ -201,12 +201,20 @@ def _remove(path):
         os.remove(path)
 
 
-def staging_dir(run_dir):
-    """Where an overwriting run is trained until it completes."""
+def staging_dir(run_dir, config=None):
+    """(where an overwriting run is trained until it completes, whether it continues an
+    interrupted one): a staged run whose config has `config`'s fingerprint is kept, so the same
+    command again continues it; any other is replaced."""
     path = os.path.join(run_dir, STAGING)
+    if config is not None and os.path.isfile(os.path.join(path, "config.json")):
+        try:
+            if read_config(path).fingerprint() == config.fingerprint():
+                return path, True
+        except UsageError:
+            pass  # a damaged staged config: start the new run again
     _remove(path)
     os.makedirs(path)
-    return path
+    return path, False
 
 
 def swap_in(run_dir, staged):

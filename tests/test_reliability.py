@@ -127,12 +127,14 @@ def test_a_failed_or_killed_overwrite_leaves_the_old_run_whole(tmp_path):
     process.kill()
     process.wait()
     assert {name: (out / name).read_bytes() for name in before} == before
-    # a completed overwrite replaces the run
-    done = subprocess.run(command("train", "--epochs", "1", "--train-limit", "430",
-                                  "--test-limit", "100", "--quiet", "--overwrite", "--out",
-                                  str(out)), capture_output=True, text=True, env=ENV, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+    # the same command again continues the new run from its checkpoint, then swaps it in
+    again = subprocess.run(command("train", "--epochs", "5", "--train-limit", "430",
+                                   "--overwrite", "--out", str(out)),
+                           capture_output=True, text=True, env=ENV, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continuing the interrupted overwrite" in again.stderr
+    assert "resumed from" in again.stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 5
     assert not (out / ".overwrite").exists() and not (out / ".previous").exists()
 
 

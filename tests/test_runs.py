@@ -1,4 +1,5 @@
 """Run directories: locks, overwrite swaps and what a kill leaves behind (fmfp_tf.runs)."""
+import json
 import multiprocessing
 import os
 
@@ -62,7 +63,8 @@ def test_recover_drops_links_planted_as_staging_or_previous_and_keeps_their_targ
 def test_swap_in_replaces_the_run_whole(tmp_path):
     (tmp_path / "metrics.json").write_text("old")
     (tmp_path / "logs").mkdir()
-    staged = runs.staging_dir(str(tmp_path))
+    staged, continued = runs.staging_dir(str(tmp_path))
+    assert not continued
     with open(os.path.join(staged, "metrics.json"), "w") as handle:
         handle.write("new")
     runs.swap_in(str(tmp_path), staged)
@@ -117,3 +119,24 @@ def test_cache_entry_is_shared_by_equal_configs_and_checked_against_its_config(t
         json.dump(TrainConfig(epochs=4).to_dict(), handle)
     with pytest.raises(UsageError, match="trains another model than the name says"):
         runs.check_cache_entry(table, entry)
+
+
+def test_an_interrupted_overwrite_is_kept_for_the_same_settings_only(tmp_path):
+    from fmfp_tf.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("old")
+    config = TrainConfig(epochs=5)
+    staged, continued = runs.staging_dir(str(run), config)
+    assert not continued
+    with open(os.path.join(staged, "config.json"), "w") as handle:
+        json.dump(config.to_dict(), handle)
+    (run / ".overwrite" / "checkpoints").mkdir()
+    runs.recover(str(run))  # what the next lock does: a staged run with its config stays
+    assert (run / ".overwrite" / "checkpoints").is_dir()
+    assert runs.staging_dir(str(run), TrainConfig(epochs=5)) == (staged, True)
+    assert (run / ".overwrite" / "checkpoints").is_dir()
+    # other settings: the staged run is replaced by an empty one
+    assert runs.staging_dir(str(run), TrainConfig(epochs=6)) == (staged, False)
+    assert os.listdir(staged) == []

@@ -305,7 +305,7 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
                 on_epoch_end(record)
             if stop.signal is not None and epoch + 1 < epochs:
                 raise Interrupted(f"stopped by signal {stop.signal} after epoch {epoch + 1}; "
-                                  "checkpoint written, resume to continue")
+                                  "checkpoint written")
     return history
 
 
@@ -325,7 +325,7 @@ def _run_epoch(train_step, strategy, train, batch_size, seed, epoch, steps, done
             checkpoints.step.assign(step)
             checkpoints.save(epoch * steps + step, history, totals)
             raise Interrupted(f"stopped by signal {stop.signal} in epoch {epoch + 1} after batch "
-                              f"{step}/{steps}; checkpoint written, resume to continue")
+                              f"{step}/{steps}; checkpoint written")
     return totals
 
 

@@ -22,7 +22,7 @@ from fmfp_tf.defenses import defend
 from fmfp_tf.errors import UsageError
 from fmfp_tf.training import adversarial, precision, robustness_probe, schedules, strategies
 from fmfp_tf.training import averaging as averaging_lib
-from fmfp_tf.training.loop import evaluate_model, fit, weights_digest
+from fmfp_tf.training.loop import Interrupted, evaluate_model, fit, weights_digest
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +99,20 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
                     f"{out_dir}: already holds a run; pass resume=True to continue it, "
                     "overwrite=True to start again (the old run stays whole until the new one "
                     "completes), or choose another out_dir")
-            staged = runs.staging_dir(out_dir)
+            staged, continued = runs.staging_dir(out_dir, config)
+            if continued:
+                logger.info("continuing the interrupted overwrite in %s", staged)
         work_dir = staged or out_dir
         if not resume:
             atomic.write_json(os.path.join(work_dir, "config.json"), config.to_dict())
-        metrics = _train_in(config, work_dir, strategy, True, verbose,
-                            twin_dir or (os.path.join(work_dir, "twin-undefended")
-                                         if staged else None))
+        try:
+            metrics = _train_in(config, work_dir, strategy, True, verbose,
+                                twin_dir or (os.path.join(work_dir, "twin-undefended")
+                                             if staged else None))
+        except Interrupted as stopped:
+            hint = ("the old run stays whole; the same command again (overwrite=True included) "
+                    "continues the new one" if staged else "resume=True continues it")
+            raise Interrupted(f"{stopped}; {hint}") from None
         if staged:
             runs.swap_in(out_dir, staged)
         return metrics
