@@ -73,7 +73,7 @@ def load_model(path, unsafe=False):
             raise
         except (OSError, ValueError, IndexError, KeyError, tf.errors.OpError) as error:
             # a truncated variables.data raises IndexError, a missing variables/ an OpError
-            cause = " ".join(str(error).split())[:200] or type(error).__name__
+            cause = " ".join(str(error).split()).split(". ")[0][:200] or type(error).__name__
             raise ModelError(f"{resolved}: cannot load SavedModel: damaged or incomplete "
                              f"({type(error).__name__}: {cause})") from None
     import zipfile
