@@ -175,3 +175,19 @@ def test_a_full_disk_is_reported_on_the_final_path_not_a_temporary_one(tmp_path)
     with pytest.raises(ValueError):  # other errors pass unchanged
         with atomic.atomic_path(str(target)):
             raise ValueError("not a disk problem")
+
+
+def test_a_target_that_cannot_be_written_is_not_called_a_corrupt_archive(tmp_path, monkeypatch):
+    import errno
+
+    archive = tmp_path / "a.zip"
+    make_zip(archive, ["GTSRB/ok.txt"])
+
+    def read_only(self, path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(path, "GTSRB"))
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", read_only)
+    with pytest.raises(OSError) as raised:
+        extract(str(archive), str(tmp_path / "out"))
+    assert raised.value.errno == errno.EROFS and not isinstance(raised.value, DataError)
+    assert not (tmp_path / "out").exists()

@@ -424,7 +424,8 @@ def test_an_output_under_a_regular_file_is_one_line_before_any_work(tmp_path):
     for args in (["train", "--epochs", "1", "--train-limit", "50", "--test-limit", "20"],
                  ["evaluate", "--model", "tiny.keras", "--dataset", "synthetic", "--n", "10",
                   "--attacks", "fgsm"],
-                 ["export", "--model", "tiny.keras", "--name", "m"]):
+                 ["export", "--model", "tiny.keras", "--name", "m"],
+                 ["reproduce", "table5", "--quick", "--data-root", str(tmp_path)]):
         result = fmfp(*args, "--out", "afile/x", cwd=tmp_path)
         assert result.returncode == 1, (args, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
@@ -452,3 +453,24 @@ def test_an_output_that_is_a_link_loop_is_named_as_such(tmp_path, monkeypatch, c
     stderr = capsys.readouterr().err
     assert exited.value.code == 1 and "loop: a symbolic link that leads nowhere" in stderr
     assert "--force" not in stderr  # train has no --force
+
+
+@pytest.mark.parametrize("number, text", [(30, "read-only file system"),
+                                          (13, "permission denied"),
+                                          (20, "a part of this path is a file")])
+def test_path_errors_from_any_command_are_one_line_naming_the_path(number, text, capsys,
+                                                                   monkeypatch):
+    import click
+
+    from fmfp_tf.cli import errors as cli_errors
+
+    @click.command()
+    def writes():
+        raise OSError(number, os.strerror(number), "/somewhere/run")
+
+    monkeypatch.setattr(sys, "argv", ["fmfp-tf"])
+    with pytest.raises(SystemExit) as exited:
+        cli_errors.run_guarded(writes)
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 1 and stderr.startswith(f"Error: /somewhere/run: {text}")
+    assert len(stderr.strip().splitlines()) == 1

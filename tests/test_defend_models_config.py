@@ -186,5 +186,7 @@ def test_run_config_json_reads_old_bare_sizes_as_pixels_and_names_a_damaged_file
     (tmp_path / "config.json").write_text(json.dumps({"defense": "mask", "size": "20%"}))
     assert read_run_config(str(tmp_path)).size_pixels == 6
     (tmp_path / "config.json").write_text('{"defense": "mask", "si')
-    with pytest.raises(UsageError, match="config.json: unreadable run config"):
+    with pytest.raises(UsageError, match="config.json: unreadable run config") as raised:
         read_run_config(str(tmp_path))
+    # what works from any command (evaluate has no --overwrite of its own)
+    assert "train it again with overwrite=True" in str(raised.value)
