@@ -23,7 +23,9 @@ def _split(value):
 @click.option("--threat", default="white-box", show_default=True,
               help="Comma-separated: white-box, transfer, adaptive.")
 @click.option("--n", type=int, default=1000, show_default=True, help="Test images per model.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output directory; finished cells are kept in OUT/cells as they finish, and "
+                   "the same command again continues with the missing ones.")
 @click.option("--dataset", help="Override the dataset recorded in the run directory.")
 @click.option("--data-dir", help="Override the data directory recorded in the run directory.")
 @click.option("--pgd-steps", type=int, default=20, show_default=True)
@@ -46,7 +48,11 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
              pgd_restarts, cw_iterations, cw_binary_steps, cw_learning_rate, cw_initial_const,
              apgd_steps, apgd_restarts, apgd_target_classes, square_queries, eot_samples,
              batch_size, seed, unsafe_load):
-    """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots."""
+    """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots.
+
+    Each (model, threat model, attack, eps) cell is written to OUT/cells the moment it is done:
+    after a crash, Ctrl-C or an error, the same command continues with the missing cells.
+    """
     import logging
 
     # each model gets its own traces of the attack graphs, which TensorFlow reports as retracing
@@ -101,8 +107,16 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
         raise UsageError(f"{out}: output folder is not writable")
     entries = [load_entry(path, unsafe=unsafe_load) for path in models]
     source = load_entry(source_model, unsafe=unsafe_load) if source_model else None
+    from fmfp_tf.evaluation.cells import CellStore
+
+    # every finished cell is kept in OUT/cells at once: the same command again continues
+    store = CellStore(os.path.join(out, "cells"))
+    if store.count():
+        click.echo(f"{out}: {store.count()} finished cell(s) of an earlier run are read back, "
+                   "not attacked again", err=True)
     records = run(entries, _split(attacks), eps_values, _split(threat), n, source, settings,
-                  dataset, data_dir, log=lambda m: click.echo(m, err=True), crafted={})
+                  dataset, data_dir, log=lambda m: click.echo(m, err=True), crafted={},
+                  store=store)
     paths, warnings = write_report(records, out, command=" ".join(["fmfp-tf"] + sys.argv[1:]))
     for warning in warnings:
         click.echo(f"WARNING: {warning}", err=True)

@@ -16,9 +16,9 @@ import numpy as np
 from fmfp_tf import attacks as attack_lib
 from fmfp_tf import data, runs
 from fmfp_tf.errors import DataError, ModelError, UsageError
-from fmfp_tf.evaluation import attack_specs, threat_models
+from fmfp_tf.evaluation import attack_specs, cells, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
-from fmfp_tf.models_io import check_compatible, load_model
+from fmfp_tf.models_io import check_compatible, load_model, resolve_model_path
 
 ATTACK_NAMES = attack_specs.names_selectable()
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def _worst_case(base, threat, correct, source_entry):
 
 def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
              n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
-             crafted=None, white_box_attacks=()):
+             crafted=None, white_box_attacks=(), store=None):
     """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
     from `attack_specs`, by default every selectable one).
 
@@ -186,6 +186,9 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     white-box examples, are crafted once.
     `white_box_attacks`: further attacks run under the white-box threat model only (they enter
     its worst case): the strongest attack beside a protocol that transfers weaker ones.
+    `store`: a `cells.CellStore`; each (model, threat, attack, eps) cell is written to it the
+    moment it is done, and a cell it already holds (same model files, images, attack settings)
+    is read back instead of attacked again: an interrupted evaluation continues where it stopped.
     """
     settings = settings or AttackSettings()
     log = log or logger.info
@@ -207,15 +210,21 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     records = []
     for entry in entries:
         records += _evaluate_one(entry, attacks, eps_values, threats, n, source, settings,
-                                 dataset, data_dir, log, crafted, white_box_attacks)
+                                 dataset, data_dir, log, crafted, white_box_attacks, store)
     return records
 
 
+def _model_digest(entry):
+    return cells.file_digest(resolve_model_path(entry.path))
+
+
 def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, dataset, data_dir,
-                  log, crafted, white_box_attacks=()):
+                  log, crafted, white_box_attacks=(), store=None):
     x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
     # examples are reused only for the very same test images
     images_digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
+    labels_digest = hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()[:16]
+    model_digest = _model_digest(entry) if store is not None else None
     check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
     randomized = threat_models.is_randomised_at_test_time(entry.model)
     base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
@@ -245,8 +254,26 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
         crafter_random = randomized and threat == "white-box"
         correct = {}
         threat_attacks = attacks + list(white_box_attacks) if threat == "white-box" else attacks
+        crafter_digest = (_model_digest(source_entry) if store is not None and source_entry
+                          else model_digest)
         for attack, eps in _plan(threat_attacks, eps_values, threat, settings):
             spec = attack_specs.get(attack)
+            params = spec.params(settings, eps, crafter_random)
+            cell = store and cells.cell_key(
+                model=model_digest, crafter=crafter_digest, images=images_digest,
+                labels=labels_digest, threat=threat, attack=attack, eps=eps, params=params,
+                eot_samples=settings.eot_samples, name=entry.name,
+                source=source_entry and source_entry.name)
+            found = store.get(cell) if store is not None else None
+            if found is not None:
+                record, survived = found
+                if spec.in_worst_case and eps is not None and survived is not None:
+                    correct.setdefault(eps, {})[attack] = survived
+                records.append(record)
+                log(f"{entry.name} [{threat}] {attack}"
+                    + (f" eps={eps:.4g}" if eps is not None else "")
+                    + f": accuracy {record['accuracy']:.4f} (done earlier, read back)")
+                continue
             started = time.time()
             done = [0]
 
@@ -255,7 +282,6 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
                     done[0] = k
                     log(f"  {entry.name} [{threat}] {attack}: {k}/{total}")
 
-            params = spec.params(settings, eps, crafter_random)
             crafter_path = source_entry.path if threat == "transfer" else entry.path
             key = (os.path.abspath(crafter_path), images_digest, attack, eps,
                    json.dumps(params, sort_keys=True))
@@ -284,6 +310,8 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
                 l2 = np.sqrt(((x_adv - x) ** 2).reshape(len(x), -1).sum(-1))
                 record["median_l2"] = float(np.median(l2))
             records.append(record)
+            if store is not None:
+                store.put(cell, record, predicted == y)
             log(f"{entry.name} [{threat}] {attack}"
                 + (f" eps={eps:.4g}" if eps is not None else "")
                 + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")

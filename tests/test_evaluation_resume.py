@@ -1,0 +1,51 @@
+"""An evaluation keeps every finished cell: killed mid-way, the same command continues it."""
+import os
+
+
+def test_a_killed_evaluation_continues_to_the_same_results(tmp_path):
+    """SIGKILL after the first finished cell; the same command again reads the finished cells
+    back, attacks only the missing ones, and ends with the records of an uninterrupted run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                      keras.layers.Flatten(), keras.layers.Dense(43)]).save(tmp_path / "m.keras")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def command(out):
+        return [sys.executable, "-m", "fmfp_tf_cli_start", "evaluate", "--model",
+                str(tmp_path / "m.keras"), "--dataset", "synthetic", "--n", "100", "--attacks",
+                "fgsm,pgd", "--pgd-steps", "200", "--eps", "4/255,8/255", "--out", str(out)]
+
+    whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    cells_dir = tmp_path / "part" / "cells"
+    process = subprocess.Popen(command(tmp_path / "part"), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (cells_dir.is_dir() and any(cells_dir.iterdir())) and time.time() < deadline:
+        assert process.poll() is None, "finished before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # a kill during a write leaves only a hidden temporary file, never a half cell
+    kept = len([p for p in cells_dir.iterdir() if not p.name.startswith(".")])
+    assert kept >= 1 and not (tmp_path / "part" / "results.json").exists()
+    again = subprocess.run(command(tmp_path / "part"), capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{kept} finished cell(s) of an earlier run are read back" in again.stderr
+    assert again.stderr.count("done earlier, read back") == kept
+
+    def records(out):
+        found = json.loads((out / "results.json").read_text())["records"]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in found]
+
+    assert records(tmp_path / "part") == records(tmp_path / "whole")
