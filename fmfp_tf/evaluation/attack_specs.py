@@ -53,6 +53,9 @@ class AttackSpec:
     kind: str = "gradient"      # "gradient", "score" (reads outputs only) or "ensemble"
     selectable: bool = True     # False for the internal unbounded-PGD check
     in_worst_case: bool = True  # counts in the per-example worst case over attacks
+    # forward+backward passes per image for these params, at most (a forward-only query counts
+    # 1/3): what the plan's time estimate multiplies; None when unknown
+    cost: typing.Optional[typing.Callable] = None
 
     def kwargs(self, settings, eps, randomized=False):
         values = dict(self.arguments(settings, eps, randomized))
@@ -116,41 +119,61 @@ def label(name):
         name, ATTACKS[name].label if name in ATTACKS else name)
 
 
-register(AttackSpec("fgsm", "FGSM", "fmfp_tf.attacks.fgsm:fgsm", lambda s, eps, r: {}))
+def _autoattack_cost(p):
+    """Every component on every image: an upper bound, as each later component attacks only the
+    images the earlier ones left robust (standard: APGD-CE, APGD-T, Square; rand: APGD-CE and
+    APGD-DLR, each with EOT inside)."""
+    if p["version"] == "rand":
+        from fmfp_tf.attacks.autoattack import EOT_DRAWS
+
+        return 2 * p["steps"] * EOT_DRAWS
+    return p["steps"] + p["steps"] * p["target_classes"] + p["queries"] / 3
+
+
+register(AttackSpec("fgsm", "FGSM", "fmfp_tf.attacks.fgsm:fgsm", lambda s, eps, r: {},
+                    cost=lambda p: 1))
 register(AttackSpec("ifgsm", "I-FGSM", "fmfp_tf.attacks.pgd:ifgsm",
-                    lambda s, eps, r: {"steps": s.ifgsm_steps, "step_size": eps / 4}))
+                    lambda s, eps, r: {"steps": s.ifgsm_steps, "step_size": eps / 4},
+                    cost=lambda p: p["steps"]))
 register(AttackSpec("rfgsm", "R-FGSM", "fmfp_tf.attacks.rfgsm:rfgsm",
-                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed}))
+                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed},
+                    cost=lambda p: 1))
 register(AttackSpec("pgd", "PGD", "fmfp_tf.attacks.pgd:pgd",
                     lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
-                                       "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed}))
+                                       "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed},
+                    cost=lambda p: p["steps"] * p["restarts"]))
 register(AttackSpec("cw", "C&W-L2", "fmfp_tf.attacks.cw:cw_l2",
                     lambda s, eps, r: {"confidence": s.cw_confidence,
                                        "learning_rate": s.cw_learning_rate,
                                        "initial_const": s.cw_initial_const,
                                        "binary_search_steps": s.cw_binary_search_steps,
                                        "max_iterations": s.cw_iterations},
-                    bounded=False, in_worst_case=False))
+                    bounded=False, in_worst_case=False,
+                    cost=lambda p: p["binary_search_steps"] * p["max_iterations"]))
 register(AttackSpec("apgd-ce", "APGD-CE", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "ce", "steps": s.apgd_steps,
-                                       "restarts": s.apgd_restarts, "seed": s.seed}))
+                                       "restarts": s.apgd_restarts, "seed": s.seed},
+                    cost=lambda p: p["steps"] * p["restarts"]))
 register(AttackSpec("apgd-dlr", "APGD-DLR", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "dlr", "steps": s.apgd_steps,
-                                       "restarts": s.apgd_restarts, "seed": s.seed}))
+                                       "restarts": s.apgd_restarts, "seed": s.seed},
+                    cost=lambda p: p["steps"] * p["restarts"]))
 register(AttackSpec("apgd-t", "APGD-T", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "dlr", "targeted": True, "steps": s.apgd_steps,
                                        "restarts": s.apgd_restarts,
-                                       "target_classes": s.apgd_target_classes, "seed": s.seed}))
+                                       "target_classes": s.apgd_target_classes, "seed": s.seed},
+                    cost=lambda p: p["steps"] * p["restarts"] * p["target_classes"]))
 register(AttackSpec("square", "Square", "fmfp_tf.attacks.square:square",
                     lambda s, eps, r: {"queries": s.square_queries, "seed": s.seed},
-                    kind="score"))
+                    kind="score", cost=lambda p: p["queries"] / 3))
 register(AttackSpec("autoattack", "AutoAttack", "fmfp_tf.attacks.autoattack:autoattack",
                     lambda s, eps, r: {"version": "rand" if r else "standard",
                                        "steps": s.apgd_steps,
                                        "target_classes": s.apgd_target_classes,
                                        "queries": s.square_queries, "seed": s.seed},
-                    kind="ensemble"))
+                    kind="ensemble", cost=_autoattack_cost))
 register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", "fmfp_tf.attacks.pgd:pgd",
                     lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
                                        "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed},
-                    selectable=False, in_worst_case=False))
+                    selectable=False, in_worst_case=False,
+                    cost=lambda p: p["steps"] * p["restarts"]))

@@ -207,11 +207,67 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
         if "transfer" in threats and source is None:
             _twin_of(entry)
     unique_names(entries)  # one label per model in records and reports
+    _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
     records = []
     for entry in entries:
         records += _evaluate_one(entry, attacks, eps_values, threats, n, source, settings,
                                  dataset, data_dir, log, crafted, white_box_attacks, store)
     return records
+
+
+def _duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _seconds_per_pass(entry, settings, n):
+    """Seconds of one forward+backward pass per image on `entry`'s model, measured: FGSM (one
+    pass) on a batch of random images, timed after a first call that compiles it."""
+    shape = tuple(getattr(entry.model, "input_shape", None) or ())[1:]
+    if not shape or None in shape:
+        return None
+    batch = max(1, min(settings.batch_size, n))
+    x = np.random.default_rng(0).random((batch, *shape)).astype("float32")
+    y = np.zeros(batch, np.int32)
+    attack_lib.fgsm(entry.model, x, y, eps=0.01, batch_size=batch)
+    started = time.perf_counter()
+    attack_lib.fgsm(entry.model, x, y, eps=0.01, batch_size=batch)
+    return (time.perf_counter() - started) / batch
+
+
+def _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log):
+    """Logs what will run and what it will cost, before anything runs: models x threat models
+    x attacks x eps, and a time bound from each attack's declared cost and a measured pass."""
+    units, cells_count, unknown = 0.0, 0, []
+    for entry in entries:
+        randomized = threat_models.is_randomised_at_test_time(entry.model)
+        for threat in threats:
+            if threat == "adaptive" and not randomized:
+                continue
+            threat_attacks = attacks + list(white_box_attacks) if threat == "white-box" \
+                else attacks
+            for attack, eps in _plan(threat_attacks, eps_values, threat, settings):
+                spec = attack_specs.get(attack)
+                cells_count += 1
+                if spec.cost is None:
+                    unknown.append(attack)
+                    continue
+                cost = spec.cost(spec.params(settings, eps, randomized and threat == "white-box"))
+                units += cost * (settings.eot_samples if threat == "adaptive" else 1)
+    per_pass = _seconds_per_pass(entries[0], settings, n) if entries and units else None
+    head = (f"plan: {len(entries)} model(s) x {len(threats)} threat model(s) "
+            f"({', '.join(threats)}) x attacks ({', '.join(attacks + list(white_box_attacks))}) x "
+            f"{len(eps_values)} eps = {cells_count} cells on up to {n} test images each")
+    if per_pass is None:
+        log(head + "; no time estimate (the model's input shape is unknown)")
+        return
+    log(head + f"; about {_duration(units * n * per_pass)} at most ({per_pass * 1e3:.2f} ms per "
+        "image and forward+backward pass, measured now; AutoAttack, Square and C&W stop early "
+        "on images already broken, and cells kept from an earlier run are read back)"
+        + (f"; not estimated: {', '.join(sorted(set(unknown)))}" if unknown else ""))
 
 
 def _model_digest(entry):
@@ -275,12 +331,19 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
                     + f": accuracy {record['accuracy']:.4f} (done earlier, read back)")
                 continue
             started = time.time()
-            done = [0]
 
-            def progress(k, total, attack=attack):
-                if k - done[0] >= max(total // 4, 1) or k == total:
-                    done[0] = k
-                    log(f"  {entry.name} [{threat}] {attack}: {k}/{total}")
+            last = [time.time()]
+
+            def progress(k, total, attack=attack, started=time.time()):
+                # at least every ~10 s on long attacks, with the time left at this pace
+                now = time.time()
+                if k < total and now - last[0] < 10:
+                    return
+                last[0] = now
+                left = (now - started) * (total - k) / max(k, 1)
+                # k/total in the attack's own unit: images, queries or restarts
+                log(f"  {entry.name} [{threat}] {attack}: {k}/{total}"
+                    + (f", about {_duration(left)} left" if k < total else ""))
 
             crafter_path = source_entry.path if threat == "transfer" else entry.path
             key = (os.path.abspath(crafter_path), images_digest, attack, eps,

@@ -1,4 +1,5 @@
-"""An evaluation keeps every finished cell: killed mid-way, the same command continues it."""
+"""The evaluation workflow: the plan and its cost said first, progress, and every finished cell
+kept (killed mid-way, the same command continues it)."""
 import os
 
 
@@ -49,3 +50,27 @@ def test_a_killed_evaluation_continues_to_the_same_results(tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in found]
 
     assert records(tmp_path / "part") == records(tmp_path / "whole")
+
+
+def test_the_plan_and_its_cost_come_before_any_attack(tmp_path):
+    import keras
+
+    from fmfp_tf.evaluation import attack_specs
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry
+
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(43)]).save(tmp_path / "m.keras")
+    seen = []
+    evaluate([load_entry(str(tmp_path / "m.keras"))], ["fgsm", "pgd"], eps_values=["4/255",
+             "8/255"], n=16, dataset="synthetic", log=seen.append)
+    assert seen[0].startswith("plan: 1 model(s) x 1 threat model(s) (white-box) x attacks "
+                              "(fgsm, pgd) x 2 eps = 5 cells on up to 16 test images each; about")
+    assert "at most" in seen[0] and "ms per image and forward+backward pass" in seen[0]
+    assert not any("plan" in line for line in seen[1:])
+    # every attack declares its cost, so the plan never leaves one out
+    settings = attack_specs.AttackSettings()
+    for name, spec in attack_specs.ATTACKS.items():
+        cost = spec.cost(spec.params(settings, 8 / 255))
+        assert cost >= 1, name
+    assert attack_specs.get("apgd-t").cost(attack_specs.get("apgd-t").params(
+        settings, 8 / 255)) == settings.apgd_steps * settings.apgd_target_classes
