@@ -54,11 +54,12 @@ def test_written_report_lays_out_threat_models_and_is_complete(tmp_path):
     paths, warnings = report.write(records, str(tmp_path), command="fmfp-tf evaluate ...")
     markdown = (tmp_path / "results.md").read_text()
     assert "## Threat model: white-box" in markdown and "## Threat model: transfer" in markdown
-    assert "| No attack | 97.00 |" in markdown
-    assert "| PGD eps=8/255 | 10.00 |" in markdown
+    assert "| No attack | 97.00 [95.7, 97.9] |" in markdown  # Wilson: 95.75, 97.89
+    assert "| PGD eps=8/255 | 10.00 [8.3, 12.0] |" in markdown
     assert "WARNING: fm pgd" in markdown and warnings
     payload = json.loads((tmp_path / "results.json").read_text())
-    assert payload["records"] == records and payload["warnings"] == warnings
+    assert payload["records"] == report.with_intervals(records)
+    assert payload["warnings"] == warnings
     assert (tmp_path / "accuracy_vs_eps_white-box.png").exists()
     assert str(tmp_path / "results.json") == paths[-1]
 
@@ -87,7 +88,7 @@ def test_report_has_a_worst_case_row_and_the_parameters_that_ran(tmp_path):
                               params={"loss": "dlr", "targeted": True, "steps": 100})]
     report.write(records, str(tmp_path))
     markdown = (tmp_path / "results.md").read_text()
-    assert "| Worst case over all attacks eps=8/255 | 8.00 |" in markdown
+    assert "| Worst case over all attacks eps=8/255 | 8.00 [6.5, 9.8] |" in markdown
     assert "- APGD-T: loss=dlr, targeted=True, steps=100" in markdown
     assert "| fm | mask | 20 |" in markdown  # the models table: size as given
 
@@ -101,3 +102,23 @@ def test_white_box_only_attacks_need_the_white_box_threat_model():
         evaluate([], ["fgsm"], threats=["transfer"], white_box_attacks=["pgd"])
     with pytest.raises(UsageError, match="white_box_attacks: unknown deepfool"):
         evaluate([], ["fgsm"], white_box_attacks=["deepfool"])
+
+
+def test_every_accuracy_has_its_95_percent_interval_and_one_eps_gets_bars(tmp_path):
+    low, high = report.wilson_interval(0.5, 100)
+    assert (round(low, 4), round(high, 4)) == (0.4038, 0.5962)  # the textbook Wilson interval
+    assert report.wilson_interval(0.0, 50)[0] == 0.0
+    assert report.wilson_interval(1.0, 50)[1] == pytest.approx(1.0)
+    records = [rec("fm", "none", "none", None, 0.97, n=100),
+               rec("fm", "white-box", "pgd", 8 / 255, 0.5, n=100),
+               rec("fm", "white-box", "autoattack", 8 / 255, 0.4, n=100,
+                   params={"version": "standard", "steps": 100})]
+    paths, _ = report.write(records, str(tmp_path))
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| PGD eps=8/255 | 50.00 [40.4, 59.6] |" in markdown
+    assert "components, in order: APGD-CE, APGD-T, Square (FAB-T is not implemented)" in markdown
+    csv_text = (tmp_path / "results.csv").read_text()
+    assert "ci95_low,ci95_high" in csv_text.splitlines()[0] and ",0.4038,0.5962," in csv_text
+    # one eps: no curve to draw, so bars per attack and model
+    assert str(tmp_path / "accuracy_white-box.png") in paths
+    assert (tmp_path / "accuracy_white-box.png").stat().st_size > 1000

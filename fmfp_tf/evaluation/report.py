@@ -1,13 +1,43 @@
-"""Writing evaluation results: results.json, results.csv, results.md and plots, all atomic."""
+"""Writing evaluation results: results.json, results.csv, results.md and plots, all atomic.
+
+Every accuracy is given with its 95 % Wilson score interval on its n test images (Wilson 1927):
+at n = 100 an accuracy near 50 % is +-10 points, which a reader must see beside the number.
+"""
 import csv
 import io
+import math
 import os
 
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.evaluation import attack_specs, diagnostics
 
 COLUMNS = ("model", "defense", "size", "size_pixels", "dataset", "attack", "threat_model", "eps",
-           "n", "accuracy", "source_model", "median_l2", "seconds")
+           "n", "accuracy", "ci95_low", "ci95_high", "source_model", "median_l2", "seconds")
+
+
+def wilson_interval(accuracy, n, z=1.959964):
+    """(low, high) of the 95 % Wilson score interval of a proportion measured on n images."""
+    if not n:
+        return (0.0, 1.0)
+    centre = accuracy + z * z / (2 * n)
+    spread = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n))
+    return (max(0.0, (centre - spread) / (1 + z * z / n)),
+            min(1.0, (centre + spread) / (1 + z * z / n)))
+
+
+def _percent(record):
+    """'48.00 [41.2, 54.9]': the accuracy and its 95 % interval, in %."""
+    low, high = wilson_interval(record["accuracy"], record["n"])
+    return f"{100 * record['accuracy']:.2f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def with_intervals(records):
+    """The records with `ci95_low` / `ci95_high` added (what results.csv and .json carry)."""
+    out = []
+    for record in records:
+        low, high = wilson_interval(record["accuracy"], record["n"])
+        out.append({**record, "ci95_low": round(low, 4), "ci95_high": round(high, 4)})
+    return out
 
 
 def _eps_label(eps):
@@ -26,8 +56,9 @@ def markdown(records, warnings):
     clean = {r["model"]: r for r in records if r["attack"] == "none"}
     threats = list(dict.fromkeys(r["threat_model"] for r in records if r["attack"] != "none"))
     n_values = sorted({r["n"] for r in records})
-    lines.append(f"Accuracy in % on {', '.join(map(str, n_values))} test images per model. "
-                 "Each table is one threat model; the clean row is the same in all.")
+    lines.append(f"Accuracy in % on {', '.join(map(str, n_values))} test images per model, with "
+                 "its 95 % Wilson interval in brackets. Each table is one threat model; the "
+                 "clean row is the same in all.")
     lines.append("")
     lines += ["| model | defense | size (as given) | size (px of the input) |",
               "| --- | --- | --- | ---: |"]
@@ -42,7 +73,7 @@ def markdown(records, warnings):
         lines.append("| attack | " + " | ".join(models) + " |")
         lines.append("| --- | " + " | ".join("---:" for _ in models) + " |")
         lines.append("| No attack | " + " | ".join(
-            f"{100 * clean[m]['accuracy']:.2f}" if m in clean else "-" for m in models) + " |")
+            _percent(clean[m]) if m in clean else "-" for m in models) + " |")
         rows = list(dict.fromkeys((r["attack"], r["eps"]) for r in records
                                   if r["threat_model"] == threat))
         for attack, eps in rows:
@@ -50,7 +81,7 @@ def markdown(records, warnings):
             for model in models:
                 match = [r for r in records if r["model"] == model and r["threat_model"] == threat
                          and r["attack"] == attack and r["eps"] == eps]
-                cells.append(f"{100 * match[0]['accuracy']:.2f}" if match else "-")
+                cells.append(_percent(match[0]) if match else "-")
             label = attack_specs.label(attack) + _eps_label(
                 eps if attack != "pgd-unbounded" else None)
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -79,10 +110,21 @@ def markdown(records, warnings):
             params.setdefault(record["attack"], record["params"])
     for attack, values in params.items():
         lines.append(f"- {attack_specs.label(attack)}: " + (", ".join(
-            f"{k}={_value(v)}" for k, v in values.items()) or "one step"))
+            f"{k}={_value(v)}" for k, v in values.items()) or "one step")
+            + _components(attack, values))
     lines.append("- Worst case over all attacks: per image, correct under every bounded attack "
                  "that ran at that eps (C&W-L2 is unbounded and reported apart)")
     return "\n".join(lines) + "\n"
+
+
+def _components(attack, params):
+    """The ensemble's components as they ran, named exactly."""
+    if attack != "autoattack":
+        return ""
+    from fmfp_tf.attacks.autoattack import plan
+
+    names = [attack_specs.label(name) for name, _, _ in plan(params.get("version", "standard"))]
+    return f"; components, in order: {', '.join(names)} (FAB-T is not implemented)"
 
 
 def _value(value):
@@ -107,10 +149,20 @@ def figures(records, out_dir):
             curves.setdefault(r["threat_model"], {}).setdefault(
                 f"{r['model']} {r['attack']}", []).append((r["eps"], r["accuracy"]))
     for threat, series in curves.items():
+        path = os.path.join(out_dir, f"accuracy_vs_eps_{threat}.png")
         if any(len(points) > 1 for points in series.values()):
-            path = os.path.join(out_dir, f"accuracy_vs_eps_{threat}.png")
             plots.line_plot(series, path, "eps (L-inf)", "accuracy", f"threat model: {threat}")
-            written.append(path)
+        else:
+            # one eps: bars per attack, grouped by model, instead of one-point curves
+            groups = {}
+            for label, points in series.items():
+                model, attack = label.rsplit(" ", 1)
+                groups.setdefault(model, {})[attack_specs.label(attack)] = 100 * points[0][1]
+            path = os.path.join(out_dir, f"accuracy_{threat}.png")
+            eps = next(iter(series.values()))[0][0]
+            plots.grouped_bars({f"threat model: {threat},{_eps_label(eps)}": groups}, path,
+                               "accuracy (%)")
+        written.append(path)
     # accuracy against size when the models differ only in size
     sized = [r for r in records if r.get("size_pixels") is not None]
     groups = {}
@@ -131,10 +183,10 @@ def write(records, out_dir, command=None):
     """Writes all outputs; returns (paths written, warnings)."""
     warnings = diagnostics.check(records)
     os.makedirs(out_dir, exist_ok=True)
-    payload = {"records": records, "warnings": warnings, "command": command,
+    payload = {"records": with_intervals(records), "warnings": warnings, "command": command,
                "versions": provenance.versions(), "machine": provenance.machine()}
     paths = []
-    for name, content in (("results.csv", to_csv(records)),
+    for name, content in (("results.csv", to_csv(with_intervals(records))),
                           ("results.md", markdown(records, warnings))):
         atomic.write_text(os.path.join(out_dir, name), content)
         paths.append(os.path.join(out_dir, name))
