@@ -1,6 +1,7 @@
 """`fmfp-tf train`."""
 import os
 import shlex
+import sys
 
 import click
 
@@ -24,6 +25,12 @@ def _refuse_unread(config, given):
             flag = flags.get(key, "--" + key.replace("_", "-"))
             raise click.UsageError(f"{flag} is not read by this run (--defense {config.defense}, "
                                    f"--dataset {config.dataset}); drop it")
+
+
+def _progress_bar(quiet):
+    """Keras's progress bar only on a terminal: redirected to a file or a pipe, its control
+    characters would fill it (the log still gives one plain line per epoch)."""
+    return 1 if not quiet and sys.stdout.isatty() else 0
 
 
 def _fill(value):
@@ -117,7 +124,7 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
         if not out:
             raise click.UsageError("--resume needs --out, the run directory to continue")
         _check_resume_options(out, config_file, image_size, at_eps, options)
-        metrics = run_training(None, out, resume=True, verbose=0 if quiet else 1)
+        metrics = run_training(None, out, resume=True, verbose=_progress_bar(quiet))
     else:
         config = resolve_train_config(
             config_file,
@@ -127,7 +134,7 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
         )
         _refuse_unread(config, {**options, "at_eps": at_eps})
         out = out or os.path.join("runs", config.run_name())
-        metrics = run_training(config, out, overwrite=overwrite, verbose=0 if quiet else 1)
+        metrics = run_training(config, out, overwrite=overwrite, verbose=_progress_bar(quiet))
     if quiet:
         click.echo(f"test_accuracy {metrics['test_accuracy']:.4f}  weights_sha256 "
                    f"{metrics['weights_sha256'][:16]}  run {out}")

@@ -53,9 +53,14 @@ def test_train_ends_with_a_summary_and_no_tensorflow_start_up_noise(runs):
     assert "defense mask 8% (3 px)" in summary
     assert f"Test accuracy {100 * metrics['test_accuracy']:.2f} % on 200 test images" in summary
     assert f"Run directory: {run}" in summary
-    assert f"fmfp-tf evaluate --model {run} --out {os.path.join(run, 'evaluation')}" in summary
+    assert (f"fmfp-tf evaluate --model {run} --attacks fgsm,pgd,apgd-ce --n 200 --out "
+            f"{os.path.join(run, 'evaluation')}") in summary
+    assert "a few minutes" in summary and "about an hour" in summary
     assert f"fmfp-tf export --model {run} --out serving" in summary
     stderr = (runs / "masked.stderr").read_text()
+    # output to a pipe: no progress bar, one plain line per epoch, the strategy by its name
+    assert "\r" not in stdout + stderr and "\x08" not in stdout + stderr
+    assert stderr.count("test_accuracy") == 2 and "strategy default with 1 replica" in stderr
     for notice in ("cuInit", "cuda drivers", "oneDNN", "absl::InitializeLog", "cpu_feature_guard"):
         assert notice not in stderr, stderr[:2000]
 
@@ -66,6 +71,9 @@ def test_evaluate_white_box_and_transfer(runs, tmp_path):
                   "--eps", "4/255,8/255", "--threat", "white-box,transfer", "--n", "64",
                   "--pgd-steps", "5", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "fgsm eps=8/255: accuracy" in result.stderr  # budgets as given, not 0.03137
+    assert result.stderr.index("plan: 1 model(s) x 2 threat model(s)") < result.stderr.index(
+        "fgsm eps=")
     payload = json.loads((out / "results.json").read_text())
     records = payload["records"]
     keys = {"model", "defense", "dataset", "attack", "threat_model", "eps", "n", "accuracy"}

@@ -40,14 +40,16 @@ def with_intervals(records):
     return out
 
 
+def format_eps(eps):
+    """A budget as users write it: '8/255' when it is a whole number of 255ths, else '0.0314'."""
+    numerator = eps * 255
+    if abs(numerator - round(numerator)) < 1e-6:
+        return f"{int(round(numerator))}/255"
+    return f"{eps:.4g}"
+
+
 def _eps_label(eps):
-    if eps is None:
-        return ""
-    for denominator in (255,):
-        numerator = eps * denominator
-        if abs(numerator - round(numerator)) < 1e-6:
-            return f" eps={int(round(numerator))}/{denominator}"
-    return f" eps={eps:.4g}"
+    return "" if eps is None else f" eps={format_eps(eps)}"
 
 
 def markdown(records, warnings):

@@ -18,6 +18,7 @@ from fmfp_tf import data, runs
 from fmfp_tf.errors import DataError, ModelError, UsageError
 from fmfp_tf.evaluation import attack_specs, cells, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
+from fmfp_tf.evaluation.report import format_eps
 from fmfp_tf.models_io import check_compatible, load_model, resolve_model_path
 
 ATTACK_NAMES = attack_specs.names_selectable()
@@ -327,7 +328,7 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
                     correct.setdefault(eps, {})[attack] = survived
                 records.append(record)
                 log(f"{entry.name} [{threat}] {attack}"
-                    + (f" eps={eps:.4g}" if eps is not None else "")
+                    + (f" eps={format_eps(eps)}" if eps is not None else "")
                     + f": accuracy {record['accuracy']:.4f} (done earlier, read back)")
                 continue
             started = time.time()
@@ -376,7 +377,7 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
             if store is not None:
                 store.put(cell, record, predicted == y)
             log(f"{entry.name} [{threat}] {attack}"
-                + (f" eps={eps:.4g}" if eps is not None else "")
+                + (f" eps={format_eps(eps)}" if eps is not None else "")
                 + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
         records += _worst_case(base, threat, correct, source_entry)
     return records

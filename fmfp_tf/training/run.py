@@ -144,7 +144,7 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     logger.info("model %s (%s parameters), defense %s%s, %s, strategy %s with %d replica(s)",
                 config.model, f"{model.count_params():,}", config.defense,
                 f" size {sizes.describe(config.size, min(input_shape[:2]))}"
-                if config.layer_defense else "", used, type(strategy).__name__,
+                if config.layer_defense else "", used, strategies.name_of(strategy),
                 strategy.num_replicas_in_sync)
     history = fit(
         model, optimizer, strategy, train_arrays, test_arrays,
@@ -255,7 +255,8 @@ def _metrics(config, model, strategy, history, train_arrays, test_arrays, starte
             "skipped_images": train_arrays.skipped + test_arrays.skipped,
         },
         "model": {"name": config.model, "parameters": int(model.count_params())},
-        "strategy": {"requested": config.strategy, "class": type(strategy).__name__,
+        "strategy": {"requested": config.strategy, "used": strategies.name_of(strategy),
+                     "class": type(strategy).__name__,
                      "replicas": int(strategy.num_replicas_in_sync)},
         "precision": {"requested": config.precision, "used": used},
         "weights_sha256": weights_digest(model),

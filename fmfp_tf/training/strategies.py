@@ -40,6 +40,15 @@ def get_strategy(name="auto"):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def name_of(strategy):
+    """The name users know a strategy by (`default`, `mirrored`, `multiworker`), not its class."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multiworker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"
+
+
 def is_chief(strategy):
     """True on the worker that writes files: the only one, or worker 0 / the chief."""
     resolver = getattr(strategy, "cluster_resolver", None)
