@@ -170,6 +170,18 @@ def _check_resume_options(out, config_file, image_size, at_eps, options):
             f"{', '.join(changed)}: start a new run with another --out")
 
 
+def _which_model(metrics):
+    """Why the final accuracy may differ from the last epoch's line: it is the saved model's."""
+    used = metrics.get("precision", {}).get("used", "float32")
+    averaged = metrics["config"].get("weight_averaging") == "ema"
+    if used == "float32" and not averaged:
+        return ""
+    notes = [f"the per-epoch lines ran in {used}, as trained"] if used != "float32" else []
+    if averaged:
+        notes.append("with the averaged weights")
+    return f" (the saved float32 model: {'; '.join(notes)})"
+
+
 def summary(metrics, out):
     """What a run ended with and what to do next, with the run's real paths."""
     config = metrics["config"]
@@ -181,7 +193,7 @@ def summary(metrics, out):
         f"Done: {config['dataset']} {config['model']}, defense {config['defense']}{size}, "
         f"{metrics['epochs']} epochs in {metrics['wall_seconds']:.0f} s.",
         f"Test accuracy {100 * metrics['test_accuracy']:.2f} % on "
-        f"{metrics['dataset']['test_examples']:,} test images.",
+        f"{metrics['dataset']['test_examples']:,} test images{_which_model(metrics)}.",
         f"Run directory: {out} (model.keras, metrics.json, history.png, logs/ for TensorBoard)",
         "Next:",
         f"  fmfp-tf evaluate --model {run} --attacks fgsm,pgd,apgd-ce --n 200 --out "
