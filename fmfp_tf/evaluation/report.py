@@ -43,6 +43,8 @@ def with_intervals(records):
 def format_eps(eps):
     """A budget as users write it: '8/255' when it is a whole number of 255ths, else '0.0314'."""
     numerator = eps * 255
+    if eps == 1.0:
+        return "1"  # the unbounded check: the whole pixel range
     if abs(numerator - round(numerator)) < 1e-6:
         return f"{int(round(numerator))}/255"
     return f"{eps:.4g}"
