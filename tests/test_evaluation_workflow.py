@@ -74,3 +74,25 @@ def test_the_plan_and_its_cost_come_before_any_attack(tmp_path):
         assert cost >= 1, name
     assert attack_specs.get("apgd-t").cost(attack_specs.get("apgd-t").params(
         settings, 8 / 255)) == settings.apgd_steps * settings.apgd_target_classes
+
+
+def test_long_attacks_report_the_share_still_robust_to_callbacks_that_take_it():
+    import keras
+    import numpy as np
+
+    from fmfp_tf import attacks
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(4)])
+    x = np.random.default_rng(0).random((32, 8, 8, 3)).astype("float32")
+    y = keras.ops.convert_to_numpy(model(x)).argmax(-1).astype("int32")  # all clean-correct
+    for attack, kwargs in ((attacks.square, {"queries": 300}),
+                           (attacks.apgd, {"steps": 5, "restarts": 2}),
+                           (attacks.autoattack, {"steps": 5, "queries": 100})):
+        seen, plain = [], []
+        attack(model, x, y, eps=2 / 255, progress=lambda k, n, robust: seen.append(robust),
+               **kwargs)
+        attack(model, x, y, eps=2 / 255, progress=lambda k, n: plain.append(k), **kwargs)
+        assert seen and plain and len(seen) == len(plain), attack.__name__
+        assert all(0.0 <= r <= 1.0 for r in seen) and seen == sorted(seen, reverse=True)

@@ -261,6 +261,5 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
             best[index[take]] = candidate[take]
             best_loss[index[take]] = loss[take]
             fooled[index] |= wrong
-        if progress is not None:
-            progress(number + 1, len(runs))
+        common.report(progress, number + 1, len(runs), float((~fooled).mean()))
     return best

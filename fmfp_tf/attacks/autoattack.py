@@ -71,8 +71,8 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
             robust[todo[fooled]] = False
         if log is not None:
             log(name, float(robust.mean()) if len(robust) else 0.0)
-        if progress is not None:
-            progress(index + 1, len(attacks))
+        common.report(progress, index + 1, len(attacks),
+                      float(robust.mean()) if len(robust) else 0.0)
     return out
 
 

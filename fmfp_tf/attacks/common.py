@@ -122,6 +122,25 @@ def batched(fn, x, y, batch_size, progress=None):
     return out
 
 
+def report(progress, done, total, robust=None):
+    """Calls an attack's progress callback with (done, total), and with `robust` (the share of
+    the images not yet fooled) as a third argument when the callback takes one, so callbacks of
+    two arguments keep working. Attacks are silent unless given a callback."""
+    if progress is None:
+        return
+    if robust is not None:
+        import inspect
+
+        try:
+            inspect.signature(progress).bind(done, total, robust)
+        except (TypeError, ValueError):
+            pass
+        else:
+            progress(done, total, robust)
+            return
+    progress(done, total)
+
+
 def seed_pair(seed, offset=0):
     """A stateless (2,) seed from an int (or None, drawn from numpy's global state)."""
     if seed is None:

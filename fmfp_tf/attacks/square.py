@@ -134,6 +134,5 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
                 tf.constant(out[index]), tf.constant(best[index]), segment, tf.constant(first),
                 common.seed_pair(seed, 1 + int(index[0])))
             out[index], best[index] = x_best.numpy(), margins.numpy()
-        if progress is not None:
-            progress(min(first + SEGMENT, queries), queries)
+        common.report(progress, min(first + SEGMENT, queries), queries, float((best >= 0).mean()))
     return out

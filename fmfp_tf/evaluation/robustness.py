@@ -339,8 +339,9 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
 
             last = [time.time()]
 
-            def progress(k, total, attack=attack, started=time.time()):
-                # at least every ~10 s on long attacks, with the time left at this pace
+            def progress(k, total, robust=None, attack=attack, started=time.time()):
+                # at least every ~10 s on long attacks, with the time left at this pace and, from
+                # the attacks that track it, the share of images still robust
                 now = time.time()
                 if k < total and now - last[0] < 10:
                     return
@@ -348,6 +349,7 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
                 left = (now - started) * (total - k) / max(k, 1)
                 # k/total in the attack's own unit: images, queries or restarts
                 log(f"  {entry.name} [{threat}] {attack}: {k}/{total}"
+                    + (f", robust so far {robust:.3f}" if robust is not None else "")
                     + (f", about {_duration(left)} left" if k < total else ""))
 
             crafter_path = source_entry.path if threat == "transfer" else entry.path
