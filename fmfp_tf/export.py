@@ -90,10 +90,11 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
         raise ModelError(
             f"{model_path}: its defense layers run at test time (test_time=True); a served model "
             "must be deterministic. Retrain with test_time=False to export it")
-    from fmfp_tf import runs
-
-    # one exporter per model name at a time: two would pick the same next version
-    with runs.locked(os.path.join(base, name), "model directory"):
+    # one exporter per model name at a time: two would pick the same next version (a lock of
+    # its own: a serving directory is not a run directory, nothing in it is to be cleaned up)
+    model_dir = os.path.join(base, name)
+    atomic.make_parent(model_dir)
+    with atomic.file_lock(os.path.join(model_dir, ".lock"), model_dir, "model directory"):
         version = version or next_version(base, name)
         target = os.path.join(base, name, str(version))
         if os.path.exists(target) and not force:

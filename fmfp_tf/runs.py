@@ -19,11 +19,11 @@ loses nothing).
   cleans up what a kill left.
 """
 import contextlib
-import errno
 import json
 import os
 import shutil
 
+from fmfp_tf import atomic
 from fmfp_tf.errors import UsageError
 
 LOCK_NAME = ".lock"
@@ -41,51 +41,9 @@ def locked(run_dir, what="run directory"):
     On entry, what a killed writer left in the directory is cleaned up (`recover`).
     """
     os.makedirs(run_dir, exist_ok=True)
-    with file_lock(os.path.join(run_dir, LOCK_NAME), run_dir, what):
+    with atomic.file_lock(os.path.join(run_dir, LOCK_NAME), run_dir, what):
         recover(run_dir)
         yield
-
-
-def sibling_lock_path(target):
-    """The lock file of a target that does not exist until it is complete (an extracted
-    dataset): a hidden file beside it, `.NAME.lock`."""
-    parent, name = os.path.split(os.path.abspath(target))
-    return os.path.join(parent, f".{name}.lock")
-
-
-@contextlib.contextmanager
-def file_lock(lock_path, target, what):
-    """An advisory `flock` on `lock_path` naming `target` in the error; the kernel releases it
-    when the holder dies, so a crash never leaves a stale lock."""
-    import fcntl
-
-    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
-    try:
-        # never through a link: a planted symlink would have the pid written into its target
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as error:
-        if error.errno == errno.ELOOP or os.path.islink(lock_path):
-            raise UsageError(f"{lock_path}: the lock file is a symbolic link; a lock is never "
-                             f"written through a link: remove it to use {target}") from None
-        raise
-    handle = os.fdopen(fd, "r+", encoding="utf-8")
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise UsageError(f"{target}: {what} in use by process {holder}; wait for it to "
-                             "finish or choose another directory") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing releases the lock
 
 
 def read_config(run_dir):

@@ -128,7 +128,6 @@ def test_an_extraction_target_has_one_writer_and_a_dead_holder_releases_it(tmp_p
     import subprocess
     import sys
 
-    from fmfp_tf import runs
     from fmfp_tf.errors import UsageError
 
     archive = tmp_path / "a.zip"
@@ -136,8 +135,8 @@ def test_an_extraction_target_has_one_writer_and_a_dead_holder_releases_it(tmp_p
     target = tmp_path / "data"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from fmfp_tf import runs\n"
-         f"with runs.file_lock(runs.sibling_lock_path({str(target)!r}), 'x', 'x'):\n"
+         "import sys, time; from fmfp_tf import atomic\n"
+         f"with atomic.file_lock(atomic.sibling_lock_path({str(target)!r}), 'x', 'x'):\n"
          "    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -150,7 +149,7 @@ def test_an_extraction_target_has_one_writer_and_a_dead_holder_releases_it(tmp_p
         holder.wait()
     assert extract(str(archive), str(target)) == str(target)
     assert (target / "GTSRB" / "x.txt").read_bytes() == b"data"
-    assert runs.sibling_lock_path(str(target)) == str(tmp_path / ".data.lock")
+    assert atomic.sibling_lock_path(str(target)) == str(tmp_path / ".data.lock")
 
 
 def test_a_full_disk_is_reported_on_the_final_path_not_a_temporary_one(tmp_path):

@@ -1,6 +1,7 @@
 """The fmfp-tf CLI end to end: train -> evaluate -> export, and clear errors on bad input."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -437,7 +438,9 @@ def test_an_output_under_a_regular_file_is_one_line_before_any_work(tmp_path):
         result = fmfp(*args, "--out", "afile/x", cwd=tmp_path)
         assert result.returncode == 1, (args, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
-        assert "afile/x: a part of this path is a file, not a directory" in result.stderr
+        # the path asked for, or the file in its way
+        assert re.search(r"afile(/x)?: a part of this path is a file, not a directory",
+                         result.stderr), result.stderr
         assert "accuracy" not in result.stderr  # evaluate refused before attacking
 
 

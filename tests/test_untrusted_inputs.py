@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from fmfp_tf import data, runs
+from fmfp_tf import atomic, data, runs
 from fmfp_tf.errors import DataError, ModelError, UsageError
 from tests.test_data import gtsrb_fixture
 
@@ -57,9 +57,9 @@ def test_locks_never_write_through_a_link(tmp_path):
         with runs.locked(str(run_dir)):
             pass
     target = tmp_path / "extracted"
-    os.symlink(victim, runs.sibling_lock_path(str(target)))
+    os.symlink(victim, atomic.sibling_lock_path(str(target)))
     with pytest.raises(UsageError, match="symbolic link"):
-        with runs.file_lock(runs.sibling_lock_path(str(target)), str(target), "extract target"):
+        with atomic.file_lock(atomic.sibling_lock_path(str(target)), str(target), "extract target"):
             pass
     assert victim.read_text() == "precious"
     # an ordinary lock still works, and writes the holder's pid

@@ -9,7 +9,7 @@ import tarfile
 import zipfile
 import zlib
 
-from fmfp_tf import atomic, runs
+from fmfp_tf import atomic
 from fmfp_tf.errors import DataError
 
 # the official GTSRB, BelgiumTSC, ORL and Yale archives unpack to well under 1 GiB together
@@ -100,7 +100,7 @@ def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
     kind = _members(archive, max_bytes)
     atomic.make_parent(os.path.dirname(os.path.abspath(target)))  # a file in the way: ENOTDIR
     try:
-        with runs.file_lock(runs.sibling_lock_path(target), target, "extraction target"), \
+        with atomic.file_lock(atomic.sibling_lock_path(target), target, "extraction target"), \
                 atomic.atomic_directory(target, overwrite=overwrite) as tmp:
             if kind == "zip":
                 with zipfile.ZipFile(archive) as handle:
