@@ -1,5 +1,6 @@
 """Turning library errors into one-line messages and exit codes (no tracebacks)."""
 import errno
+import os
 import re
 import sys
 
@@ -64,8 +65,6 @@ def run_guarded(command):
         if isinstance(error, Interrupted):
             report(str(error), 130)
         if isinstance(error, FileExistsError):
-            import os
-
             path = error.filename or str(error)
             if os.path.islink(path) and not os.path.exists(path):
                 report(f"{path}: a symbolic link that leads nowhere (or round in a loop); remove "

@@ -111,8 +111,9 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
 
     # every finished cell is kept in OUT/cells at once: the same command again continues
     store = CellStore(os.path.join(out, "cells"))
-    if store.count():
-        click.echo(f"{out}: {store.count()} finished cell(s) of an earlier run are read back, "
+    kept = store.count()
+    if kept:
+        click.echo(f"{out}: {kept} finished cell(s) of an earlier run are read back, "
                    "not attacked again", err=True)
     records = run(entries, _split(attacks), eps_values, _split(threat), n, source, settings,
                   dataset, data_dir, log=lambda m: click.echo(m, err=True), crafted={},

@@ -42,9 +42,9 @@ def with_intervals(records):
 
 def format_eps(eps):
     """A budget as users write it: '8/255' when it is a whole number of 255ths, else '0.0314'."""
-    numerator = eps * 255
     if eps == 1.0:
         return "1"  # the unbounded check: the whole pixel range
+    numerator = eps * 255
     if abs(numerator - round(numerator)) < 1e-6:
         return f"{int(round(numerator))}/255"
     return f"{eps:.4g}"
@@ -187,10 +187,11 @@ def write(records, out_dir, command=None):
     """Writes all outputs; returns (paths written, warnings)."""
     warnings = diagnostics.check(records)
     os.makedirs(out_dir, exist_ok=True)
-    payload = {"records": with_intervals(records), "warnings": warnings, "command": command,
+    quoted = with_intervals(records)
+    payload = {"records": quoted, "warnings": warnings, "command": command,
                "versions": provenance.versions(), "machine": provenance.machine()}
     paths = []
-    for name, content in (("results.csv", to_csv(with_intervals(records))),
+    for name, content in (("results.csv", to_csv(quoted)),
                           ("results.md", markdown(records, warnings))):
         atomic.write_text(os.path.join(out_dir, name), content)
         paths.append(os.path.join(out_dir, name))

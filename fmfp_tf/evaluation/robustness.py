@@ -53,11 +53,7 @@ def unique_names(entries):
         raise UsageError(f"the same model is given twice: {', '.join(repeated)}")
     parts = [p.split(os.sep) for p in paths]
     depth = 1
-    while True:
-        names = [os.sep.join(part[-depth:]) for part in parts]
-        clashes = {name for name in names if names.count(name) > 1}
-        if not clashes:
-            break
+    while len({os.sep.join(part[-depth:]) for part in parts}) < len(parts):
         depth += 1
     names = [entry.name for entry in entries]
     for entry, part in zip(entries, parts):
@@ -216,6 +212,16 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     return records
 
 
+def _attacks_under(threat, attacks, white_box_attacks):
+    """The attacks a threat model runs: the white-box-only ones join the white-box threat."""
+    return attacks + list(white_box_attacks) if threat == "white-box" else attacks
+
+
+def _cell_label(entry, threat, attack, eps):
+    return f"{entry.name} [{threat}] {attack}" + (f" eps={format_eps(eps)}" if eps is not None
+                                                  else "")
+
+
 def _duration(seconds):
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -248,9 +254,8 @@ def _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, s
         for threat in threats:
             if threat == "adaptive" and not randomized:
                 continue
-            threat_attacks = attacks + list(white_box_attacks) if threat == "white-box" \
-                else attacks
-            for attack, eps in _plan(threat_attacks, eps_values, threat, settings):
+            for attack, eps in _plan(_attacks_under(threat, attacks, white_box_attacks),
+                                     eps_values, threat, settings):
                 spec = attack_specs.get(attack)
                 cells_count += 1
                 if spec.cost is None:
@@ -314,32 +319,32 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
         # the crafter is random at inference only in white-box (adaptive wraps it in EOT)
         crafter_random = randomized and threat == "white-box"
         correct = {}
-        threat_attacks = attacks + list(white_box_attacks) if threat == "white-box" else attacks
+        threat_attacks = _attacks_under(threat, attacks, white_box_attacks)
         crafter_digest = (_model_digest(source_entry) if store is not None and source_entry
                           else model_digest)
         for attack, eps in _plan(threat_attacks, eps_values, threat, settings):
             spec = attack_specs.get(attack)
             params = spec.params(settings, eps, crafter_random)
-            cell = store and cells.cell_key(
-                model=model_digest, crafter=crafter_digest, images=images_digest,
-                labels=labels_digest, threat=threat, attack=attack, eps=eps, params=params,
-                eot_samples=settings.eot_samples, name=entry.name,
-                source=source_entry and source_entry.name)
-            found = store.get(cell) if store is not None else None
+            cell, found = None, None
+            if store is not None:
+                cell = cells.cell_key(
+                    model=model_digest, crafter=crafter_digest, images=images_digest,
+                    labels=labels_digest, threat=threat, attack=attack, eps=eps, params=params,
+                    eot_samples=settings.eot_samples, name=entry.name,
+                    source=source_entry and source_entry.name)
+                found = store.get(cell)
             if found is not None:
                 record, survived = found
                 if spec.in_worst_case and eps is not None and survived is not None:
                     correct.setdefault(eps, {})[attack] = survived
                 records.append(record)
-                log(f"{entry.name} [{threat}] {attack}"
-                    + (f" eps={format_eps(eps)}" if eps is not None else "")
+                log(_cell_label(entry, threat, attack, eps)
                     + f": accuracy {record['accuracy']:.4f} (done earlier, read back)")
                 continue
             started = time.time()
+            last = [started]
 
-            last = [time.time()]
-
-            def progress(k, total, robust=None, attack=attack, started=time.time()):
+            def progress(k, total, robust=None, attack=attack, started=started):
                 # at least every ~10 s on long attacks, with the time left at this pace and, from
                 # the attacks that track it, the share of images still robust
                 now = time.time()
@@ -382,8 +387,7 @@ def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, data
             records.append(record)
             if store is not None:
                 store.put(cell, record, predicted == y)
-            log(f"{entry.name} [{threat}] {attack}"
-                + (f" eps={format_eps(eps)}" if eps is not None else "")
+            log(_cell_label(entry, threat, attack, eps)
                 + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
         records += _worst_case(base, threat, correct, source_entry)
     return records
