@@ -126,7 +126,7 @@ def test_autoattack_is_the_per_image_worst_case(trained_model):
     seen = []
     x_adv = attacks.autoattack(model, x, y, eps=EPS, steps=20, target_classes=2, queries=100,
                                log=lambda name, robust: seen.append((name, robust)))
-    assert [name for name, _ in seen] == ["apgd-ce", "apgd-t", "square"]
+    assert [name for name, _ in seen] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     robust = [r for _, r in seen]
     assert robust == sorted(robust, reverse=True)        # each attack only removes survivors
     assert accuracy(model, x_adv, y) == pytest.approx(robust[-1])

@@ -116,7 +116,7 @@ def test_every_accuracy_has_its_95_percent_interval_and_one_eps_gets_bars(tmp_pa
     paths, _ = report.write(records, str(tmp_path))
     markdown = (tmp_path / "results.md").read_text()
     assert "| PGD eps=8/255 | 50.00 [40.4, 59.6] |" in markdown
-    assert "components, in order: APGD-CE, APGD-T, Square (FAB-T is not implemented)" in markdown
+    assert "components, in order: APGD-CE, APGD-T, FAB-T, Square" in markdown
     csv_text = (tmp_path / "results.csv").read_text()
     assert "ci95_low,ci95_high" in csv_text.splitlines()[0] and ",0.4038,0.5962," in csv_text
     # one eps: no curve to draw, so bars per attack and model

@@ -74,7 +74,7 @@ def test_attack_budgets_and_ranges(small_model, name, eps, seed, n):
     rng = np.random.default_rng(seed)
     x = rng.random((n, 8, 8, 3)).astype(np.float32)
     y = rng.integers(0, 5, n)
-    x_adv = attacks.ATTACKS[name](small_model, x, y, eps=eps)
+    x_adv = getattr(attacks, name)(small_model, x, y, eps=eps)
     assert x_adv.shape == x.shape
     assert np.abs(x_adv - x).max() <= eps + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0

@@ -8,12 +8,16 @@
 | pgd | PGD, L-inf or L2, random start, restarts (Madry et al. 2018) | eps, steps, restarts |
 | cw_l2 | Carlini-Wagner L2, untargeted (Carlini & Wagner 2017) | unbounded L2, minimised |
 | apgd | Auto-PGD, CE / DLR / targeted DLR, L-inf or L2 (Croce & Hein 2020) | eps, steps, restarts |
+| fab | FAB-T, targeted minimum-norm L-inf (Croce & Hein 2020), counted within eps | L-inf eps, steps, targets |
 | square | Square Attack, score-based, no gradients (Andriushchenko et al. 2020) | L-inf eps, queries |
-| autoattack | per-example worst case over APGD-CE, APGD-T, Square (or the EOT `rand` version) | L-inf eps |
+| autoattack | per-example worst case over APGD-CE, APGD-T, FAB-T, Square (or the EOT `rand` version) | L-inf eps |
 | eot | wraps any attack with Expectation over Transformation (Athalye et al. 2018) | samples |
 
-`distributed.craft_distributed` runs any graph-mode attack core over the replicas of a
-`tf.distribute` strategy.
+Every attack runs on the current Keras backend (TensorFlow, JAX or PyTorch) and takes any Keras 3
+model or callable x -> logits on it: the attacks are written once with `keras.ops`, and
+`fmfp_tf.backend` supplies each framework's input gradient, compilation and loops. TensorFlow only:
+`distributed.craft_distributed` (any attack core over the replicas of a `tf.distribute`
+strategy) and `cleverhans_compat`.
 
 CleverHans 4.0.0 is the reference: `cleverhans_compat` makes it run on Keras 3, and the tests
 check these functions against it.
@@ -23,13 +27,11 @@ from fmfp_tf.attacks.autoattack import autoattack
 from fmfp_tf.attacks.common import parse_eps
 from fmfp_tf.attacks.cw import cw_l2
 from fmfp_tf.attacks.eot import eot, eot_model
+from fmfp_tf.attacks.fab import fab
 from fmfp_tf.attacks.fgsm import fgsm
 from fmfp_tf.attacks.pgd import ifgsm, pgd
 from fmfp_tf.attacks.rfgsm import rfgsm
 from fmfp_tf.attacks.square import square
 
-ATTACKS = {"fgsm": fgsm, "ifgsm": ifgsm, "rfgsm": rfgsm, "pgd": pgd, "cw": cw_l2}
-L_INF_ATTACKS = ("fgsm", "ifgsm", "rfgsm", "pgd")
-
-__all__ = ["fgsm", "ifgsm", "rfgsm", "pgd", "cw_l2", "apgd", "square", "autoattack", "eot",
-           "eot_model", "parse_eps", "ATTACKS", "L_INF_ATTACKS"]
+__all__ = ["fgsm", "ifgsm", "rfgsm", "pgd", "cw_l2", "apgd", "fab", "square", "autoattack",
+           "eot", "eot_model", "parse_eps"]

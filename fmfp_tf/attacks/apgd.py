@@ -12,10 +12,10 @@ scale, so a model cannot hide behind huge logits), and its targeted form run onc
 the `target_classes` highest-scoring other classes (APGD-T).
 """
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from fmfp_tf.attacks import common
-from fmfp_tf.attacks.pgd import l2_norm, project
+from fmfp_tf.attacks.common import per_example, project
 from fmfp_tf.errors import UsageError
 
 LOSSES = ("ce", "dlr")
@@ -34,54 +34,46 @@ def checkpoint_lengths(steps):
     return lengths
 
 
-def _sorted_logits(logits):
-    return tf.sort(logits, axis=-1, direction="DESCENDING")
-
-
 def dlr_loss(logits, y):
     """-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3): positive once the example is misclassified."""
-    ordered = _sorted_logits(logits)
-    return -common.margin(logits, y) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+    ordered = ops.sort(logits, -1)  # ascending: the largest last
+    return -common.margin(logits, y) / (ordered[:, -1] - ordered[:, -3] + 1e-12)
 
 
 def targeted_dlr_loss(logits, y, target):
     """-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), maximised to push the target above y."""
-    ordered = _sorted_logits(logits)
-    true = tf.gather(logits, y, batch_dims=1)
-    aimed = tf.gather(logits, target, batch_dims=1)
-    return -(true - aimed) / (ordered[:, 0] - 0.5 * (ordered[:, 2] + ordered[:, 3]) + 1e-12)
+    ordered = ops.sort(logits, -1)
+    return -(common.pick(logits, y) - common.pick(logits, target)) / (
+        ordered[:, -1] - 0.5 * (ordered[:, -3] + ordered[:, -4]) + 1e-12)
 
 
 def _loss(name, logits, y, target):
     if name == "ce":
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        return common.cross_entropy(logits, y)
     if name == "dlr":
         return dlr_loss(logits, y)
     return targeted_dlr_loss(logits, y, target)
 
 
 def _loss_and_gradient(model, x, y, target, loss_name):
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        logits = tf.cast(common.logits_of(model, x), tf.float32)
+    def total(x):
+        logits = common.logits_of(model, x)
         loss = _loss(loss_name, logits, y, target)
-        total = tf.reduce_sum(loss)
-    return loss, tape.gradient(total, x), logits
+        return ops.sum(loss), (loss, logits)
+
+    _, (loss, logits), grad = common.value_and_grad(total, x)
+    return loss, grad, logits
 
 
-def _per_example(mask, x):
-    return tf.reshape(mask, [-1] + [1] * (len(x.shape) - 1))
-
-
-def _random_start(x, eps, norm, seed):
-    """AutoAttack's start: a random point of the ball's surface direction, scaled to radius eps."""
+def random_start(rng, shape, norm):
+    """AutoAttack's start: a random direction scaled to the sphere of radius 1 of `norm`."""
     if norm == "inf":
-        t = tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0)
-        scale = tf.reduce_max(tf.abs(t), axis=tf.range(1, tf.rank(x)), keepdims=True)
+        t = rng.uniform(-1.0, 1.0, shape)
+        scale = np.abs(t).reshape(shape[0], -1).max(-1)
     else:
-        t = tf.random.stateless_normal(tf.shape(x), seed)
-        scale = l2_norm(t)
-    return tf.clip_by_value(x + eps * t / scale, 0.0, 1.0)
+        t = rng.standard_normal(shape)
+        scale = np.sqrt((t ** 2).reshape(shape[0], -1).sum(-1))
+    return (t / scale.reshape(-1, 1, 1, 1)).astype(np.float32)
 
 
 def schedule(steps):
@@ -100,86 +92,65 @@ def schedule(steps):
     return is_end, interval
 
 
-def apgd_graph(model, x, y, eps, steps, norm, loss_name, seed, target=None, plan=None):
-    """One run of APGD from a random start (graph mode). Returns (examples, fooled, best loss).
-
-    The examples are, per input, the first point found misclassified, else the highest-loss point.
-    `steps` may be a tensor when `plan` (the tensors of `schedule(steps)`) is given, so one
-    traced graph serves every budget.
-    """
-    if target is None:
-        target = y
-    if plan is None:
-        plan = tuple(tf.constant(a) for a in schedule(steps))
-    is_end, interval = plan
+def apgd_graph(model, x, y, target, eps, steps, is_end, interval, start, norm, loss_name):
+    """One run of APGD from `start` (a point of the unit sphere per image, `random_start`).
+    Returns (examples, fooled, best loss): per input, the first point found misclassified, else
+    the highest-loss point. `steps` and the checkpoints (`schedule(steps)`) are tensors, so one
+    compiled program serves every budget."""
 
     def step_towards(point, grad, step_size):
-        if norm == "inf":
-            moved = point + step_size * tf.sign(grad)
-        else:
-            moved = point + step_size * grad / l2_norm(grad)
-        return tf.clip_by_value(x + project(moved - x, eps, norm), 0.0, 1.0)
+        moved = point + step_size * common.steepest(grad, norm)
+        return ops.clip(x + project(moved - x, eps, norm), 0.0, 1.0)
 
-    x_adv = _random_start(x, eps, norm, seed)
+    x_adv = ops.clip(x + eps * start, 0.0, 1.0)
     loss, grad, logits = _loss_and_gradient(model, x_adv, y, target, loss_name)
-    fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
-    batch = tf.shape(y)[0]
+    fooled = common.predicted(logits) != y
     state = dict(
         x_adv=x_adv, x_prev=x_adv, grad=grad, loss=loss,
-        step_size=tf.fill([batch], 2.0 * eps),
+        step_size=ops.ones_like(loss) * (2.0 * eps),
         x_best=x_adv, grad_best=grad, loss_best=loss,
         x_found=x_adv, fooled=fooled,
-        rises=tf.zeros([batch]), loss_best_at_check=loss,
-        cut_at_check=tf.ones([batch], tf.bool),
+        rises=ops.zeros_like(loss), loss_best_at_check=loss,
+        cut_at_check=ops.ones_like(fooled),
     )
 
     def body(i, s):
-        momentum = tf.where(i > 0, MOMENTUM, 1.0)
-        size = _per_example(s["step_size"], x)
-        z = step_towards(s["x_adv"], s["grad"], size)
+        momentum = ops.where(i > 0, MOMENTUM, 1.0)
+        z = step_towards(s["x_adv"], s["grad"], per_example(s["step_size"]))
         moved = s["x_adv"] + momentum * (z - s["x_adv"]) + (1.0 - momentum) * (
             s["x_adv"] - s["x_prev"])
-        x_new = tf.clip_by_value(x + project(moved - x, eps, norm), 0.0, 1.0)
+        x_new = ops.clip(x + project(moved - x, eps, norm), 0.0, 1.0)
         loss, grad, logits = _loss_and_gradient(model, x_new, y, target, loss_name)
-        wrong = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
-        newly = wrong & ~s["fooled"]
-        x_found = tf.where(_per_example(newly, x), x_new, s["x_found"])
+        wrong = common.predicted(logits) != y
+        newly = per_example(wrong & ~s["fooled"])
         better = loss > s["loss_best"]
-        x_best = tf.where(_per_example(better, x), x_new, s["x_best"])
-        grad_best = tf.where(_per_example(better, x), grad, s["grad_best"])
-        loss_best = tf.where(better, loss, s["loss_best"])
-        rises = s["rises"] + tf.cast(loss > s["loss"], tf.float32)
-        out = dict(s, x_adv=x_new, x_prev=s["x_adv"], grad=grad, loss=loss, x_best=x_best,
-                   grad_best=grad_best, loss_best=loss_best, x_found=x_found,
-                   fooled=s["fooled"] | wrong, rises=rises)
+        x_best = ops.where(per_example(better), x_new, s["x_best"])
+        grad_best = ops.where(per_example(better), grad, s["grad_best"])
+        loss_best = ops.where(better, loss, s["loss_best"])
+        rises = s["rises"] + ops.cast(loss > s["loss"], "float32")
+        # a checkpoint: halve the step where the loss stalled (or the best loss did not move
+        # since the last checkpoint without a cut) and restart there from the best point, with
+        # no momentum to carry; computed every step and selected where a checkpoint falls
+        check = ops.take(is_end, i)
+        stalled = rises <= STALL_FRACTION * ops.take(interval, i)
+        no_progress = ~s["cut_at_check"] & (loss_best <= s["loss_best_at_check"])
+        cut = check & (stalled | no_progress)
+        back = per_example(cut)
+        return i + 1, dict(
+            x_adv=ops.where(back, x_best, x_new),
+            x_prev=ops.where(back, x_best, s["x_adv"]),
+            grad=ops.where(back, grad_best, grad), loss=loss,
+            step_size=ops.where(cut, s["step_size"] / 2.0, s["step_size"]),
+            x_best=x_best, grad_best=grad_best, loss_best=loss_best,
+            x_found=ops.where(newly, x_new, s["x_found"]), fooled=s["fooled"] | wrong,
+            rises=ops.where(check, 0.0, rises),
+            loss_best_at_check=ops.where(check, loss_best, s["loss_best_at_check"]),
+            cut_at_check=ops.where(check, cut, s["cut_at_check"]),
+        )
 
-        def checkpoint():
-            stalled = rises <= STALL_FRACTION * interval[i]
-            no_progress = ~s["cut_at_check"] & (loss_best <= s["loss_best_at_check"])
-            cut = stalled | no_progress
-            cut_x = _per_example(cut, x)
-            return dict(out, step_size=tf.where(cut, out["step_size"] / 2.0, out["step_size"]),
-                        x_adv=tf.where(cut_x, x_best, x_new),
-                        # the restart point has no momentum to carry
-                        x_prev=tf.where(cut_x, x_best, out["x_prev"]),
-                        grad=tf.where(cut_x, grad_best, grad),
-                        rises=tf.zeros_like(rises), loss_best_at_check=loss_best,
-                        cut_at_check=cut)
-
-        return i + 1, tf.cond(is_end[i], checkpoint, lambda: out)
-
-    # a trace may know the batch size (or more) statically where the values the loop computes
-    # do not (tf.fill of a dynamic size): leave every dimension open, only the ranks are fixed
-    invariants = tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), state)
-    _, state = tf.while_loop(lambda i, _: i < steps, body, [tf.constant(0), state],
-                             shape_invariants=[tf.TensorShape([]), invariants])
-    examples = tf.where(_per_example(state["fooled"], x), state["x_found"], state["x_best"])
+    _, state = common.while_loop(lambda i, _: i < steps, body, (ops.convert_to_tensor(0), state))
+    examples = ops.where(per_example(state["fooled"]), state["x_found"], state["x_best"])
     return examples, state["fooled"], state["loss_best"]
-
-
-@tf.function(reduce_retracing=True)
-def _compiled(model, x, y, target, eps, steps, is_end, interval, norm, loss_name, seed):
-    return apgd_graph(model, x, y, eps, steps, norm, loss_name, seed, target, (is_end, interval))
 
 
 def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
@@ -212,9 +183,7 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     True
     """
     eps = common.parse_eps(eps)
-    norm = {"linf": "inf", "l2": "2"}.get(str(norm).lower(), str(norm).lower())
-    if norm not in ("inf", "2"):
-        raise UsageError(f"norm must be 'inf' or '2'; got {norm!r}")
+    norm = common.check_norm(norm)
     if loss not in LOSSES:
         raise UsageError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
     steps = common.check_positive_int("steps", steps)
@@ -234,8 +203,10 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     loss_name = "dlr-targeted" if targeted else loss
     if not len(x):
         return x.copy()
-    # the budget and its checkpoints travel as tensors: one traced graph serves every budget
-    is_end, interval = (tf.constant(a) for a in schedule(steps))
+    # the budget and its checkpoints travel as tensors: one compiled program serves every budget
+    is_end, interval = (common.tensor(a) for a in schedule(steps))
+    scalars = (common.tensor(eps, "float32"), common.tensor(steps))
+    run = common.compiled(apgd_graph, model)
     logits = common.predict_logits(model, x, batch_size)
     best = x.copy()
     fooled = logits.argmax(-1) != y  # already misclassified inputs are left as they are
@@ -250,11 +221,11 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
         for start in range(0, len(todo), batch_size):
             index = todo[start:start + batch_size]
             target = ranked[index, rank].astype(np.int32) if targeted else y[index]
-            candidate, wrong, loss = _compiled(
-                model, tf.constant(x[index]), tf.constant(y[index]), tf.constant(target),
-                tf.constant(eps, tf.float32), tf.constant(steps), is_end, interval, norm,
-                loss_name, common.seed_pair(seed, (rank * 1000 + restart) * 100000 + start))
-            candidate, wrong, loss = candidate.numpy(), wrong.numpy(), loss.numpy()
+            begin = random_start(common.rng(seed, rank, restart, start), x[index].shape, norm)
+            candidate, wrong, loss = (common.numpy(t) for t in run(
+                common.tensor(x[index]), common.tensor(y[index]), common.tensor(target),
+                *scalars, is_end, interval, common.tensor(begin), norm=norm,
+                loss_name=loss_name))
             # a run's result replaces the kept one where it fools the model, or where it
             # reached a higher loss
             take = wrong | (loss > best_loss[index])

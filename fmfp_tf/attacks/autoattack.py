@@ -3,17 +3,18 @@ survive *every* attack, attack by attack on the images still standing.
 
 | version | attacks | for |
 | --- | --- | --- |
-| standard | APGD-CE, APGD-T (targeted DLR, 9 targets), Square (5,000 queries) | deterministic models |
+| standard | APGD-CE, APGD-T (targeted DLR, 9 targets), FAB-T (9 targets), Square (5,000 queries) | deterministic models |
 | rand | APGD-CE and APGD-DLR, each with EOT over 20 draws | models random at inference |
 
-AutoAttack's standard version also runs FAB-T, a minimum-norm attack; it is not implemented here,
-so this ensemble is at most as strong as AutoAttack's and the reports say which attacks ran.
+The standard version is AutoAttack's as RobustBench runs it (L-inf): the same four attacks in the
+same order, each on the inputs the previous ones left.
 """
 import numpy as np
 
 from fmfp_tf.attacks import common
 from fmfp_tf.attacks.apgd import apgd
 from fmfp_tf.attacks.eot import eot_model
+from fmfp_tf.attacks.fab import fab
 from fmfp_tf.attacks.square import square
 from fmfp_tf.errors import UsageError
 
@@ -27,6 +28,7 @@ def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draw
         return [("apgd-ce", apgd, {"loss": "ce", "steps": steps}),
                 ("apgd-t", apgd, {"loss": "dlr", "targeted": True, "steps": steps,
                                   "target_classes": target_classes}),
+                ("fab-t", fab, {"steps": steps, "target_classes": target_classes}),
                 ("square", square, {"queries": queries})]
     if version == "rand":
         return [("apgd-ce", apgd, {"loss": "ce", "steps": steps, "eot_draws": eot_draws}),
@@ -35,14 +37,16 @@ def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draw
 
 
 def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
-               queries=5000, seed=0, batch_size=256, progress=None, log=None):
+               queries=5000, eot_draws=EOT_DRAWS, seed=0, batch_size=256, progress=None,
+               log=None):
     """Per image, the first adversarial example any attack of the ensemble finds (else the input).
 
     Each attack runs only on the images that every earlier attack left correctly classified, so
     the accuracy on the result is the per-image worst case over the ensemble.
     `log(name, robust_fraction)` is called after each attack, with the share still robust;
-    `progress(k, total)` after each of the `total` attacks. APGD-T uses
-    min(target_classes, classes - 1) targets.
+    `progress(k, total)` after each of the `total` attacks. APGD-T
+    and FAB-T use min(target_classes, classes - 1) targets; `eot_draws` is the number of draws
+    each gradient of the "rand" version averages.
 
     Returns float32 images within eps (L-inf) and in [0, 1].
     """
@@ -53,7 +57,8 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     if num_classes is not None:
         # as many targets as there are other classes, on datasets with fewer than 10 classes
         target_classes = min(target_classes, num_classes - 1)
-    attacks = plan(version, steps, target_classes, queries)
+    eot_draws = common.check_positive_int("eot_draws", eot_draws)
+    attacks = plan(version, steps, target_classes, queries, eot_draws)
     out = x.copy()
     robust = _correct(model, x, y, batch_size)
     for index, (name, function, kwargs) in enumerate(attacks):

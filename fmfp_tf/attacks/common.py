@@ -1,10 +1,21 @@
-"""What every attack shares: input checks, budgets, model calls, loss gradients and batching."""
+"""What every attack shares: input checks, budgets, model calls, losses, gradients, batching.
+
+Written once with `keras.ops`; what `keras.ops` lacks (a gradient with respect to the input,
+compiling a function, a loop that compiles) comes from `fmfp_tf.backend` for the Keras backend in
+use (TensorFlow: `GradientTape`, `tf.function`; JAX: `jax.value_and_grad`, `jit`; PyTorch:
+`torch.autograd`, eager). Randomness is drawn with NumPy outside the compiled parts, so one seed
+gives the same random starts on every backend.
+"""
 import fractions
+import functools
+import inspect
+import weakref
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from fmfp_tf import backend
 from fmfp_tf.errors import UsageError
 
 
@@ -43,6 +54,13 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_norm(norm):
+    norm = {"linf": "inf", "l2": "2", "np.inf": "inf"}.get(str(norm).lower(), str(norm).lower())
+    if norm not in ("inf", "2"):
+        raise UsageError(f"norm must be 'inf' or '2'; got {norm!r}")
+    return norm
+
+
 def check_images(x, clip_min=0.0, clip_max=1.0):
     """Float32 NHWC array of images in [clip_min, clip_max]; a clear error for NaN/inf or range."""
     x = np.asarray(x)
@@ -70,53 +88,132 @@ def check_labels(y, count, num_classes=None):
     return y.astype(np.int32)
 
 
+# -- tensors: the model, its losses, the geometry of budgets (keras.ops, every backend) ---------
+
 def logits_of(model, x):
     """The model's output for x at inference (FM/FP inactive unless built with test_time), in
-    float32 whatever precision the model computes in (a mixed-precision model training with
-    adversarial examples gives bfloat16 logits; losses and margins need float32)."""
-    if isinstance(model, keras.Model) or isinstance(model, keras.layers.Layer):
-        return tf.cast(model(x, training=False), tf.float32)
-    return tf.cast(model(x), tf.float32)
+    float32 whatever precision the model computes in (a mixed-precision model gives bfloat16
+    logits; losses and margins need float32)."""
+    if isinstance(model, keras.layers.Layer):
+        return ops.cast(model(x, training=False), "float32")
+    return ops.cast(model(x), "float32")
+
+
+def value_and_grad(fn, x):
+    """(value, aux, d value / d x) of fn(x) -> (scalar value, aux), on the current backend."""
+    return backend.current().value_and_grad(fn, x)
+
+
+def while_loop(cond, body, loop_vars):
+    """A loop that stays inside the compiled program on TensorFlow and JAX."""
+    return backend.current().while_loop(cond, body, loop_vars)
+
+
+def cross_entropy(logits, y):
+    return ops.sparse_categorical_crossentropy(y, logits, from_logits=True)
 
 
 def loss_gradient(model, x, y):
     """Gradient of the summed cross-entropy w.r.t. x, and the logits at x."""
-    with tf.GradientTape() as tape:
-        tape.watch(x)
+    def loss(x):
         logits = logits_of(model, x)
-        loss = tf.reduce_sum(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        )
-    return tape.gradient(loss, x), logits
+        return ops.sum(cross_entropy(logits, y)), logits
+
+    _, logits, grad = value_and_grad(loss, x)
+    return grad, logits
+
+
+def pick(values, index):
+    """values[i, index[i]] per row."""
+    return ops.take_along_axis(values, ops.expand_dims(ops.cast(index, "int32"), -1), 1)[:, 0]
+
+
+def margin(logits, y):
+    """z_y - max_{i != y} z_i per example: negative once the example is misclassified."""
+    others = ops.where(ops.one_hot(y, ops.shape(logits)[-1]) > 0, -np.inf, logits)
+    return pick(logits, y) - ops.max(others, -1)
+
+
+def predicted(logits):
+    return ops.cast(ops.argmax(logits, -1), "int32")
+
+
+def per_example(mask):
+    """A (batch,) tensor shaped to broadcast against NHWC images."""
+    return ops.reshape(mask, (-1, 1, 1, 1))
+
+
+def l2_norm(v):
+    return ops.sqrt(ops.sum(ops.square(v), axis=(1, 2, 3), keepdims=True) + 1e-12)
+
+
+def linf_norm(v):
+    return ops.max(ops.abs(v), axis=(1, 2, 3))
+
+
+def project(delta, eps, norm):
+    if norm == "inf":
+        return ops.clip(delta, -eps, eps)
+    return delta * ops.minimum(1.0, eps / l2_norm(delta))
+
+
+def steepest(grad, norm):
+    """The unit step of steepest ascent in `norm`."""
+    return ops.sign(grad) if norm == "inf" else grad / l2_norm(grad)
+
+
+# -- compiling and batching ----------------------------------------------------------------------
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def compiled(fn, model):
+    """`fn(model, *tensors, **python_values)` compiled for `model` on the current backend, once
+    per model, called as `run(*tensors, **python_values)` (the model's variables are read where
+    they live on TensorFlow and passed in on JAX)."""
+    try:
+        cache = _COMPILED.setdefault(model, {})
+    except TypeError:  # a callable that cannot be weakly referenced: compile every time
+        cache = {}
+    key = (fn, keras.backend.backend())
+    if key not in cache:
+        cache[key] = backend.current().compile(functools.partial(fn, model), model)
+    return cache[key]
+
+
+def tensor(x, dtype=None):
+    return ops.convert_to_tensor(x, dtype=dtype)
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
 
 
 def num_classes_of(model, x_sample):
     """The model's number of outputs, from one image; None when there is no image to ask with."""
     if not len(x_sample):
         return None
-    return int(logits_of(model, tf.convert_to_tensor(x_sample[:1])).shape[-1])
+    return int(numpy(logits_of(model, tensor(x_sample[:1]))).shape[-1])
 
 
 def predict_logits(model, x, batch_size=256):
-    """float32 logits of the images `x` (non-empty), `batch_size` at a time."""
-    return np.concatenate([np.asarray(logits_of(model, x[i:i + batch_size]), np.float32)
+    """float32 logits of the images `x` (non-empty), `batch_size` at a time, compiled."""
+    run = compiled(_predict, model)
+    return np.concatenate([np.asarray(numpy(run(tensor(x[i:i + batch_size]))),
+                                      np.float32)
                            for i in range(0, len(x), batch_size)])
 
 
-def margin(logits, y):
-    """z_y - max_{i != y} z_i per example: negative once the example is misclassified."""
-    true = tf.gather(logits, y, batch_dims=1)
-    others = tf.where(tf.equal(tf.range(tf.shape(logits)[-1])[tf.newaxis], y[:, tf.newaxis]),
-                      -np.inf, logits)
-    return true - tf.reduce_max(others, -1)
+def _predict(model, x):
+    return logits_of(model, x)
 
 
 def batched(fn, x, y, batch_size, progress=None):
-    """Applies fn(x_batch, y_batch) -> adversarial batch over the whole arrays."""
+    """Applies fn(x_batch, y_batch, start) -> adversarial batch over the whole arrays."""
     out = np.empty_like(x)
     for start in range(0, len(x), batch_size):
         stop = min(start + batch_size, len(x))
-        out[start:stop] = np.asarray(fn(tf.constant(x[start:stop]), tf.constant(y[start:stop])))
+        out[start:stop] = numpy(fn(x[start:stop], y[start:stop], start))
         if progress is not None:
             progress(stop, len(x))
     return out
@@ -129,8 +226,6 @@ def report(progress, done, total, robust=None):
     if progress is None:
         return
     if robust is not None:
-        import inspect
-
         try:
             inspect.signature(progress).bind(done, total, robust)
         except (TypeError, ValueError):
@@ -141,8 +236,8 @@ def report(progress, done, total, robust=None):
     progress(done, total)
 
 
-def seed_pair(seed, offset=0):
-    """A stateless (2,) seed from an int (or None, drawn from numpy's global state)."""
+def rng(seed, *stream):
+    """A NumPy generator for one stream of an attack's randomness (None: drawn at random)."""
     if seed is None:
         seed = int(np.random.randint(0, 2**31 - 1))
-    return tf.constant([int(seed), int(offset)], dtype=tf.int64)
+    return np.random.default_rng([int(seed), *[int(s) for s in stream]])

@@ -1,76 +1,78 @@
-"""Untargeted Carlini-Wagner L2 (Carlini & Wagner 2017), compiled into one TensorFlow graph.
+"""Untargeted Carlini-Wagner L2 (Carlini & Wagner 2017), compiled into one program.
 
 Minimises ||x' - x||_2^2 + c * max(Z_y - max_{i != y} Z_i + kappa, 0) over x' = (tanh(w) + 1) / 2
 with Adam, and binary-searches c per example. Written from the paper; CleverHans's version
 (through `cleverhans_compat`) is the reference it is tested against. The whole optimisation runs
-inside one `tf.function`, so no Python runs per iteration.
+inside one compiled function, so no Python runs per iteration on TensorFlow and JAX.
 """
-import tensorflow as tf
+from keras import ops
 
 from fmfp_tf.attacks import common
 
+BETA1, BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+
 
 def _to_tanh_space(x):
-    return tf.atanh(tf.clip_by_value(x * 2.0 - 1.0, -1.0, 1.0) * 0.999999)
+    return ops.arctanh(ops.clip(x * 2.0 - 1.0, -1.0, 1.0) * 0.999999)
 
 
 def _from_tanh_space(w):
-    return (tf.tanh(w) + 1.0) / 2.0
+    return (ops.tanh(w) + 1.0) / 2.0
 
 
-@tf.function(reduce_retracing=True)
-def _compiled(model, x, y, confidence, learning_rate, initial_const, binary_search_steps,
+def _optimise(model, x, onehot, const, best_l2, best_adv, confidence, learning_rate,
               max_iterations, abort_early):
-    batch = tf.shape(x)[0]
-    axes = list(range(1, len(x.shape)))
-    num_classes = tf.shape(common.logits_of(model, x[:1]))[-1]
-    onehot = tf.one_hot(y, num_classes)
-    w0 = _to_tanh_space(x)
-    lower = tf.zeros([batch])
-    upper = tf.fill([batch], 1e10)
-    const = tf.fill([batch], initial_const)
-    best_l2 = tf.fill([batch], 1e10)
-    best_adv = x
-    beta1, beta2, epsilon = 0.9, 0.999, 1e-8
+    """One round of Adam at fixed c; returns (best_l2, best_adv, succeeded)."""
     check_every = max(max_iterations // 10, 1)
 
+    def objective(w):
+        x_new = _from_tanh_space(w)
+        logits = common.logits_of(model, x_new)
+        real = ops.sum(onehot * logits, -1)
+        other = ops.max(logits - onehot * 1e9, -1)
+        l2 = ops.sum(ops.square(x_new - x), axis=(1, 2, 3))
+        total = ops.sum(l2 + const * ops.maximum(real - other + confidence, 0.0))
+        return total, (x_new, l2, real - other + confidence <= 0.0)
+
+    def body(i, w, m, v, best_l2, best_adv, succeeded, previous, stop):
+        loss, (x_new, l2, success), grad = common.value_and_grad(objective, w)
+        t = ops.cast(i + 1, "float32")
+        m = BETA1 * m + (1 - BETA1) * grad
+        v = BETA2 * v + (1 - BETA2) * ops.square(grad)
+        step = learning_rate * (m / (1 - BETA1 ** t)) / (ops.sqrt(v / (1 - BETA2 ** t))
+                                                          + ADAM_EPSILON)
+        # the iterate evaluated above (x_new) is the one scored here
+        improved = success & (l2 < best_l2)
+        best_l2 = ops.where(improved, l2, best_l2)
+        best_adv = ops.where(common.per_example(improved), x_new, best_adv)
+        checking = (i % check_every == 0) & abort_early
+        stop = checking & (loss > previous * 0.9999)
+        previous = ops.where(checking, loss, previous)
+        return (i + 1, w - step, m, v, best_l2, best_adv, succeeded | success, previous, stop)
+
+    w0 = _to_tanh_space(x)
+    start = (ops.convert_to_tensor(0), w0, ops.zeros_like(x), ops.zeros_like(x), best_l2,
+             best_adv, ops.zeros_like(best_l2) > 1.0, ops.convert_to_tensor(1e30, "float32"),
+             ops.convert_to_tensor(False))
+    out = common.while_loop(lambda i, *s: (i < max_iterations) & ~s[-1], body, start)
+    return out[4], out[5], out[6]
+
+
+def _attack(model, x, y, confidence, learning_rate, initial_const, binary_search_steps,
+            max_iterations, abort_early):
+    onehot = ops.one_hot(y, ops.shape(common.logits_of(model, x[:1]))[-1])
+    batch_of = ops.ones_like(x[:, 0, 0, 0])
+    lower, upper = 0.0 * batch_of, 1e10 * batch_of
+    const = initial_const * batch_of
+    best_l2, best_adv = 1e10 * batch_of, x
     for _ in range(binary_search_steps):
-        w = w0
-        m = tf.zeros_like(x)
-        v = tf.zeros_like(x)
-        succeeded = tf.zeros([batch], tf.bool)
-        previous = tf.constant(1e30)
-        for iteration in tf.range(max_iterations):
-            with tf.GradientTape() as tape:
-                tape.watch(w)
-                x_new = _from_tanh_space(w)
-                logits = common.logits_of(model, x_new)
-                real = tf.reduce_sum(onehot * logits, -1)
-                other = tf.reduce_max(logits - onehot * 1e9, -1)
-                margin = tf.maximum(real - other + confidence, 0.0)
-                l2 = tf.reduce_sum(tf.square(x_new - x), axis=axes)
-                loss = tf.reduce_sum(l2 + const * margin)
-            grad = tape.gradient(loss, w)
-            t = tf.cast(iteration + 1, tf.float32)
-            m = beta1 * m + (1 - beta1) * grad
-            v = beta2 * v + (1 - beta2) * tf.square(grad)
-            m_hat = m / (1 - tf.pow(beta1, t))
-            v_hat = v / (1 - tf.pow(beta2, t))
-            # the iterate evaluated above (x_new) is the one scored here
-            success = (real - other + confidence) <= 0.0
-            improved = success & (l2 < best_l2)
-            best_l2 = tf.where(improved, l2, best_l2)
-            best_adv = tf.where(tf.reshape(improved, [-1] + [1] * len(axes)), x_new, best_adv)
-            succeeded = succeeded | success
-            w = w - learning_rate * m_hat / (tf.sqrt(v_hat) + epsilon)
-            if abort_early and iteration % check_every == 0:
-                if loss > previous * 0.9999:
-                    break
-                previous = loss
+        best_l2, best_adv, succeeded = _optimise(
+            model, x, onehot, const, best_l2, best_adv, confidence, learning_rate,
+            max_iterations, abort_early)
         # binary search on c: shrink where an example succeeded, grow where it did not
-        upper = tf.where(succeeded, tf.minimum(upper, const), upper)
-        lower = tf.where(succeeded, lower, tf.maximum(lower, const))
-        const = tf.where(upper < 1e9, (lower + upper) / 2.0, const * 10.0)
+        upper = ops.where(succeeded, ops.minimum(upper, const), upper)
+        lower = ops.where(succeeded, lower, ops.maximum(lower, const))
+        const = ops.where(upper < 1e9, (lower + upper) / 2.0, const * 10.0)
     return best_adv
 
 
@@ -93,10 +95,11 @@ def cw_l2(model, x, y, confidence=0.0, learning_rate=0.01, initial_const=0.01,
     max_iterations = common.check_positive_int("max_iterations", max_iterations)
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
+    run = common.compiled(_attack, model)
     return common.batched(
-        lambda a, b: _compiled(model, a, b, tf.constant(confidence, tf.float32),
-                               tf.constant(learning_rate, tf.float32),
-                               float(initial_const), binary_search_steps, max_iterations,
-                               bool(abort_early)),
-        x, y, batch_size, progress,
-    )
+        lambda a, b, _: run(common.tensor(a), common.tensor(b),
+                            common.tensor(confidence, "float32"),
+                            common.tensor(learning_rate, "float32"), initial_const=initial_const,
+                            binary_search_steps=binary_search_steps,
+                            max_iterations=max_iterations, abort_early=bool(abort_early)),
+        x, y, batch_size, progress)

@@ -6,7 +6,7 @@ draws and returns its log (so attacks that work on logits see log E[p(y|x)]), an
 runs any attack of this package against that average.
 """
 import keras
-import tensorflow as tf
+from keras import ops
 
 from fmfp_tf.attacks import common
 
@@ -20,9 +20,10 @@ class EOTModel(keras.layers.Layer):
         self.samples = common.check_positive_int("samples", samples)
 
     def call(self, x, training=False):
-        probabilities = [tf.nn.softmax(common.logits_of(self.model, x))
-                         for _ in range(self.samples)]
-        return tf.math.log(tf.add_n(probabilities) / float(self.samples) + 1e-12)
+        total = 0.0
+        for _ in range(self.samples):
+            total = total + ops.softmax(common.logits_of(self.model, x), -1)
+        return ops.log(total / float(self.samples) + 1e-12)
 
 
 def eot_model(model, samples=10):

@@ -1,25 +1,21 @@
 """FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps."""
-import tensorflow as tf
+from keras import ops
 
 from fmfp_tf.attacks import common
 
 
 def fgsm_graph(model, x, y, eps, clip_min=0.0, clip_max=1.0):
-    """Graph-mode core (usable inside a train step): x + eps * sign(grad), clipped."""
+    """The core on tensors (usable inside a compiled train step): x + eps * sign(grad), clipped."""
     grad, _ = common.loss_gradient(model, x, y)
-    return tf.clip_by_value(x + eps * tf.sign(grad), clip_min, clip_max)
-
-
-@tf.function(reduce_retracing=True)
-def _compiled(model, x, y, eps):
-    return fgsm_graph(model, x, y, eps)
+    return ops.clip(x + eps * ops.sign(grad), clip_min, clip_max)
 
 
 def fgsm(model, x, y, eps=8 / 255, batch_size=256, progress=None):
     """Untargeted L-inf FGSM on a batch of images in [0, 1], from the model's logits.
 
     Args:
-        model: a Keras model (called with training=False) or a callable x -> logits.
+        model: a Keras model (called with training=False) or a callable x -> logits, on the
+            current Keras backend.
         x: images, float (N, H, W, C) in [0, 1].
         y: true labels (N,), the attack increases their cross-entropy.
         eps: L-inf budget (a number or a string like '8/255').
@@ -29,5 +25,7 @@ def fgsm(model, x, y, eps=8 / 255, batch_size=256, progress=None):
     eps = common.parse_eps(eps)
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
-    return common.batched(lambda a, b: _compiled(model, a, b, tf.constant(eps)), x, y,
-                          batch_size, progress)
+    run = common.compiled(fgsm_graph, model)
+    return common.batched(lambda a, b, _: run(common.tensor(a), common.tensor(b),
+                                              common.tensor(eps, "float32")),
+                          x, y, batch_size, progress)

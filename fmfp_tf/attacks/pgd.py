@@ -1,76 +1,44 @@
 """PGD (Madry et al. 2018) in L-inf and L2, with random start and restarts; I-FGSM is PGD without
 random start (Kurakin et al. 2017, the basic iterative method)."""
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from fmfp_tf.attacks import common
-from fmfp_tf.errors import UsageError
+from fmfp_tf.attacks.common import l2_norm, project  # noqa: F401  (part of this module's API)
 
 NORMS = ("inf", "2")
 
 
-def l2_norm(v):
-    return tf.sqrt(tf.reduce_sum(tf.square(v), axis=tf.range(1, tf.rank(v)), keepdims=True)
-                   + 1e-12)
-
-
-def project(delta, eps, norm):
+def uniform_start(rng, shape, norm):
+    """A random point of the unit ball of `norm` per image: uniform in the L-inf cube, uniform
+    in the L2 ball (a random direction times radius u^(1/d))."""
     if norm == "inf":
-        return tf.clip_by_value(delta, -eps, eps)
-    return delta * tf.minimum(1.0, eps / l2_norm(delta))
+        return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    direction = rng.standard_normal(shape)
+    direction /= np.sqrt((direction ** 2).reshape(shape[0], -1).sum(-1)).reshape(-1, 1, 1, 1)
+    radius = rng.uniform(0.0, 1.0, (shape[0], 1, 1, 1)) ** (1.0 / np.prod(shape[1:]))
+    return (direction * radius).astype(np.float32)
 
 
-def _random_start(x, eps, norm, seed):
-    if norm == "inf":
-        return tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
-    # uniform in the L2 ball: a random direction times radius eps * u^(1/d)
-    direction = tf.random.stateless_normal(tf.shape(x), seed)
-    direction /= l2_norm(direction)
-    dims = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32)
-    u = tf.random.stateless_uniform(tf.concat([tf.shape(x)[:1], tf.ones_like(tf.shape(x)[1:])],
-                                              0), tf.random.experimental.stateless_fold_in(seed, 1))
-    return direction * eps * tf.pow(u, 1.0 / dims)
-
-
-def pgd_graph(model, x, y, eps, step_size, steps, norm="inf", random_start=True, seed=None,
-              clip_min=0.0, clip_max=1.0):
-    """Graph-mode core (usable inside a train step). `steps` is a Python int."""
-    if seed is None:
-        seed = tf.constant([0, 0], tf.int64)
-    delta = _random_start(x, eps, norm, seed) if random_start else tf.zeros_like(x)
-    x_adv = tf.clip_by_value(x + delta, clip_min, clip_max)
+def pgd_graph(model, x, y, eps, step_size, steps, norm="inf", start=None, clip_min=0.0,
+              clip_max=1.0):
+    """The core on tensors (usable inside a compiled train step). `start` is a random point of
+    the unit ball per image (`uniform_start`), scaled by eps; None starts at x."""
+    x_adv = x if start is None else ops.clip(x + eps * start, clip_min, clip_max)
 
     def step(i, x_adv):
         grad, _ = common.loss_gradient(model, x_adv, y)
-        direction = tf.sign(grad) if norm == "inf" else grad / l2_norm(grad)
-        x_adv = x_adv + step_size * direction
-        return i + 1, tf.clip_by_value(x + project(x_adv - x, eps, norm), clip_min, clip_max)
+        x_adv = x_adv + step_size * common.steepest(grad, norm)
+        return i + 1, ops.clip(x + project(x_adv - x, eps, norm), clip_min, clip_max)
 
-    # an explicit while_loop, not autograph: callers such as strategy.run on a lambda whose
-    # source autograph cannot read would otherwise get a Python loop over a tensor
-    _, x_adv = tf.while_loop(lambda i, _: i < steps, step, [tf.constant(0), x_adv])
+    _, x_adv = common.while_loop(lambda i, _: i < steps, step, (ops.convert_to_tensor(0), x_adv))
     return x_adv
 
 
-@tf.function(reduce_retracing=True)
-def _compiled(model, x, y, eps, step_size, steps, norm, random_start, seed, restarts):
-    best = x
-    fooled = tf.zeros(tf.shape(y), tf.bool)
-    best_loss = tf.fill(tf.shape(y), -np.inf)
-    for restart in range(restarts):
-        candidate = pgd_graph(model, x, y, eps, step_size, steps, norm, random_start,
-                              tf.random.experimental.stateless_fold_in(seed, restart))
-        logits = common.logits_of(model, candidate)
-        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        wrong = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
-        # keep a restart's result where it fools the model, or where nothing has fooled it yet
-        # and its loss is higher
-        take = (wrong & ~fooled) | (~fooled & ~wrong & (loss > best_loss))
-        mask = tf.reshape(take, [-1] + [1] * (len(x.shape) - 1))
-        best = tf.where(mask, candidate, best)
-        best_loss = tf.where(take, loss, best_loss)
-        fooled = fooled | wrong
-    return best
+def _run(model, x, y, eps, step_size, steps, start, norm):
+    x_adv = pgd_graph(model, x, y, eps, step_size, steps, norm, start)
+    logits = common.logits_of(model, x_adv)
+    return x_adv, common.cross_entropy(logits, y), common.predicted(logits) != y
 
 
 def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_start=True,
@@ -82,30 +50,38 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
         eps: budget in the chosen norm ('inf' or '2').
         step_size: default 2.5 * eps / steps (Madry et al. 2018).
         steps, restarts: iterations per run and independent random starts.
-        seed: seeds the random starts (int); the same seed gives the same result.
+        seed: seeds the random starts (int); the same seed gives the same result on every
+            backend.
 
     Returns float32 adversarial images within the budget and in [0, 1].
     """
     eps = common.parse_eps(eps)
-    norm = str(norm).replace("np.", "").lower()
-    norm = {"linf": "inf", "l2": "2"}.get(norm, norm)
-    if norm not in NORMS:
-        raise UsageError(f"norm must be 'inf' or '2'; got {norm!r}")
+    norm = common.check_norm(norm)
     steps = common.check_positive_int("steps", steps)
     restarts = common.check_positive_int("restarts", restarts)
     step_size = 2.5 * eps / steps if step_size is None else common.check_budget(
         "step_size", step_size, 0.0, 1.0 if norm == "inf" else 1e3, low_open=True)
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
-    counter = [0]
+    run = common.compiled(_run, model)
+    scalars = [common.tensor(v, "float32") for v in (eps, step_size)] + [common.tensor(steps)]
 
-    def run(a, b):
-        counter[0] += 1
-        return _compiled(model, a, b, tf.constant(eps), tf.constant(step_size, tf.float32),
-                         tf.constant(steps), norm, bool(random_start),
-                         common.seed_pair(seed, counter[0]), restarts)
+    def attack(a, b, first):
+        best, best_loss = a.copy(), np.full(len(a), -np.inf, np.float32)
+        fooled = np.zeros(len(a), bool)
+        for restart in range(restarts):
+            start = (uniform_start(common.rng(seed, first, restart), a.shape, norm)
+                     if random_start else np.zeros_like(a))
+            candidate, loss, wrong = (common.numpy(t) for t in run(
+                common.tensor(a), common.tensor(b), *scalars, common.tensor(start), norm=norm))
+            # keep a restart's result where it fools the model, or where nothing has fooled it
+            # yet and its loss is higher
+            take = (wrong & ~fooled) | (~fooled & ~wrong & (loss > best_loss))
+            best[take], best_loss[take] = candidate[take], loss[take]
+            fooled |= wrong
+        return best
 
-    return common.batched(run, x, y, batch_size, progress)
+    return common.batched(attack, x, y, batch_size, progress)
 
 
 def ifgsm(model, x, y, eps=8 / 255, steps=10, step_size=None, batch_size=256, progress=None):

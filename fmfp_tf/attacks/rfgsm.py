@@ -3,22 +3,18 @@
 x' = clip(x + alpha * sign(N(0, I))), x_adv = clip(x' + (eps - alpha) * sign(grad at x')).
 The total perturbation stays within eps.
 """
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 from fmfp_tf.attacks import common
 from fmfp_tf.errors import UsageError
 
 
-def rfgsm_graph(model, x, y, eps, alpha, seed, clip_min=0.0, clip_max=1.0):
-    noise = tf.random.stateless_normal(tf.shape(x), seed)
-    x_prime = tf.clip_by_value(x + alpha * tf.sign(noise), clip_min, clip_max)
+def rfgsm_graph(model, x, y, eps, alpha, noise, clip_min=0.0, clip_max=1.0):
+    """The core on tensors; `noise` is standard normal of x's shape (only its signs are used)."""
+    x_prime = ops.clip(x + alpha * ops.sign(noise), clip_min, clip_max)
     grad, _ = common.loss_gradient(model, x_prime, y)
-    return tf.clip_by_value(x_prime + (eps - alpha) * tf.sign(grad), clip_min, clip_max)
-
-
-@tf.function(reduce_retracing=True)
-def _compiled(model, x, y, eps, alpha, seed):
-    return rfgsm_graph(model, x, y, eps, alpha, seed)
+    return ops.clip(x_prime + (eps - alpha) * ops.sign(grad), clip_min, clip_max)
 
 
 def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress=None):
@@ -29,11 +25,11 @@ def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress
         raise UsageError(f"rfgsm needs 0 <= alpha < eps; got alpha {alpha:g}, eps {eps:g}")
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
-    counter = [0]
+    run = common.compiled(rfgsm_graph, model)
 
-    def run(a, b):
-        counter[0] += 1
-        return _compiled(model, a, b, tf.constant(eps), tf.constant(alpha, tf.float32),
-                         common.seed_pair(seed, counter[0]))
+    def attack(a, b, first):
+        noise = common.rng(seed, first).standard_normal(a.shape).astype(np.float32)
+        return run(common.tensor(a), common.tensor(b), common.tensor(eps, "float32"),
+                   common.tensor(alpha, "float32"), common.tensor(noise))
 
-    return common.batched(run, x, y, batch_size, progress)
+    return common.batched(attack, x, y, batch_size, progress)

@@ -8,7 +8,7 @@ the margin loss z_y - max_{i != y} z_i falls. The window covers a share p of the
 on a fixed schedule of the query budget (from p_init = 0.8), as in the paper.
 """
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from fmfp_tf.attacks import common
 
@@ -29,56 +29,42 @@ def window_share(query, queries, p_init=0.8):
     return p_init / divisor
 
 
-def _logits(model, x):
-    # no tape anywhere in this module: the attack never asks the model for a gradient
-    return tf.cast(common.logits_of(model, x), tf.float32)
+def _start(model, x, y, eps, stripes):
+    """The vertical-stripe start (inputs already misclassified stay as they are) and margins;
+    `stripes` are +-1 of shape (batch, 1, width, channels). No gradient anywhere in this module:
+    the attack reads only the model's outputs."""
+    x_best = ops.clip(x + eps * stripes, 0.0, 1.0)
+    best = common.margin(common.logits_of(model, x_best), y)
+    clean = common.margin(common.logits_of(model, x), y)
+    x_best = ops.where(common.per_example(clean < best), x, x_best)
+    return x_best, ops.minimum(best, clean)
 
 
-@tf.function(reduce_retracing=True)
-def _start(model, x, y, eps, seed):
-    """The vertical-stripe start (inputs already misclassified stay as they are) and margins."""
-    shape = tf.shape(x)
-    stripes = tf.sign(tf.random.stateless_uniform([shape[0], 1, shape[2], shape[3]], seed,
-                                                  -1.0, 1.0))
-    x_best = tf.clip_by_value(x + eps * stripes, 0.0, 1.0)
-    best = common.margin(_logits(model, x_best), y)
-    clean = common.margin(_logits(model, x), y)
-    x_best = tf.where(tf.reshape(clean < best, [-1, 1, 1, 1]), x, x_best)
-    return x_best, tf.minimum(best, clean)
-
-
-@tf.function(reduce_retracing=True)
-def _search(model, x, y, eps, x_best, best, sides, first, seed):
-    """Queries `first` .. `first + len(sides) - 1` of the random search."""
-    shape = tf.shape(x)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    queries = tf.shape(sides)[0]
+def _search(model, x, y, eps, x_best, best, sides, tops, lefts, signs):
+    """One segment of the random search: query k redraws a square of side `sides[k]` at
+    (`tops[k]`, `lefts[k]`) with per-channel signs `signs[k]`, for every image."""
+    height, width = ops.shape(x)[1], ops.shape(x)[2]
+    rows = ops.arange(height)[None, :]
+    cols = ops.arange(width)[None, :]
 
     def body(i, x_best, best):
-        side = sides[i]
-        step_seed = tf.random.experimental.stateless_fold_in(seed, first + i + 1)
-        seeds = tf.random.experimental.stateless_split(step_seed, 3)
-        top = tf.random.stateless_uniform([batch], seeds[0], 0, height - side + 1, tf.int32)
-        left = tf.random.stateless_uniform([batch], seeds[1], 0, width - side + 1, tf.int32)
-        signs = tf.sign(tf.random.stateless_uniform([batch, 1, 1, channels], seeds[2], -1.0, 1.0))
-        rows, cols = tf.range(height)[tf.newaxis], tf.range(width)[tf.newaxis]
-        in_rows = (rows >= top[:, tf.newaxis]) & (rows < top[:, tf.newaxis] + side)
-        in_cols = (cols >= left[:, tf.newaxis]) & (cols < left[:, tf.newaxis] + side)
-        window = (in_rows[:, :, tf.newaxis] & in_cols[:, tf.newaxis, :])[..., tf.newaxis]
-        delta = tf.where(window, eps * signs, x_best - x)
-        candidate = tf.clip_by_value(x + delta, 0.0, 1.0)
-        value = common.margin(_logits(model, candidate), y)
+        side = ops.take(sides, i)
+        top, left = ops.take(tops, i, axis=0)[:, None], ops.take(lefts, i, axis=0)[:, None]
+        in_rows = (rows >= top) & (rows < top + side)
+        in_cols = (cols >= left) & (cols < left + side)
+        window = ops.expand_dims(in_rows[:, :, None] & in_cols[:, None, :], -1)
+        delta = ops.where(window, eps * ops.take(signs, i, axis=0), x_best - x)
+        candidate = ops.clip(x + delta, 0.0, 1.0)
+        value = common.margin(common.logits_of(model, candidate), y)
         # only inputs not yet fooled are updated; fooled ones keep their example
         take = (value < best) & (best >= 0)
-        x_best = tf.where(tf.reshape(take, [-1, 1, 1, 1]), candidate, x_best)
-        return i + 1, x_best, tf.where(take, value, best)
+        return (i + 1, ops.where(common.per_example(take), candidate, x_best),
+                ops.where(take, value, best))
 
-    # dimensions are left open: a trace may know them, the window draws (from tf.shape) do not
-    _, x_best, best = tf.while_loop(
-        lambda i, _, best: (i < queries) & tf.reduce_any(best >= 0), body,
-        [tf.constant(0), x_best, best],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None] * 4),
-                          tf.TensorShape([None])])
+    queries = ops.shape(sides)[0]
+    _, x_best, best = common.while_loop(
+        lambda i, _, best: (i < queries) & ops.any(best >= 0), body,
+        (ops.convert_to_tensor(0), x_best, best))
     return x_best, best
 
 
@@ -112,13 +98,17 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
                       for q in range(queries)], np.int32)
     if not len(x):
         return x.copy()
+    start, search = common.compiled(_start, model), common.compiled(_search, model)
+    eps_t = common.tensor(eps, "float32")
     out = np.empty_like(x)
     best = np.empty(len(x), np.float32)
-    for start in range(0, len(x), batch_size):
-        part = slice(start, start + batch_size)
-        x_best, margins = _start(model, tf.constant(x[part]), tf.constant(y[part]),
-                                 tf.constant(eps, tf.float32), common.seed_pair(seed, start))
-        out[part], best[part] = x_best.numpy(), margins.numpy()
+    for first in range(0, len(x), batch_size):
+        part = slice(first, first + batch_size)
+        count, _, width, channels = x[part].shape
+        stripes = np.sign(common.rng(seed, first).uniform(-1.0, 1.0, (count, 1, width, channels)))
+        x_best, margins = start(common.tensor(x[part]), common.tensor(y[part]), eps_t,
+                                common.tensor(stripes.astype(np.float32)))
+        out[part], best[part] = common.numpy(x_best), common.numpy(margins)
     # the search runs in segments of queries; after each, inputs already fooled drop out, so a
     # batch is not held at full size by its last few robust images
     # the start was query 0; the search makes the other queries - 1
@@ -126,13 +116,19 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
         todo = np.flatnonzero(best >= 0)
         if not len(todo):
             break
-        segment = tf.constant(sides[first:first + SEGMENT])
-        for start in range(0, len(todo), batch_size):
-            index = todo[start:start + batch_size]
-            x_best, margins = _search(
-                model, tf.constant(x[index]), tf.constant(y[index]), tf.constant(eps, tf.float32),
-                tf.constant(out[index]), tf.constant(best[index]), segment, tf.constant(first),
-                common.seed_pair(seed, 1 + int(index[0])))
-            out[index], best[index] = x_best.numpy(), margins.numpy()
+        segment = sides[first:first + SEGMENT]
+        for begin in range(0, len(todo), batch_size):
+            index = todo[begin:begin + batch_size]
+            draw = common.rng(seed, 1 + int(index[0]), first)
+            count = len(index)
+            tops = np.stack([draw.integers(0, height - side + 1, count) for side in segment])
+            lefts = np.stack([draw.integers(0, width - side + 1, count) for side in segment])
+            signs = np.sign(draw.uniform(-1.0, 1.0, (len(segment), count, 1, 1, x.shape[3])))
+            x_best, margins = search(
+                common.tensor(x[index]), common.tensor(y[index]), eps_t,
+                common.tensor(out[index]), common.tensor(best[index]), common.tensor(segment),
+                common.tensor(tops.astype(np.int32)), common.tensor(lefts.astype(np.int32)),
+                common.tensor(signs.astype(np.float32)))
+            out[index], best[index] = common.numpy(x_best), common.numpy(margins)
         common.report(progress, min(first + SEGMENT, queries), queries, float((best >= 0).mean()))
     return out

@@ -15,3 +15,32 @@ def gpu_names():
     if not torch.cuda.is_available():
         return []
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def value_and_grad(fn, x):
+    """(value, aux, d value / d x) for fn(x) -> (scalar value, aux)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        value, aux = fn(x)
+        (grad,) = torch.autograd.grad(value, x)
+    return value.detach(), torch.utils._pytree.tree_map(
+        lambda t: t.detach() if isinstance(t, torch.Tensor) else t, aux), grad
+
+
+def compile(fn, model):
+    """Eager: PyTorch runs `fn` op by op with no graph to keep (only input gradients are
+    taken, inside `value_and_grad`)."""
+    del model
+
+    def run(*args, **kwargs):
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def while_loop(cond, body, loop_vars):
+    loop_vars = tuple(loop_vars)
+    while bool(cond(*loop_vars)):
+        loop_vars = tuple(body(*loop_vars))
+    return loop_vars

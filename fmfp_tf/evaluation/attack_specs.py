@@ -121,13 +121,18 @@ def label(name):
 
 def _autoattack_cost(p):
     """Every component on every image: an upper bound, as each later component attacks only the
-    images the earlier ones left robust (standard: APGD-CE, APGD-T, Square; rand: APGD-CE and
-    APGD-DLR, each with EOT inside)."""
+    images the earlier ones left robust (standard: APGD-CE, APGD-T, FAB-T, Square; rand: APGD-CE
+    and APGD-DLR, each with EOT inside)."""
     if p["version"] == "rand":
         from fmfp_tf.attacks.autoattack import EOT_DRAWS
 
         return 2 * p["steps"] * EOT_DRAWS
-    return p["steps"] + p["steps"] * p["target_classes"] + p["queries"] / 3
+    return (p["steps"] + p["steps"] * p["target_classes"] + _fab_cost(p) + p["queries"] / 3)
+
+
+def _fab_cost(p):
+    """A gradient and a forward check per iteration, per target."""
+    return p["steps"] * p["target_classes"] * (1 + 1 / 3)
 
 
 register(AttackSpec("fgsm", "FGSM", "fmfp_tf.attacks.fgsm:fgsm", lambda s, eps, r: {},
@@ -163,6 +168,10 @@ register(AttackSpec("apgd-t", "APGD-T", "fmfp_tf.attacks.apgd:apgd",
                                        "restarts": s.apgd_restarts,
                                        "target_classes": s.apgd_target_classes, "seed": s.seed},
                     cost=lambda p: p["steps"] * p["restarts"] * p["target_classes"]))
+register(AttackSpec("fab-t", "FAB-T", "fmfp_tf.attacks.fab:fab",
+                    lambda s, eps, r: {"steps": s.apgd_steps,
+                                       "target_classes": s.apgd_target_classes, "seed": s.seed},
+                    cost=_fab_cost))
 register(AttackSpec("square", "Square", "fmfp_tf.attacks.square:square",
                     lambda s, eps, r: {"queries": s.square_queries, "seed": s.seed},
                     kind="score", cost=lambda p: p["queries"] / 3))

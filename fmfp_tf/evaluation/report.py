@@ -128,7 +128,7 @@ def _components(attack, params):
     from fmfp_tf.attacks.autoattack import plan
 
     names = [attack_specs.label(name) for name, _, _ in plan(params.get("version", "standard"))]
-    return f"; components, in order: {', '.join(names)} (FAB-T is not implemented)"
+    return f"; components, in order: {', '.join(names)}"
 
 
 def _value(value):

@@ -87,8 +87,8 @@ def _pgd_from_random_starts(config, model, step_size, steps):
     generator = tf.random.Generator.from_seed(config.seed + 7919)
 
     def craft(x, y):
-        seed = generator.make_seeds(1)[:, 0]
-        return pgd_graph(model, x, y, eps, step_size, steps, "inf", True, seed)
+        start = generator.uniform(tf.shape(x), -1.0, 1.0)
+        return pgd_graph(model, x, y, eps, step_size, steps, "inf", start)
 
     return craft, generator
 
