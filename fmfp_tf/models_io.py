@@ -8,7 +8,6 @@ runs whatever ops it holds (file writes included) once called, so it is code too
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from fmfp_tf.errors import ModelError
 
@@ -17,6 +16,8 @@ class SavedModelClassifier:
     """A SavedModel exported by `fmfp_tf.export` used as a callable x -> logits."""
 
     def __init__(self, path):
+        import tensorflow as tf  # SavedModels are TensorFlow's; .keras files need no TensorFlow
+
         self.path = path
         self.module = tf.saved_model.load(path)
         if not hasattr(self.module, "logits"):
@@ -28,6 +29,8 @@ class SavedModelClassifier:
         self.input_shape = tuple(spec.shape)
 
     def __call__(self, x, training=False):
+        import tensorflow as tf
+
         return self.module.logits(tf.convert_to_tensor(x, tf.float32))
 
 
@@ -67,6 +70,8 @@ def load_model(path, unsafe=False):
                 "it holds (file writes included); pass unsafe=True only if you trust its author, "
                 "or evaluate the run directory or .keras file it was exported from"
             )
+        import tensorflow as tf
+
         try:
             return SavedModelClassifier(resolved)
         except ModelError:

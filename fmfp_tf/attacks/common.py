@@ -27,7 +27,7 @@ def parse_eps(value):
             number = float(fractions.Fraction(text)) if "/" in text else float(text)
         except (ValueError, ZeroDivisionError):
             raise UsageError(f"eps {value!r} is not a number or a fraction like 8/255") from None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         number = float(value)
     else:
         raise UsageError(f"eps must be a number or a string like '8/255'; got {value!r}")

@@ -111,14 +111,13 @@ def test_images(entry, n, dataset=None, data_dir=None, seed=0):
 def zero_gradient_share(model, x, y, batch_size=256):
     """Share of inputs whose cross-entropy gradient is exactly zero (AutoAttack's flag: such
     points give gradient attacks nothing to follow, a sign of masking or saturated logits)."""
-    import tensorflow as tf
-
+    common = attack_lib.common
     zero = []
     for start in range(0, len(x), batch_size):
         part = slice(start, start + batch_size)
-        grad, _ = attack_lib.common.loss_gradient(model, tf.constant(x[part]),
-                                                  tf.constant(y[part]))
-        zero.append(np.all(grad.numpy().reshape(len(grad), -1) == 0, axis=1))
+        grad, _ = common.loss_gradient(model, common.tensor(x[part]), common.tensor(y[part]))
+        grad = common.numpy(grad)
+        zero.append(np.all(grad.reshape(len(grad), -1) == 0, axis=1))
     return float(np.concatenate(zero).mean()) if zero else 0.0
 
 
