@@ -4,6 +4,8 @@ import sys
 
 import click
 
+from fmfp_tf.evaluation.attack_specs import names_selectable
+
 
 def _split(value):
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -15,9 +17,9 @@ def _split(value):
 @click.option("--source-model", help="Model crafting transfer attacks (default: each model's "
                                       "undefended twin beside it).")
 @click.option("--attacks", default="fgsm,ifgsm,rfgsm,pgd,cw,autoattack", show_default=True,
-              help="Comma-separated, from: fgsm, ifgsm, rfgsm, pgd, cw, apgd-ce, apgd-dlr, "
-                   "apgd-t, square, autoattack (APGD-CE + APGD-T + Square, per-image worst case; "
-                   "the EOT 'rand' version for models random at inference).")
+              help=f"Comma-separated, from: {', '.join(names_selectable())} (autoattack: "
+                   "APGD-CE, APGD-T, FAB-T, Square, per-image worst case; the EOT 'rand' "
+                   "version for models random at inference).")
 @click.option("--eps", default="8/255", show_default=True,
               help="L-inf budget(s), comma-separated: 8/255 or 0.031.")
 @click.option("--threat", default="white-box", show_default=True,
@@ -37,7 +39,8 @@ def _split(value):
 @click.option("--apgd-steps", type=int, default=100, show_default=True)
 @click.option("--apgd-restarts", type=int, default=1, show_default=True)
 @click.option("--apgd-target-classes", type=int, default=9, show_default=True,
-              help="APGD-T: one targeted run per class ranked 2nd.. by the clean logits.")
+              help="APGD-T and FAB-T: one targeted run per class ranked 2nd.. by the clean "
+                   "logits.")
 @click.option("--square-queries", type=int, default=5000, show_default=True)
 @click.option("--eot-samples", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
