@@ -1,0 +1,186 @@
+"""The GPU run, prepared: times the defense layer's train step, APGD-CE and AutoAttack on a
+machine with JAX (or PyTorch) and no TensorFlow, in one call, from a bundle built here.
+
+Here (TensorFlow machine), build the bundle: this package's wheel, Keras's wheels, the `.keras`
+models to attack and a sample of test images (about 20 MiB for two models):
+
+    python benchmarks/gpu_run.py bundle --models RUN_DIR [RUN_DIR ...] --out gpu-bundle
+
+There (or here, on JAX CPU, to check the script), one command:
+
+    python benchmarks/gpu_run.py measure --bundle gpu-bundle [--n 1000] [--queries 5000]
+
+`measure` installs whatever of Keras and this package the machine lacks from the bundle's wheels
+(no network), into a virtual environment that sees the machine's JAX, then prints one JSON
+document (GPU name, versions, images/s, robust accuracy) and writes it to $OUT/gpu_results.json
+when $OUT is set.
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPS = 8 / 255
+
+
+def bundle(models, out, n, python_version):
+    """Wheels, models and images into `out` (built on a machine with TensorFlow)."""
+    import numpy as np
+
+    sys.path.insert(0, ROOT)
+    from fmfp_tf import data, runs
+    from fmfp_tf.models_io import resolve_model_path
+
+    wheels = os.path.join(out, "wheels")
+    os.makedirs(wheels, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT],
+                   check=True)
+    import keras
+
+    # Keras and what it needs; binary wheels for the device's Python version
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", wheels,
+                    "--only-binary=:all:", "--python-version", python_version,
+                    "--platform", "manylinux2014_x86_64", f"keras=={keras.__version__}"],
+                   check=True)
+    for wheel in glob.glob(os.path.join(wheels, "*")):
+        # the device brings its own numpy and JAX; a wheel for another numpy would shadow it
+        if os.path.basename(wheel).startswith(("numpy-", "jax", "ml_dtypes")):
+            os.remove(wheel)
+    os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    for index, run_dir in enumerate(models):
+        path = resolve_model_path(run_dir)
+        name = os.path.basename(os.path.normpath(run_dir)).replace(".keras", "")
+        shutil.copy(path, os.path.join(out, "models", f"{index}-{name}.keras"))
+    config = runs.read_config(os.path.dirname(resolve_model_path(models[0])))
+    arrays = data.load_arrays(config.dataset, config.data_dir, "test", (32, 32))
+    order = np.random.default_rng(0).permutation(len(arrays.labels))[:n]
+    np.savez_compressed(os.path.join(out, "images.npz"), x=arrays.images[order],
+                        y=arrays.labels[order])
+    size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(out, "**"), recursive=True)
+               if os.path.isfile(f))
+    print(f"{out}: {size / 2**20:.1f} MiB")
+
+
+def _installed(python):
+    check = "import keras, fmfp_tf.attacks"
+    env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"))
+    return subprocess.run([python, "-c", check], env=env, capture_output=True).returncode == 0
+
+
+def ensure_installed(bundle_dir):
+    """A Python that imports Keras and this package: this one, or a virtual environment that
+    sees this one's packages (JAX, CUDA) with the bundle's wheels added, offline."""
+    if _installed(sys.executable):
+        return sys.executable
+    venv = os.path.join(tempfile.gettempdir(), "fmfp-gpu-venv")
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+    wheels = os.path.join(bundle_dir, "wheels")
+    package = glob.glob(os.path.join(wheels, "fmfp_tf-*.whl"))
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels,
+                    "keras", *package, "--no-deps"], check=True)
+    # Keras's own dependencies, from the bundle, where the machine lacks them
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels,
+                    "keras"], check=False)
+    if not _installed(python):
+        raise SystemExit("could not install Keras and fmfp_tf from the bundle's wheels")
+    return python
+
+
+def measure(bundle_dir, n, queries, steps):
+    import keras
+    import numpy as np
+
+    import fmfp_tf
+    from fmfp_tf import attacks, backend
+    from fmfp_tf.models_io import load_model
+
+    images = np.load(os.path.join(bundle_dir, "images.npz"))
+    x = images["x"][:n].astype(np.float32) / 255.0
+    y = images["y"][:n].astype(np.int32)
+    results = {"gpus": backend.current().gpu_names(), "backend": keras.backend.backend(),
+               "keras": keras.__version__, "images": int(len(y)), "eps": "8/255", "models": {}}
+    for path in sorted(glob.glob(os.path.join(bundle_dir, "models", "*.keras"))):
+        model = load_model(path)
+        row = results["models"][os.path.basename(path)] = {}
+        row["train_step"] = _train_step(model, x, y)
+        for name, run in (
+                ("apgd-ce", lambda a, b: attacks.apgd(model, a, b, eps=EPS, steps=steps)),
+                ("autoattack", lambda a, b: attacks.autoattack(model, a, b, eps=EPS,
+                                                               steps=steps, queries=queries))):
+            run(x[:8], y[:8])  # compiles
+            start = time.perf_counter()
+            x_adv = run(x, y)
+            seconds = time.perf_counter() - start
+            robust = float((attacks.common.predict_logits(model, x_adv).argmax(-1) == y).mean())
+            row[name] = {"seconds": round(seconds, 2), "images_per_s": round(len(y) / seconds, 1),
+                         "robust_accuracy": robust}
+            print(json.dumps({os.path.basename(path): {name: row[name]}}), flush=True)
+    return results
+
+
+def _train_step(model, x, y, batch=128, steps=20):
+    """Images/s of a compiled train step of the model alone and with FeatureMask before it."""
+    import keras
+
+    from fmfp_tf import FeatureMask
+
+    rates = {}
+    for name, layers in (("bare", []), ("feature_mask", [FeatureMask(0.2, seed=0)])):
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        net = keras.Sequential([keras.Input(x.shape[1:]), *layers, clone])
+        net.compile(keras.optimizers.Adam(1e-4),
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        reps = max(1, (batch * steps) // len(x) + 1)
+        xs, ys = (keras.ops.convert_to_numpy(a) for a in (x, y))
+        import numpy as np
+
+        xs, ys = np.tile(xs, (reps, 1, 1, 1))[:batch * steps], np.tile(ys, reps)[:batch * steps]
+        net.fit(xs[:batch * 2], ys[:batch * 2], batch_size=batch, epochs=1, verbose=0)
+        start = time.perf_counter()
+        net.fit(xs, ys, batch_size=batch, epochs=1, verbose=0)
+        rates[name] = round(len(xs) / (time.perf_counter() - start), 1)
+    return {"images_per_s": rates, "batch_size": batch}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("bundle")
+    build.add_argument("--models", nargs="+", required=True)
+    build.add_argument("--out", default="gpu-bundle")
+    build.add_argument("--n", type=int, default=1000)
+    build.add_argument("--python-version", default=f"{sys.version_info[0]}.{sys.version_info[1]}")
+    run = commands.add_parser("measure")
+    run.add_argument("--bundle", default="gpu-bundle")
+    run.add_argument("--n", type=int, default=1000)
+    run.add_argument("--queries", type=int, default=5000)
+    run.add_argument("--steps", type=int, default=100)
+    run.add_argument("--installed", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.command == "bundle":
+        bundle(args.models, args.out, args.n, args.python_version)
+        return
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    if not args.installed:
+        python = ensure_installed(args.bundle)
+        if python != sys.executable:
+            raise SystemExit(subprocess.run([python, *sys.argv, "--installed"]).returncode)
+    results = measure(args.bundle, args.n, args.queries, args.steps)
+    text = json.dumps(results, indent=1)
+    print(text)
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "gpu_results.json"), "w") as handle:
+            handle.write(text)
+
+
+if __name__ == "__main__":
+    main()
