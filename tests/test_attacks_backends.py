@@ -194,3 +194,17 @@ def test_the_same_model_is_as_robust_under_attack_on_tensorflow_and_on_jax(toy, 
     for attack in ("apgd", "autoattack"):
         # the same random starts on both: only float rounding differs (within 2 of 60 images)
         assert abs(results["tensorflow"][attack] - results["jax"][attack]) <= 2 / 60 + 1e-9, results
+
+
+def test_a_model_dropped_by_its_caller_is_freed_with_its_compiled_attacks():
+    import gc
+    import weakref
+
+    x, y = toy_data(8)
+    model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(5)])
+    attacks.apgd(model, x, y, eps=EPS, steps=2)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None

@@ -7,7 +7,6 @@ use (TensorFlow: `GradientTape`, `tf.function`; JAX: `jax.value_and_grad`, `jit`
 gives the same random starts on every backend.
 """
 import fractions
-import functools
 import inspect
 import weakref
 
@@ -170,14 +169,19 @@ _COMPILED = weakref.WeakKeyDictionary()
 def compiled(fn, model):
     """`fn(model, *tensors, **python_values)` compiled for `model` on the current backend, once
     per model, called as `run(*tensors, **python_values)` (the model's variables are read where
-    they live on TensorFlow and passed in on JAX)."""
+    they live on TensorFlow and passed in on JAX). The compiled function holds the model weakly,
+    so a model dropped by its caller is freed with its compiled attacks."""
     try:
         cache = _COMPILED.setdefault(model, {})
+        reference = weakref.ref(model)
     except TypeError:  # a callable that cannot be weakly referenced: compile every time
-        cache = {}
+        cache, reference = {}, (lambda: model)
     key = (fn, keras.backend.backend())
     if key not in cache:
-        cache[key] = backend.current().compile(functools.partial(fn, model), model)
+        def bound(*args, **kwargs):
+            return fn(reference(), *args, **kwargs)
+
+        cache[key] = backend.current().compile(bound, model)
     return cache[key]
 
 
