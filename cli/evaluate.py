@@ -43,6 +43,10 @@ def _split(value):
                    "logits.")
 @click.option("--square-queries", type=int, default=5000, show_default=True)
 @click.option("--eot-samples", type=int, default=10, show_default=True)
+@click.option("--attack-precision", type=click.Choice(["float32", "bfloat16"]),
+              default="float32", show_default=True,
+              help="bfloat16: APGD's and FAB-T's steps on a bfloat16 twin of the model; every "
+                   "success is decided in float32 on the model itself.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--unsafe-load", is_flag=True,
@@ -50,7 +54,7 @@ def _split(value):
 def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_dir, pgd_steps,
              pgd_restarts, cw_iterations, cw_binary_steps, cw_learning_rate, cw_initial_const,
              apgd_steps, apgd_restarts, apgd_target_classes, square_queries, eot_samples,
-             batch_size, seed, unsafe_load):
+             attack_precision, batch_size, seed, unsafe_load):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots.
 
     Each (model, threat model, attack, eps) cell is written to OUT/cells the moment it is done:
@@ -103,7 +107,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
                               apgd_restarts=apgd_restarts,
                               apgd_target_classes=apgd_target_classes,
                               square_queries=square_queries, eot_samples=eot_samples,
-                              batch_size=batch_size, seed=seed)
+                              precision=attack_precision, batch_size=batch_size, seed=seed)
     # the output folder is made (or refused) before hours of attacks, not after
     os.makedirs(out, exist_ok=True)
     if not os.access(out, os.W_OK):

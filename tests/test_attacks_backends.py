@@ -208,3 +208,32 @@ def test_a_model_dropped_by_its_caller_is_freed_with_its_compiled_attacks():
     del model
     gc.collect()
     assert alive() is None
+
+
+def test_bfloat16_attacks_count_only_what_fools_the_float32_model(toy):
+    model, x, y = toy
+    for attack, kwargs in ((attacks.apgd, {"steps": 10}),
+                           (attacks.fab, {"steps": 10, "target_classes": 3}),
+                           (attacks.autoattack, {"steps": 10, "target_classes": 3,
+                                                 "queries": 50})):
+        reference = attack(model, x, y, eps=4 / 255, **kwargs)
+        lower = attack(model, x, y, eps=4 / 255, precision="bfloat16", **kwargs)
+        assert within(lower, x, 4 / 255)
+        # the float32 model decides: as strong as float32 within 3 of 60 images here
+        assert abs(accuracy(model, lower, y) - accuracy(model, reference, y)) <= 3 / 60 + 1e-9
+    with pytest.raises(attacks.common.UsageError, match="precision"):
+        attacks.apgd(model, x, y, precision="float16")
+    with pytest.raises(attacks.common.UsageError, match="needs a Keras model"):
+        attacks.apgd(lambda images: model(images), x, y, precision="bfloat16")
+
+
+def test_the_evaluation_passes_bfloat16_to_the_attacks_that_take_it_and_records_it():
+    from fmfp_tf.evaluation import attack_specs
+
+    plain, lower = attack_specs.AttackSettings(), attack_specs.AttackSettings(precision="bfloat16")
+    for name in ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "autoattack"):
+        # float32 cells keep their keys (no new parameter); bfloat16 is recorded where it ran
+        assert "precision" not in attack_specs.get(name).params(plain, EPS)
+        assert attack_specs.get(name).params(lower, EPS)["precision"] == "bfloat16"
+    assert "precision" not in attack_specs.get("autoattack").params(lower, EPS, randomized=True)
+    assert "precision" not in attack_specs.get("square").params(lower, EPS)

@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from fmfp_tf.attacks import common
+from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.attacks.common import per_example, project
 from fmfp_tf.errors import UsageError
 
@@ -154,7 +155,8 @@ def apgd_graph(model, x, y, target, eps, steps, is_end, interval, start, norm, l
 
 
 def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
-         targeted=False, target_classes=9, seed=0, batch_size=256, progress=None):
+         targeted=False, target_classes=9, seed=0, precision="float32", batch_size=256,
+         progress=None):
     """Auto-PGD, untargeted (CE or DLR loss) or targeted (DLR over the top `target_classes`).
 
     Args:
@@ -168,6 +170,8 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
         target_classes: targeted only: one run per class ranked 2nd..(target_classes+1)th by
             the clean logits (9 in AutoAttack).
         seed: the same seed gives the same examples.
+        precision: "bfloat16" computes the steps on a bfloat16 twin of the model; whether an
+            example fools the model is decided in float32 on the model itself.
 
     Returns float32 adversarial images within the budget and in [0, 1]. Gradients and losses are
     computed in float32 whatever the model's compute dtype.
@@ -206,7 +210,8 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     # the budget and its checkpoints travel as tensors: one compiled program serves every budget
     is_end, interval = (common.tensor(a) for a in schedule(steps))
     scalars = (common.tensor(eps, "float32"), common.tensor(steps))
-    run = common.compiled(apgd_graph, model)
+    crafter = precision_lib.crafting_model(model, precision)
+    run = common.compiled(apgd_graph, crafter)
     logits = common.predict_logits(model, x, batch_size)
     best = x.copy()
     fooled = logits.argmax(-1) != y  # already misclassified inputs are left as they are
@@ -226,6 +231,8 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
                 common.tensor(x[index]), common.tensor(y[index]), common.tensor(target),
                 *scalars, is_end, interval, common.tensor(begin), norm=norm,
                 loss_name=loss_name))
+            if crafter is not model:  # a success counts only on the float32 model
+                wrong = common.predict_logits(model, candidate, batch_size).argmax(-1) != y[index]
             # a run's result replaces the kept one where it fools the model, or where it
             # reached a higher loss
             take = wrong | (loss > best_loss[index])

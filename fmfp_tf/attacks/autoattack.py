@@ -12,6 +12,7 @@ same order, each on the inputs the previous ones left.
 import numpy as np
 
 from fmfp_tf.attacks import common
+from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.attacks.apgd import apgd
 from fmfp_tf.attacks.eot import eot_model
 from fmfp_tf.attacks.fab import fab
@@ -37,8 +38,8 @@ def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draw
 
 
 def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
-               queries=5000, eot_draws=EOT_DRAWS, seed=0, batch_size=256, progress=None,
-               log=None):
+               queries=5000, eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,
+               progress=None, log=None):
     """Per image, the first adversarial example any attack of the ensemble finds (else the input).
 
     Each attack runs only on the images that every earlier attack left correctly classified, so
@@ -46,7 +47,9 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     `log(name, robust_fraction)` is called after each attack, with the share still robust;
     `progress(k, total)` after each of the `total` attacks. APGD-T
     and FAB-T use min(target_classes, classes - 1) targets; `eot_draws` is the number of draws
-    each gradient of the "rand" version averages.
+    each gradient of the "rand" version averages. `precision="bfloat16"` computes APGD's and
+    FAB-T's steps on a bfloat16 twin of the model (standard version); every success, and so
+    which images go on to the next attack, is decided in float32 on the model itself.
 
     Returns float32 images within eps (L-inf) and in [0, 1].
     """
@@ -58,6 +61,10 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
         # as many targets as there are other classes, on datasets with fewer than 10 classes
         target_classes = min(target_classes, num_classes - 1)
     eot_draws = common.check_positive_int("eot_draws", eot_draws)
+    precision_lib.check(precision)
+    if precision != "float32" and version == "rand":
+        raise UsageError("precision='bfloat16' is for the standard version; the rand version "
+                         "attacks an average over draws, which has no bfloat16 twin")
     attacks = plan(version, steps, target_classes, queries, eot_draws)
     out = x.copy()
     robust = _correct(model, x, y, batch_size)
@@ -69,6 +76,8 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
             draws = kwargs.pop("eot_draws", None)
             if draws:
                 attacked = eot_model(model, draws)
+            if function is not square and precision != "float32":
+                kwargs["precision"] = precision
             found = function(attacked, x[todo], y[todo], eps=eps, seed=seed + index,
                              batch_size=batch_size, **kwargs)
             fooled = ~_correct(attacked, found, y[todo], batch_size)

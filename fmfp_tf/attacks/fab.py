@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from fmfp_tf.attacks import common
+from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.errors import UsageError
 
 
@@ -98,7 +99,7 @@ def fab_graph(model, x, y, target, start, steps, alpha_max, eta, beta):
 
 
 def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha_max=0.1,
-        eta=1.05, beta=0.9, seed=0, batch_size=256, progress=None):
+        eta=1.05, beta=0.9, seed=0, precision="float32", batch_size=256, progress=None):
     """Targeted L-inf FAB (FAB-T) with AutoAttack's settings as defaults.
 
     Args:
@@ -112,6 +113,8 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
         alpha_max, eta, beta: the largest weight of the input in a step, the extrapolation
             beyond the boundary, the step back from an adversarial point (the paper's values).
         seed: the same seed gives the same examples.
+        precision: "bfloat16" computes the steps on a bfloat16 twin of the model; whether an
+            example fools the model is decided in float32 on the model itself.
 
     Returns float32 images: the closest adversarial example found where it lies within eps,
     else the input.
@@ -131,7 +134,8 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
                          "classes other than the true one")
     if not len(x):
         return x.copy()
-    run = common.compiled(fab_graph, model)
+    crafter = precision_lib.crafting_model(model, precision)
+    run = common.compiled(fab_graph, crafter)
     settings = (common.tensor(steps), common.tensor(alpha_max, "float32"),
                 common.tensor(eta, "float32"), common.tensor(beta, "float32"))
     logits = common.predict_logits(model, x, batch_size)
@@ -154,8 +158,11 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
                 common.tensor(x[index]), common.tensor(y[index]),
                 common.tensor(ranked[index, rank].astype(np.int32)), common.tensor(start),
                 *settings))
-            # an example counts where it is within the budget
+            # an example counts where it is within the budget (and, computed in bfloat16,
+            # where it fools the float32 model)
             take = distance <= eps + 1e-7
+            if crafter is not model:
+                take &= common.predict_logits(model, found, batch_size).argmax(-1) != y[index]
             out[index[take]] = np.clip(found[take], x[index[take]] - eps, x[index[take]] + eps)
             closest[index] = np.minimum(closest[index], distance)
             fooled[index[take]] = True

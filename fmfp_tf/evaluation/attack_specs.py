@@ -31,6 +31,7 @@ class AttackSettings:
     apgd_target_classes: int = 9
     square_queries: int = 5000
     eot_samples: int = 10
+    precision: str = "float32"  # APGD's and FAB-T's steps; successes are decided in float32
     unbounded_check: bool = True
     batch_size: int = 256
     seed: int = 0
@@ -130,6 +131,11 @@ def _autoattack_cost(p):
     return (p["steps"] + p["steps"] * p["target_classes"] + _fab_cost(p) + p["queries"] / 3)
 
 
+def _precision(s, randomized=False):
+    """The precision argument where it is not the default (so float32 cells keep their keys)."""
+    return {} if s.precision == "float32" or randomized else {"precision": s.precision}
+
+
 def _fab_cost(p):
     """A gradient and a forward check per iteration, per target."""
     return p["steps"] * p["target_classes"] * (1 + 1 / 3)
@@ -157,20 +163,24 @@ register(AttackSpec("cw", "C&W-L2", "fmfp_tf.attacks.cw:cw_l2",
                     cost=lambda p: p["binary_search_steps"] * p["max_iterations"]))
 register(AttackSpec("apgd-ce", "APGD-CE", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "ce", "steps": s.apgd_steps,
-                                       "restarts": s.apgd_restarts, "seed": s.seed},
+                                       "restarts": s.apgd_restarts, "seed": s.seed,
+                                       **_precision(s)},
                     cost=lambda p: p["steps"] * p["restarts"]))
 register(AttackSpec("apgd-dlr", "APGD-DLR", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "dlr", "steps": s.apgd_steps,
-                                       "restarts": s.apgd_restarts, "seed": s.seed},
+                                       "restarts": s.apgd_restarts, "seed": s.seed,
+                                       **_precision(s)},
                     cost=lambda p: p["steps"] * p["restarts"]))
 register(AttackSpec("apgd-t", "APGD-T", "fmfp_tf.attacks.apgd:apgd",
                     lambda s, eps, r: {"loss": "dlr", "targeted": True, "steps": s.apgd_steps,
                                        "restarts": s.apgd_restarts,
-                                       "target_classes": s.apgd_target_classes, "seed": s.seed},
+                                       "target_classes": s.apgd_target_classes, "seed": s.seed,
+                                       **_precision(s)},
                     cost=lambda p: p["steps"] * p["restarts"] * p["target_classes"]))
 register(AttackSpec("fab-t", "FAB-T", "fmfp_tf.attacks.fab:fab",
                     lambda s, eps, r: {"steps": s.apgd_steps,
-                                       "target_classes": s.apgd_target_classes, "seed": s.seed},
+                                       "target_classes": s.apgd_target_classes, "seed": s.seed,
+                                       **_precision(s)},
                     cost=_fab_cost))
 register(AttackSpec("square", "Square", "fmfp_tf.attacks.square:square",
                     lambda s, eps, r: {"queries": s.square_queries, "seed": s.seed},
@@ -179,7 +189,8 @@ register(AttackSpec("autoattack", "AutoAttack", "fmfp_tf.attacks.autoattack:auto
                     lambda s, eps, r: {"version": "rand" if r else "standard",
                                        "steps": s.apgd_steps,
                                        "target_classes": s.apgd_target_classes,
-                                       "queries": s.square_queries, "seed": s.seed},
+                                       "queries": s.square_queries, "seed": s.seed,
+                                       **_precision(s, r)},
                     kind="ensemble", cost=_autoattack_cost))
 register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", "fmfp_tf.attacks.pgd:pgd",
                     lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
