@@ -34,8 +34,15 @@ def to_numpy(x):
     return module.to_numpy(x) if module else np.asarray(x)
 
 
+_LOADED = {}
+
+
 def current():
-    """The module of the active Keras backend."""
+    """The module of the active Keras backend (imported once: later calls, inside a traced
+    function too, only look it up)."""
     import keras
 
-    return importlib.import_module(_MODULES[keras.backend.backend()])
+    name = keras.backend.backend()
+    if name not in _LOADED:
+        _LOADED[name] = importlib.import_module(_MODULES[name])
+    return _LOADED[name]

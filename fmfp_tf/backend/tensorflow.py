@@ -27,7 +27,8 @@ def compile(fn, model):
     """`fn(*tensors, **python_values)` as one graph; new Python values (a norm, a loss) trace
     anew, new batch sizes do not."""
     del model  # a traced graph reads the model's variables where they live
-    return tf.function(fn, reduce_retracing=True)
+    # no AutoGraph: the attacks' loops are explicit (`while_loop`), nothing needs converting
+    return tf.function(fn, reduce_retracing=True, autograph=False)
 
 
 def while_loop(cond, body, loop_vars):

@@ -19,7 +19,7 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from fmfp_tf import defense_registry
+from fmfp_tf import backend, defense_registry
 from fmfp_tf.attacks.cw import cw_l2
 from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
@@ -56,6 +56,9 @@ def perturbation(config, model):
     clean_weight = (config.at_clean_fraction if config.at_clean_fraction is not None
                     else entry.clean_weight)
     craft, generator = defense_registry.resolve(entry.perturbation)(config, model)
+    # the attack core's backend module is imported here, not first inside the traced train
+    # step (where AutoGraph would try, and fail, to convert importlib)
+    backend.current()
     return Perturbation(method, craft, clean_weight, generator)
 
 
