@@ -8,6 +8,7 @@ candidates alternating round by round so that the machine's load cancels out of 
 
     python benchmarks/attack_backends.py --model RUN_DIR_OR_KERAS [--n 300] [--rounds 3]
         [--old-ref 9572024] [--jax-python PYTHON] [--queries 5000] [--skip-autoattack]
+        [--skip-jax-autoattack]
 
 --old-ref: a git commit whose `fmfp_tf/attacks` is the code to compare speed with (the last
 TensorFlow-only version); --jax-python: a Python with Keras and JAX (default: this one, with
@@ -36,9 +37,11 @@ from fmfp_tf.models_io import load_model
 model = load_model(sys.argv[2])
 data = np.load(sys.argv[3])
 x, y = data["x"], data["y"]
-name, queries = sys.argv[4], int(sys.argv[5])
-run = {"apgd-ce": lambda a, b: attacks.apgd(model, a, b, eps=%r, steps=100),
-       "autoattack": lambda a, b: attacks.autoattack(model, a, b, eps=%r, queries=queries)}[name]
+name, queries, precision = sys.argv[4], int(sys.argv[5]), sys.argv[6]
+extra = {} if precision == "float32" else {"precision": precision}  # the old code has no option
+run = {"apgd-ce": lambda a, b: attacks.apgd(model, a, b, eps=%r, steps=100, **extra),
+       "autoattack": lambda a, b: attacks.autoattack(model, a, b, eps=%r, queries=queries,
+                                                     **extra)}[name]
 run(x[:8], y[:8])  # compiles
 start = time.perf_counter()
 x_adv = run(x, y)
@@ -60,10 +63,10 @@ def images(model_path, n):
     return arrays.images[order].astype(np.float32) / 255.0, arrays.labels[order]
 
 
-def run_worker(python, code_root, model, arrays, attack, queries, backend):
+def run_worker(python, code_root, model, arrays, attack, queries, backend, precision):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=code_root)
-    done = subprocess.run([python, "-c", WORKER, code_root, model, arrays, attack, str(queries)],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run([python, "-c", WORKER, code_root, model, arrays, attack, str(queries),
+                           precision], capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{backend} worker failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -86,6 +89,8 @@ def main():
     parser.add_argument("--old-ref", default="9572024")
     parser.add_argument("--jax-python", default=sys.executable)
     parser.add_argument("--skip-autoattack", action="store_true")
+    parser.add_argument("--skip-jax-autoattack", action="store_true",
+                        help="JAX on a CPU takes about 12x TensorFlow's time")
     args = parser.parse_args()
     from fmfp_tf.evaluation.report import wilson_interval
 
@@ -95,19 +100,23 @@ def main():
         np.savez(arrays, x=x, y=y)
         old = old_tree(args.old_ref, tempfile.mkdtemp(dir=tmp))
         candidates = {
-            "TensorFlow, this code": (sys.executable, common.ROOT, "tensorflow"),
-            f"TensorFlow, {args.old_ref}": (sys.executable, old, "tensorflow"),
-            "JAX, this code": (args.jax_python, common.ROOT, "jax"),
+            "TensorFlow, this code": (sys.executable, common.ROOT, "tensorflow", "float32"),
+            f"TensorFlow, {args.old_ref}": (sys.executable, old, "tensorflow", "float32"),
+            "JAX, this code": (args.jax_python, common.ROOT, "jax", "float32"),
+            "TensorFlow, this code, bfloat16": (sys.executable, common.ROOT, "tensorflow",
+                                                "bfloat16"),
         }
         attacks = ["apgd-ce"] + ([] if args.skip_autoattack else ["autoattack"])
         results = {}
         for attack in attacks:
             for _ in range(args.rounds if attack == "apgd-ce" else 1):
-                for name, (python, root, backend) in candidates.items():
+                for name, (python, root, backend, precision) in candidates.items():
                     if attack == "autoattack" and name.startswith(f"TensorFlow, {args.old_ref}"):
                         continue  # the old ensemble had no FAB-T: not the same attack
+                    if attack == "autoattack" and backend == "jax" and args.skip_jax_autoattack:
+                        continue
                     out = run_worker(python, root, args.model, arrays, attack, args.queries,
-                                     backend)
+                                     backend, precision)
                     results.setdefault((attack, name), []).append(out)
                     print(attack, name, out, flush=True)
 
@@ -129,8 +138,8 @@ def main():
             seconds = statistics.median(r["seconds"] for r in runs)
             lines.append(f"| {attack} | {name} | {100 * robust:.2f} % ({100 * low:.1f}-"
                          f"{100 * high:.1f}) | {seconds:.1f} | {seconds / reference:.2f} |")
-    common.record("Attacks on TensorFlow and JAX", lines,
-                  "python benchmarks/attack_backends.py --model " + args.model)
+    section = f"Attacks on TensorFlow and JAX: {os.path.basename(os.path.normpath(args.model))}"
+    common.record(section, lines, "python benchmarks/attack_backends.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def main():
         return 100 * float((model.predict(x_adv, verbose=0).argmax(-1) == y).mean())
 
     clean = accuracy(x)
-    lines = [f"{entry.name} ({dataset}, dnn1, undefended), {len(y)} test images, L-inf eps 8/255; "
+    lines = [f"{entry.name} ({dataset}), {len(y)} test images, L-inf eps 8/255; "
              f"APGD {args.steps} steps, 1 restart; Square {args.queries} queries, p_init 0.8. "
              f"Clean accuracy {clean:.2f} %.", "",
              "| attack | ours: robust acc. % | ART 1.20: robust acc. % | ours - ART (points) | "
@@ -120,7 +120,10 @@ def main():
         f" --n {args.n}" if args.n != 300 else "") + (
         f" --queries {args.queries}" if args.queries != 1000 else "") + (
         f" --steps {args.steps}" if args.steps != 100 else "")
-    common.record("APGD and Square against IBM ART", lines, command)
+    # one section per model: the undefended and the adversarially trained one side by side
+    section = "APGD and Square against IBM ART" + ("" if not args.model else
+                                                   f": {entry.name}")
+    common.record(section, lines, command)
 
 
 if __name__ == "__main__":

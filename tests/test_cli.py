@@ -485,3 +485,34 @@ def test_path_errors_from_any_command_are_one_line_naming_the_path(number, text,
     stderr = capsys.readouterr().err
     assert exited.value.code == 1 and stderr.startswith(f"Error: /somewhere/run: {text}")
     assert len(stderr.strip().splitlines()) == 1
+
+
+JAX_CLI = """import sys
+import fmfp_tf_cli_start
+try:
+    fmfp_tf_cli_start.main()
+finally:
+    print("TENSORFLOW " + str("tensorflow" in sys.modules))
+"""
+
+
+def test_a_model_trained_on_tensorflow_is_evaluated_on_jax_without_tensorflow(runs, tmp_path):
+    pytest.importorskip("jax")
+    args = ["evaluate", "--model", str(runs / "twin"), "--attacks", "fgsm,apgd-ce,fab-t", "--n",
+            "48", "--apgd-steps", "10", "--apgd-target-classes", "2"]
+    on_tf = fmfp(*args, "--out", str(tmp_path / "tf"))
+    assert on_tf.returncode == 0, on_tf.stderr[-3000:]
+    on_jax = subprocess.run([sys.executable, "-c", JAX_CLI, *args, "--out", str(tmp_path / "jax")],
+                            capture_output=True, text=True, env=dict(ENV, KERAS_BACKEND="jax"),
+                            timeout=600)
+    assert on_jax.returncode == 0, on_jax.stderr[-3000:]
+    assert "TENSORFLOW False" in on_jax.stdout
+    accuracies = {}
+    for backend in ("tf", "jax"):
+        records = json.loads((tmp_path / backend / "results.json").read_text())["records"]
+        accuracies[backend] = {r["attack"]: r["accuracy"] for r in records
+                               if r["threat_model"] == "white-box"}
+    assert set(accuracies["jax"]) >= {"none", "fgsm", "apgd-ce", "fab-t", "worst-case"}
+    for attack, accuracy in accuracies["tf"].items():
+        # the same random starts on both backends; only rounding differs
+        assert abs(accuracies["jax"][attack] - accuracy) <= 2 / 48 + 1e-9, (attack, accuracies)
