@@ -8,7 +8,7 @@ candidates alternating round by round so that the machine's load cancels out of 
 
     python benchmarks/attack_backends.py --model RUN_DIR_OR_KERAS [--n 300] [--rounds 3]
         [--old-ref 9572024] [--jax-python PYTHON] [--queries 5000] [--skip-autoattack]
-        [--skip-jax-autoattack]
+        [--skip-jax-autoattack] [--skip-bfloat16-autoattack]
 
 --old-ref: a git commit whose `fmfp_tf/attacks` is the code to compare speed with (the last
 TensorFlow-only version); --jax-python: a Python with Keras and JAX (default: this one, with
@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--skip-autoattack", action="store_true")
     parser.add_argument("--skip-jax-autoattack", action="store_true",
                         help="JAX on a CPU takes about 12x TensorFlow's time")
+    parser.add_argument("--skip-bfloat16-autoattack", action="store_true",
+                        help="bfloat16 without AMX takes about 3x float32's time")
     args = parser.parse_args()
     from fmfp_tf.evaluation.report import wilson_interval
 
@@ -114,6 +116,9 @@ def main():
                     if attack == "autoattack" and name.startswith(f"TensorFlow, {args.old_ref}"):
                         continue  # the old ensemble had no FAB-T: not the same attack
                     if attack == "autoattack" and backend == "jax" and args.skip_jax_autoattack:
+                        continue
+                    if (attack == "autoattack" and precision == "bfloat16"
+                            and args.skip_bfloat16_autoattack):
                         continue
                     out = run_worker(python, root, args.model, arrays, attack, args.queries,
                                      backend, precision)

@@ -341,8 +341,10 @@ def test_unclear_messages_now_name_the_problem(tmp_path):
     assert result.returncode == 1 and "not a valid .keras file (truncated or corrupt" in result.stderr
     a_file = tmp_path / "data.txt"
     a_file.write_text("x")
-    result = fmfp("train", "--dataset", "gtsrb", "--data-dir", str(a_file))
+    # in tmp_path: a refused run must not leave runs/ behind in the checkout either
+    result = fmfp("train", "--dataset", "gtsrb", "--data-dir", str(a_file), cwd=tmp_path)
     assert result.returncode == 1 and "is a file; expected the dataset's directory" in result.stderr
+    assert not (tmp_path / "runs").exists()
     result = fmfp("reproduce", str(tmp_path / "mine.yaml"), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "mine.yaml: table file not found" in result.stderr
 

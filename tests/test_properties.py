@@ -52,11 +52,29 @@ def test_padding_properties(shape, dtype, fraction, fill, seed):
     size = max(1, min(int(fraction * min(height, width)), min(height, width) - 1))
     scale = 255 if dtype == "uint8" else 1
     x = (np.random.default_rng(seed).random(shape) * scale).astype(dtype)
-    out = keras.ops.convert_to_numpy(FeaturePadding(
-        size, fill=fill, seed=seed, value_range=(0, scale))(x, training=True))
+    layer = FeaturePadding(size, fill=fill, seed=seed, value_range=(0, scale))
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
     assert out.shape == x.shape and out.dtype == np.float32
     # bilinear resampling and the fills never leave the value range
     assert float(out.min()) >= 0 and float(out.max()) <= scale + 1e-3
+    # a drawn transformation: every image shrunk by 0..size pixels (aspect kept), placed inside
+    # the canvas, its pixels the bilinear resize of the input, the rest the fill
+    drawn = layer.get_random_transformation(x, training=True, seed=seed)
+    placed = keras.ops.convert_to_numpy(layer.transform_images(x, drawn))
+    t = {k: keras.ops.convert_to_numpy(v) for k, v in drawn.items()}
+    fill_values = np.broadcast_to(t["fill"], x.shape)
+    shorter = min(height, width)
+    for i in range(batch):
+        h, w, top, left = (int(t[k][i]) for k in ("height", "width", "top", "left"))
+        assert shorter - size - 1 <= min(h, w) <= shorter
+        assert 0 <= top <= height - h and 0 <= left <= width - w
+        resized = keras.ops.convert_to_numpy(keras.ops.image.resize(
+            x[i:i + 1].astype(np.float32), (h, w), interpolation="bilinear", antialias=False))[0]
+        np.testing.assert_allclose(placed[i, top:top + h, left:left + w], resized,
+                                   atol=1e-4 * scale)
+        border = np.ones((height, width), bool)
+        border[top:top + h, left:left + w] = False
+        np.testing.assert_allclose(placed[i][border], fill_values[i][border], atol=1e-6 * scale)
 
 
 @pytest.fixture(scope="module")

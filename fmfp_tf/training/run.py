@@ -19,7 +19,7 @@ import tensorflow as tf
 from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
-from fmfp_tf.errors import UsageError
+from fmfp_tf.errors import DataError, ModelError, UsageError
 from fmfp_tf.training import adversarial, precision, robustness_probe, schedules, strategies
 from fmfp_tf.training import averaging as averaging_lib
 from fmfp_tf.training.loop import Interrupted, evaluate_model, fit, weights_digest
@@ -91,6 +91,32 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
     if not strategies.is_chief(strategy):
         # workers other than the chief write nothing that lasts in the run directory
         return _train_in(config, out_dir, strategy, False, verbose, twin_dir)
+    created = _missing_ancestors(out_dir)
+    try:
+        return _train_locked(config, out_dir, strategy, resume, overwrite, verbose, twin_dir)
+    except (DataError, ModelError, UsageError):
+        # refused before training began (bad data, a bad setting): no run directory is left
+        # behind holding only its config, nor the empty folders made for it
+        if created and not os.path.isdir(os.path.join(out_dir, "checkpoints")):
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)
+            for folder in created[1:]:
+                if os.path.isdir(folder) and not os.listdir(folder):
+                    os.rmdir(folder)
+        raise
+
+
+def _missing_ancestors(path):
+    """`path` and its parents that do not exist yet, deepest first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _train_locked(config, out_dir, strategy, resume, overwrite, verbose, twin_dir):
     with runs.locked(out_dir):
         staged = None
         if not resume and runs.holds_run(out_dir):
