@@ -202,14 +202,10 @@ def num_classes_of(model, x_sample):
 
 def predict_logits(model, x, batch_size=256):
     """float32 logits of the images `x` (non-empty), `batch_size` at a time, compiled."""
-    run = compiled(_predict, model)
+    run = compiled(logits_of, model)
     return np.concatenate([np.asarray(numpy(run(tensor(x[i:i + batch_size]))),
                                       np.float32)
                            for i in range(0, len(x), batch_size)])
-
-
-def _predict(model, x):
-    return logits_of(model, x)
 
 
 def batched(fn, x, y, batch_size, progress=None):
