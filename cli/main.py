@@ -13,8 +13,36 @@ from fmfp_tf.cli.train import train
 from fmfp_tf.version import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _load_plugins(ctx, param, modules):
+    # eager, so that a plugin's names and settings exist before the command parses its options
+    from fmfp_tf import plugins
+
+    plugins.load(modules)
+
+
+class Commands(click.Group):
+    """The built-in commands, then those installed plugins declare (group fmfp_tf.commands)."""
+
+    def _installed(self):
+        from fmfp_tf import plugins
+
+        return {name: command for name, command in plugins.commands().items()
+                if name not in self.commands}
+
+    def list_commands(self, ctx):
+        return [*super().list_commands(ctx), *sorted(self._installed())]
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, name) or self._installed().get(name)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fmfp-tf")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", is_eager=True,
+              expose_value=False, callback=_load_plugins,
+              help="Import MODULE first (repeatable): a plugin that registers defense layers, "
+                   "attacks, datasets or adversarial-training methods. Installed plugins "
+                   "(entry-point group fmfp_tf.plugins) are always loaded.")
 def cli():
     """Feature mask / feature padding defenses against adversarial examples."""
 

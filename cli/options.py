@@ -33,3 +33,53 @@ def parse_layer_options(ctx, param, values):
         except yaml.YAMLError:
             raise click.BadParameter(f"{text!r}: the value is not readable") from None
     return options
+
+
+class SettingsCommand(click.Command):
+    """A command with one option per field of each settings class `groups()` returns, derived
+    when the command parses, so that classes registered by plugins (loaded by the group's
+    --plugin) get their options too. A field's option is named by `fmfp_tf.settings.flag` (a
+    bool gets --x/--no-x), its parameter is the field's flat key, and its default None, so that
+    `given_settings` sees only what was typed."""
+
+    def __init__(self, *args, groups, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.groups = groups
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        taken = {param.name for param in params}
+        derived = [option for option in settings_params(self.groups()) if option.name not in taken]
+        return params[:-1] + derived + params[-1:]  # --help stays last
+
+
+def settings_params(groups):
+    from fmfp_tf import settings
+
+    options = []
+    for cls in groups:
+        for field in settings.fields(cls):
+            name, flag, meta = settings.key(cls, field.name), settings.flag(cls, field.name), \
+                field.metadata
+            help_text = f"{meta['help']} [default: {_shown(field.default)}]"
+            if field.type is bool:
+                options.append(click.Option([f"{flag}/--no-{flag[2:]}", name], default=None,
+                                            help=help_text))
+                continue
+            kind = (click.Choice(meta["choices"]) if meta["choices"] else
+                    {int: int, float: float, str: str}[field.type])
+            options.append(click.Option([flag, *meta["aliases"], name], type=kind, default=None,
+                                        help=help_text))
+    return options
+
+
+def _shown(value):
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def given_settings(groups, values):
+    """{flat key: value} of the settings options that were given (not None) in `values`."""
+    from fmfp_tf import settings
+
+    keys = {settings.key(cls, field.name) for cls in groups for field in settings.fields(cls)}
+    return {key: value for key, value in values.items() if key in keys and value is not None}

@@ -163,7 +163,10 @@ class TrainConfig:
         if method is None or method.online:
             unread += [key for key in data if key.startswith("cw_at_")]
         if self.probe_size == 0:
-            unread += ["probe_images", "overfit_guard"]
+            unread.append("overfit_guard")
+            # probe_images=0 turns off the default probe of online adversarial training: read
+            if method is None or not method.online:
+                unread.append("probe_images")
         if self.weight_averaging == "none":
             unread.append("ema_decay")
         return unread

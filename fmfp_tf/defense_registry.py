@@ -4,10 +4,7 @@ training methods.
 A defense name is `none`, a layer (`mask`), a method (`pgd-at`) or a layer with an online method
 (`mask+pgd-at`). Every list of names (config validation, the CLI's choices and help, table files)
 is derived here, so adding a defense layer is one file (a `RandomImageDefense` subclass) plus one
-line in `LAYERS`, or, from outside the package, one `register_layer` call.
-
-Layers are named by "module:Class" until they are used, so reading the names imports no
-TensorFlow (`fmfp-tf --help` stays fast).
+line in `LAYERS`, or, from a plugin module, one `register_layer` call (`fmfp_tf.plugins`).
 
 Example:
 
@@ -18,17 +15,11 @@ Example:
 True
 """
 import dataclasses
-import importlib
 import inspect
 import typing
 
 from fmfp_tf.errors import UsageError
-
-# name -> "module:Class" (built in) or the class itself (registered at run time)
-LAYERS = {
-    "mask": "fmfp_tf.layers.feature_mask:FeatureMask",
-    "padding": "fmfp_tf.layers.feature_padding:FeaturePadding",
-}
+from fmfp_tf.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,42 +40,12 @@ class AdversarialTraining:
         return self.perturbation is not None
 
 
-ADVERSARIAL_TRAINING = {
-    "fgsm": AdversarialTraining("fgsm", "FGSM examples mixed with clean ones (Goodfellow et al. "
-                                        "2015)", "fmfp_tf.training.adversarial:fgsm_examples",
-                                clean_weight=0.5),
-    "pgd": AdversarialTraining("pgd", "PGD-k examples from a random start (Madry et al. 2018)",
-                               "fmfp_tf.training.adversarial:pgd_examples"),
-    "fast": AdversarialTraining("fast", "FGSM from a uniform random start, step 1.25 eps "
-                                        "(Wong et al. 2020, 'Fast is better than free')",
-                                "fmfp_tf.training.adversarial:fast_examples"),
-    "cw": AdversarialTraining("cw", "the training set augmented once with C&W L2 examples "
-                                    "crafted on the undefended twin"),
-}
-
-# the arguments every defense layer takes from TrainConfig's own keys, never from layer_options
-# (data_format follows the model, so it is no layer option either)
-COMMON_LAYER_ARGUMENTS = ("size", "fill", "seed", "test_time", "name", "data_format")
-
-
-def resolve(reference):
-    """The object a "module:name" string names."""
-    module, _, attribute = reference.partition(":")
-    return getattr(importlib.import_module(module), attribute)
-
-
-def register_layer(name, layer_class):
-    """Adds a defense layer (a `RandomImageDefense` subclass, or "module:Class") under `name`;
-    returns `layer_class`, so it can decorate the class."""
-    if not isinstance(name, str) or not name or any(c in name for c in "+ ,"):
+def _check_layer_name(name):
+    if any(c in name for c in "+ ,"):
         raise ValueError(f"defense layer name must be a word without '+', ',' or spaces; got "
                          f"{name!r}")
     if name == "none" or name.endswith("-at"):
         raise ValueError(f"defense layer name {name!r} is reserved")
-    if not isinstance(layer_class, str):
-        _check_layer_class(name, layer_class)
-    LAYERS[name] = layer_class
-    return layer_class
 
 
 def _check_layer_class(name, layer_class):
@@ -96,21 +57,57 @@ def _check_layer_class(name, layer_class):
                         "and the EOT check)")
 
 
+def _check_method(name, method):
+    if not isinstance(method, AdversarialTraining) or method.name != name:
+        raise TypeError(f"adversarial-training method {name!r}: {method!r} is not an "
+                        f"AdversarialTraining named {name!r}")
+
+
+# "module:Class" until used, so listing the names imports no framework
+LAYERS = Registry("defense layer", {
+    "mask": "fmfp_tf.layers.feature_mask:FeatureMask",
+    "padding": "fmfp_tf.layers.feature_padding:FeaturePadding",
+}, check=_check_layer_class, check_name=_check_layer_name)
+
+_ADVERSARIAL = "fmfp_tf.training.adversarial"
+ADVERSARIAL_TRAINING = Registry("adversarial-training method", {method.name: method for method in (
+    AdversarialTraining("fgsm", "FGSM examples mixed with clean ones (Goodfellow et al. 2015)",
+                        f"{_ADVERSARIAL}:fgsm_examples", clean_weight=0.5),
+    AdversarialTraining("pgd", "PGD-k examples from a random start (Madry et al. 2018)",
+                        f"{_ADVERSARIAL}:pgd_examples"),
+    AdversarialTraining("fast", "FGSM from a uniform random start, step 1.25 eps (Wong et al. "
+                                "2020, 'Fast is better than free')",
+                        f"{_ADVERSARIAL}:fast_examples"),
+    AdversarialTraining("nfgsm", "FGSM of step eps from noise in the 2 eps-ball, not projected "
+                                 "(de Jorge et al. 2022, N-FGSM)",
+                        f"{_ADVERSARIAL}:noisy_fgsm_examples"),
+    AdversarialTraining("cw", "the training set augmented once with C&W L2 examples crafted on "
+                              "the undefended twin"),
+)}, check=_check_method)
+
+# the arguments every defense layer takes from TrainConfig's own keys, never from layer_options
+# (data_format follows the model, so it is no layer option either)
+COMMON_LAYER_ARGUMENTS = ("size", "fill", "seed", "test_time", "name", "data_format")
+
+
+def register_layer(name, layer_class):
+    """Adds a defense layer (a `RandomImageDefense` subclass, or "module:Class") under `name`;
+    returns `layer_class`, so it can decorate the class."""
+    return LAYERS.register(name, layer_class)
+
+
+def register_method(method):
+    """Adds an `AdversarialTraining` method (its defense name is NAME-at); returns it."""
+    return ADVERSARIAL_TRAINING.register(method.name, method)
+
+
 def layer_names():
     return tuple(LAYERS)
 
 
 def layer_class(name):
     """The layer class registered as `name` (imported on first use)."""
-    if name not in LAYERS:
-        raise UsageError(f"unknown defense layer {name!r}; expected one of "
-                         f"{', '.join(LAYERS)}")
-    entry = LAYERS[name]
-    if isinstance(entry, str):
-        entry = resolve(entry)
-        _check_layer_class(name, entry)
-        LAYERS[name] = entry
-    return entry
+    return LAYERS[name]
 
 
 def layer_options(name):
@@ -148,5 +145,7 @@ def split(defense):
 
 def check(defense):
     if defense not in names():
-        raise UsageError(f"unknown defense {defense!r}; expected one of {', '.join(names())}")
+        raise UsageError(f"unknown defense {defense!r}; expected one of {', '.join(names())} "
+                         "(a plugin's defenses exist once its module is imported: fmfp-tf "
+                         "--plugin MODULE)")
     return defense

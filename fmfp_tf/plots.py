@@ -1,23 +1,28 @@
-"""Figures written next to results (matplotlib, no display needed)."""
-import matplotlib
+"""Figures written next to results (matplotlib, no display needed).
 
-matplotlib.use("Agg")
+Figures are made with matplotlib's object API, not pyplot: no backend is chosen for the whole
+process, no figure is kept open, and matplotlib is imported only when a figure is drawn.
+"""
+from fmfp_tf import atomic
 
-import matplotlib.pyplot as plt  # noqa: E402
 
-from fmfp_tf import atomic  # noqa: E402
+def _subplots(*args, **kwargs):
+    """(figure, axes) like pyplot.subplots, on a figure that belongs to no pyplot state."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=kwargs.pop("figsize", None))
+    return figure, figure.subplots(*args, **kwargs)
 
 
 def save_figure(figure, path):
     with atomic.atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=110, bbox_inches="tight", format=path.rsplit(".", 1)[-1])
-    plt.close(figure)
 
 
 def history_plot(history, path, title=""):
     """Loss and accuracy per epoch, train and test."""
     epochs = [record["epoch"] for record in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    figure, (left, right) = _subplots(1, 2, figsize=(9, 3.4))
     left.plot(epochs, [r["loss"] for r in history], "o-", label="train")
     if history and "test_loss" in history[0]:
         left.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
@@ -37,7 +42,7 @@ def history_plot(history, path, title=""):
 
 def line_plot(series, path, xlabel, ylabel, title=""):
     """`series`: {label: [(x, y), ...]}; one line each."""
-    figure, axis = plt.subplots(figsize=(5.5, 3.6))
+    figure, axis = _subplots(figsize=(5.5, 3.6))
     for label, points in series.items():
         points = sorted(points)
         axis.plot([p[0] for p in points], [p[1] for p in points], "o-", label=label)
@@ -56,7 +61,7 @@ def grouped_bars(panels, path, ylabel, title=""):
     Missing values (None) leave a gap, so a cell that was not run is visibly absent.
     """
     count = max(len(panels), 1)
-    figure, axes = plt.subplots(1, count, figsize=(max(4.5, 3.2 * count), 3.6), squeeze=False)
+    figure, axes = _subplots(1, count, figsize=(max(4.5, 3.2 * count), 3.6), squeeze=False)
     for axis, (panel, groups) in zip(axes[0], panels.items()):
         bar_labels = list(dict.fromkeys(b for bars in groups.values() for b in bars))
         width = 0.8 / max(len(bar_labels), 1)

@@ -311,7 +311,8 @@ def test_evaluate_with_apgd_square_and_autoattack_reports_the_worst_case(runs, t
     result = fmfp("evaluate", "--model", str(runs / "twin"), "--attacks",
                   "pgd,apgd-ce,apgd-t,square,autoattack", "--n", "48", "--pgd-steps", "5",
                   "--apgd-steps", "10", "--apgd-target-classes", "2", "--square-queries", "40",
-                  "--out", str(out))
+                  "--autoattack-steps", "10", "--autoattack-target-classes", "2",
+                  "--autoattack-queries", "40", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     records = json.loads((out / "results.json").read_text())["records"]
     white = {r["attack"]: r for r in records if r["threat_model"] == "white-box"}
@@ -501,7 +502,8 @@ finally:
 def test_a_model_trained_on_tensorflow_is_evaluated_on_jax_without_tensorflow(runs, tmp_path):
     pytest.importorskip("jax")
     args = ["evaluate", "--model", str(runs / "twin"), "--attacks", "fgsm,apgd-ce,fab-t", "--n",
-            "48", "--apgd-steps", "10", "--apgd-target-classes", "2"]
+            "48", "--apgd-steps", "10", "--apgd-target-classes", "2", "--fab-steps", "10",
+            "--fab-target-classes", "2"]
     on_tf = fmfp(*args, "--out", str(tmp_path / "tf"))
     assert on_tf.returncode == 0, on_tf.stderr[-3000:]
     on_jax = subprocess.run([sys.executable, "-c", JAX_CLI, *args, "--out", str(tmp_path / "jax")],

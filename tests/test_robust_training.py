@@ -24,6 +24,21 @@ def test_fast_at_examples_stay_within_eps_and_move(trained_model):
     assert not np.array_equal(x_adv, attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy())
 
 
+def test_nfgsm_examples_start_from_wider_noise_and_are_not_projected(trained_model):
+    from fmfp_tf.training.adversarial import perturbation
+
+    model, x, y = trained_model
+    config = TrainConfig(defense="nfgsm-at", at_eps=8 / 255, seed=1)
+    attack = perturbation(config, model)
+    assert attack.method == "nfgsm" and attack.clean_weight == 0.0
+    x_adv = attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy()
+    distance = np.abs(x_adv - x[:64]).reshape(64, -1).max(axis=1)
+    # noise up to 2 eps plus a step of eps, never projected back to the eps-ball
+    assert distance.max() <= 3 * 8 / 255 + 1e-6
+    assert np.median(distance) > 8 / 255 + 1e-3
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
 def _history(pgd, fgsm):
     return [{"epoch": i + 1, "probe_pgd_accuracy": p, "probe_fgsm_accuracy": f}
             for i, (p, f) in enumerate(zip(pgd, fgsm))]

@@ -11,6 +11,9 @@ Losses: cross-entropy (`ce`), the Difference of Logits Ratio (`dlr`, invariant t
 scale, so a model cannot hide behind huge logits), and its targeted form run once per target among
 the `target_classes` highest-scoring other classes (APGD-T).
 """
+import dataclasses
+import typing
+
 import numpy as np
 from keras import ops
 
@@ -18,10 +21,22 @@ from fmfp_tf.attacks import common
 from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.attacks.common import per_example, project
 from fmfp_tf.errors import UsageError
+from fmfp_tf.settings import Settings, setting
 
 LOSSES = ("ce", "dlr")
 MOMENTUM = 0.75
 STALL_FRACTION = 0.75  # fewer rises than this share of the steps since the last checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class APGDSettings(Settings):
+    """APGD-CE's, APGD-DLR's and APGD-T's effort in an evaluation."""
+
+    prefix: typing.ClassVar[str] = "apgd"
+    steps: int = setting(100, "APGD iterations per restart (and per target)", minimum=1)
+    restarts: int = setting(1, "APGD's random restarts", minimum=1)
+    target_classes: int = setting(9, "APGD-T: one run per class ranked 2nd.. by the clean logits",
+                                  minimum=1)
 
 
 def checkpoint_lengths(steps):

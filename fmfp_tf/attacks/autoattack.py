@@ -9,6 +9,9 @@ survive *every* attack, attack by attack on the images still standing.
 The standard version is AutoAttack's as RobustBench runs it (L-inf): the same four attacks in the
 same order, each on the inputs the previous ones left.
 """
+import dataclasses
+import typing
+
 import numpy as np
 
 from fmfp_tf.attacks import common
@@ -18,9 +21,20 @@ from fmfp_tf.attacks.eot import eot_model
 from fmfp_tf.attacks.fab import fab
 from fmfp_tf.attacks.square import square
 from fmfp_tf.errors import UsageError
+from fmfp_tf.settings import Settings, setting
 
 VERSIONS = ("standard", "rand")
 EOT_DRAWS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoAttackSettings(Settings):
+    """The ensemble's effort in an evaluation, shared by its components as in AutoAttack."""
+
+    prefix: typing.ClassVar[str] = "autoattack"
+    steps: int = setting(100, "APGD's and FAB-T's iterations inside AutoAttack", minimum=1)
+    target_classes: int = setting(9, "APGD-T's and FAB-T's targets inside AutoAttack", minimum=1)
+    queries: int = setting(5000, "Square's queries inside AutoAttack", minimum=1)
 
 
 def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draws=EOT_DRAWS):

@@ -5,9 +5,27 @@ with Adam, and binary-searches c per example. Written from the paper; CleverHans
 (through `cleverhans_compat`) is the reference it is tested against. The whole optimisation runs
 inside one compiled function, so no Python runs per iteration on TensorFlow and JAX.
 """
+import dataclasses
+import typing
+
 from keras import ops
 
 from fmfp_tf.attacks import common
+from fmfp_tf.settings import Settings, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class CWSettings(Settings):
+    """C&W-L2's optimisation (Carlini & Wagner 2017); the defaults are the paper's reading."""
+
+    prefix: typing.ClassVar[str] = "cw"
+    iterations: int = setting(100, "Adam steps per binary-search step", minimum=1)
+    binary_search_steps: int = setting(5, "binary-search steps over the constant c", minimum=1,
+                                       aliases=("--cw-binary-steps",))
+    confidence: float = setting(0.0, "logit margin the example must reach", minimum=0.0)
+    learning_rate: float = setting(0.01, "Adam's learning rate", above=0.0)
+    initial_const: float = setting(0.01, "first constant c of the binary search", above=0.0)
+
 
 BETA1, BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 

@@ -14,12 +14,26 @@ Targets are the classes ranked 2nd .. (target_classes + 1)th by the clean logits
 on the inputs no earlier run has fooled (9 targets, 100 iterations, no random start in
 AutoAttack's standard version).
 """
+import dataclasses
+import typing
+
 import numpy as np
 from keras import ops
 
 from fmfp_tf.attacks import common
 from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.errors import UsageError
+from fmfp_tf.settings import Settings, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class FABSettings(Settings):
+    """FAB-T's effort in an evaluation (AutoAttack's: 100 iterations, 9 targets)."""
+
+    prefix: typing.ClassVar[str] = "fab"
+    steps: int = setting(100, "FAB-T iterations per target", minimum=1)
+    target_classes: int = setting(9, "FAB-T: one run per class ranked 2nd.. by the clean logits",
+                                  minimum=1)
 
 
 def project_linf(point, w, b):

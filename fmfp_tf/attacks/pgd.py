@@ -1,12 +1,33 @@
 """PGD (Madry et al. 2018) in L-inf and L2, with random start and restarts; I-FGSM is PGD without
 random start (Kurakin et al. 2017, the basic iterative method)."""
+import dataclasses
+import typing
+
 import numpy as np
 from keras import ops
 
 from fmfp_tf.attacks import common
 from fmfp_tf.attacks.common import l2_norm, project  # noqa: F401  (part of this module's API)
+from fmfp_tf.settings import Settings, setting
 
 NORMS = ("inf", "2")
+
+
+@dataclasses.dataclass(frozen=True)
+class PGDSettings(Settings):
+    """PGD's effort in an evaluation (its step is 2.5 eps / steps, Madry et al. 2018)."""
+
+    prefix: typing.ClassVar[str] = "pgd"
+    steps: int = setting(20, "PGD iterations per restart", minimum=1)
+    restarts: int = setting(1, "PGD's independent random starts", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class IFGSMSettings(Settings):
+    """I-FGSM's effort in an evaluation (its step is eps / 4)."""
+
+    prefix: typing.ClassVar[str] = "ifgsm"
+    steps: int = setting(10, "I-FGSM iterations", minimum=1)
 
 
 def uniform_start(rng, shape, norm):

@@ -7,15 +7,27 @@ the perturbation (the same +-eps per channel over the window) at a random place 
 the margin loss z_y - max_{i != y} z_i falls. The window covers a share p of the image that halves
 on a fixed schedule of the query budget (from p_init = 0.8), as in the paper.
 """
+import dataclasses
+import typing
+
 import numpy as np
 from keras import ops
 
 from fmfp_tf.attacks import common
+from fmfp_tf.settings import Settings, setting
 
 SEGMENT = 250  # queries between two compactions of the inputs still standing
 # the paper's schedule of p, written for a budget of 10,000 queries and rescaled to the budget
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
              (6000, 128), (8000, 256))
+
+
+@dataclasses.dataclass(frozen=True)
+class SquareSettings(Settings):
+    """The Square Attack's budget in an evaluation (AutoAttack's: 5,000 queries)."""
+
+    prefix: typing.ClassVar[str] = "square"
+    queries: int = setting(5000, "Square's queries per image", minimum=1)
 
 
 def window_share(query, queries, p_init=0.8):

@@ -2,7 +2,7 @@
 training, the reproduction runner and the CLI read them here instead of keeping lists of names.
 
 Adding a dataset is one loader module that declares a `Dataset` plus one line in `DATASETS` (or,
-from outside the package, one `register` call). Entries are "module:attribute" until used, so
+from a plugin module, one `register` call). Entries are "module:attribute" until used, so
 listing the names imports no loader.
 
 Example:
@@ -12,10 +12,9 @@ Example:
 ('grayscale', 'mtcnn')
 """
 import dataclasses
-import importlib
 import typing
 
-from fmfp_tf.errors import UsageError
+from fmfp_tf.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,38 +49,36 @@ class Dataset:
         return self.files is not None
 
 
-DATASETS = {
+def _check_dataset(name, dataset):
+    if not isinstance(dataset, Dataset) or dataset.name != name:
+        raise TypeError(f"dataset {name!r}: {dataset!r} is not a fmfp_tf.data.registry.Dataset "
+                        f"named {name!r}")
+
+
+DATASETS = Registry("dataset", {
     "synthetic": "fmfp_tf.data.synthetic:DATASET",
     "gtsrb": "fmfp_tf.data.gtsrb:GTSRB",
     "belgium": "fmfp_tf.data.gtsrb:BELGIUM",
     "orl": "fmfp_tf.data.faces:ORL",
     "yale": "fmfp_tf.data.faces:YALE",
     "folder": "fmfp_tf.data.folder:DATASET",
-}
+}, check=_check_dataset)
 
 
 def register(dataset):
     """Adds a `Dataset` (or replaces one of the same name); returns it."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"register() needs a fmfp_tf.data.registry.Dataset; got {dataset!r}")
-    DATASETS[dataset.name] = dataset
-    return dataset
+    return DATASETS.register(dataset.name, dataset)
 
 
 def names():
-    return tuple(DATASETS)
+    return DATASETS.names()
 
 
 def get(name):
     """The `Dataset` registered as `name` (its module imported on first use)."""
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    entry = DATASETS[name]
-    if isinstance(entry, str):
-        module, _, attribute = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attribute)
-        DATASETS[name] = entry
-    return entry
+    return DATASETS[name]
 
 
 def face_crop_for(dataset, face_crop="auto"):

@@ -1,40 +1,33 @@
 """The attacks `evaluate` knows, in one registry: what each is called, which function runs it,
-whether it takes an eps budget, and the keyword arguments it is given, derived from
-`AttackSettings` in one place, so the report's "How it was measured" prints exactly what ran.
+whether it takes an eps budget, which settings groups it reads, and the keyword arguments it is
+given, so the report's "How it was measured" prints exactly what ran.
 
-Adding an attack = a module with its function (anywhere; the built-in ones live in
-`fmfp_tf.attacks`) + one `register(...)` line, here or in the caller's code; the CLI's
-`--attacks`, table files, reports and the gradient-masking checks read this table. A function
-given as "module:name" is imported on first use.
+Each attack declares its own settings beside its function (`attacks.pgd.PGDSettings`: the key
+`pgd_steps`, the flag `--pgd-steps`); `AttackSettings` holds every registered group, and the CLI's
+options, table-file keys and their checks are derived from them. Adding an attack, settings and
+all, is a module with its function + one `register(...)` line, here or in a plugin module.
 """
 import dataclasses
-import importlib
 import typing
 
+from fmfp_tf import registry
+from fmfp_tf import settings as settings_lib
 from fmfp_tf.errors import UsageError
+from fmfp_tf.settings import Settings, setting
 
 
-@dataclasses.dataclass
-class AttackSettings:
-    """Budgets and effort of every attack (the paper's readings and AutoAttack's by default)."""
+@dataclasses.dataclass(frozen=True)
+class EvaluationSettings(Settings):
+    """What every attack of an evaluation shares (the paper's readings by default)."""
 
-    ifgsm_steps: int = 10
-    pgd_steps: int = 20
-    pgd_restarts: int = 1
-    cw_iterations: int = 100
-    cw_binary_search_steps: int = 5
-    cw_confidence: float = 0.0
-    cw_learning_rate: float = 0.01
-    cw_initial_const: float = 0.01
-    apgd_steps: int = 100
-    apgd_restarts: int = 1
-    apgd_target_classes: int = 9
-    square_queries: int = 5000
-    eot_samples: int = 10
-    precision: str = "float32"  # APGD's and FAB-T's steps; successes are decided in float32
-    unbounded_check: bool = True
-    batch_size: int = 256
-    seed: int = 0
+    eot_samples: int = setting(10, "draws averaged per EOT gradient and per prediction of a "
+                                   "model random at inference", minimum=1)
+    precision: str = setting("float32", "bfloat16: APGD's and FAB-T's steps on a bfloat16 twin "
+                                        "of the model; every success is decided in float32",
+                             choices=("float32", "bfloat16"), flag="--attack-precision")
+    unbounded_check: bool = setting(True, "run the unbounded-PGD gradient-masking check")
+    batch_size: int = setting(256, "images per attack batch", minimum=1, maximum=2 ** 20)
+    seed: int = setting(0, "seeds every attack's random starts", minimum=0, maximum=2 ** 32 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +35,16 @@ class AttackSpec:
     """One attack as `evaluate` runs it.
 
     `arguments(settings, eps, randomized)` returns the keyword arguments passed to `function`
-    besides the model, the images, the labels, `batch_size` and `progress`; `randomized` says
-    whether the attacked model is random at inference.
+    besides the model, the images, the labels, `batch_size` and `progress`; `settings` is an
+    `AttackSettings` (`settings.pgd.steps`), `randomized` says whether the attacked model is
+    random at inference. `settings` names the groups the attack reads ("module:Class").
     """
 
     name: str
     label: str
     function: typing.Union[typing.Callable, str]  # or "module:name", imported on first use
     arguments: typing.Callable
+    settings: typing.Tuple[typing.Union[type, str], ...] = ()
     bounded: bool = True        # takes an L-inf eps; unbounded attacks run once per threat model
     kind: str = "gradient"      # "gradient", "score" (reads outputs only) or "ensemble"
     selectable: bool = True     # False for the internal unbounded-PGD check
@@ -70,25 +65,95 @@ class AttackSpec:
         values.pop("eps", None)
         return values
 
+    def setting_groups(self):
+        return tuple(registry.resolve(group) for group in self.settings)
+
     def resolve(self):
         """The attack function itself."""
-        if not isinstance(self.function, str):
-            return self.function
-        module, _, name = self.function.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return registry.resolve(self.function)
 
     def craft(self, model, x, y, eps, settings, progress=None, randomized=False):
         return self.resolve()(model, x, y, batch_size=settings.batch_size, progress=progress,
                              **self.kwargs(settings, eps, randomized))
 
 
-ATTACKS = {}
+def _check_spec(name, spec):
+    if not isinstance(spec, AttackSpec) or spec.name != name:
+        raise TypeError(f"attack {name!r}: {spec!r} is not an AttackSpec named {name!r}")
+
+
+ATTACKS = registry.Registry("attack", check=_check_spec)
 
 
 def register(spec):
     """Adds `spec` to the registry (a later spec of the same name replaces it)."""
-    ATTACKS[spec.name] = spec
-    return spec
+    return ATTACKS.register(spec.name, spec)
+
+
+def setting_groups():
+    """Every settings class an evaluation reads: the shared one, then each registered attack's,
+    once each, in registry order."""
+    groups = [EvaluationSettings]
+    for spec in ATTACKS.values():
+        groups += [group for group in spec.setting_groups() if group not in groups]
+    return groups
+
+
+class AttackSettings:
+    """The settings of one evaluation: `EvaluationSettings`' keys as they are (`batch_size`) and
+    each attack group's as `prefix_name` (`pgd_steps`), the spelling of table files.
+
+    Read a group as `settings.pgd` (a frozen `PGDSettings`) or a key as `settings.pgd_steps`.
+    Unknown keys and bad values raise a UsageError that names them as `spell(cls, name)` gives
+    (the flat key by default; the CLI passes its flags).
+    """
+
+    def __init__(self, spell=None, **values):
+        spell = spell or settings_lib.key
+        fields = {settings_lib.key(cls, f.name): (cls, f.name)
+                  for cls in setting_groups() for f in settings_lib.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise UsageError(f"unknown attack setting(s) {', '.join(unknown)}; expected "
+                             f"{', '.join(fields)}")
+        chosen = {}
+        for key, value in values.items():
+            cls, name = fields[key]
+            chosen.setdefault(cls, {})[name] = value
+        self._groups = {cls.prefix: settings_lib.build(cls, chosen.get(cls, {}), spell)
+                        for cls in setting_groups()}
+        self._fields = fields
+
+    @staticmethod
+    def keys():
+        return tuple(settings_lib.key(cls, f.name) for cls in setting_groups()
+                     for f in settings_lib.fields(cls))
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        groups = self.__dict__.get("_groups", {})
+        if name in groups and name:
+            return groups[name]
+        if name in self._fields:
+            cls, field = self._fields[name]
+            return getattr(groups[cls.prefix], field)
+        raise AttributeError(f"AttackSettings has no setting or group {name!r}")
+
+    def to_dict(self):
+        """{flat key: value} of every setting."""
+        return {key: getattr(self, key) for key in self._fields}
+
+    def __eq__(self, other):
+        return isinstance(other, AttackSettings) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        changed = {k: v for k, v in self.to_dict().items() if v != _default(*self._fields[k])}
+        return f"AttackSettings({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+
+def _default(cls, name):
+    return next(f.default for f in settings_lib.fields(cls) if f.name == name)
 
 
 def names_selectable():
@@ -98,6 +163,11 @@ def names_selectable():
 
 def get(name):
     return ATTACKS[name]
+
+
+def readers(group):
+    """The attacks (checks included) that read settings class `group`."""
+    return tuple(name for name, spec in ATTACKS.items() if group in spec.setting_groups())
 
 
 def check_names(names, source="attacks"):
@@ -141,59 +211,64 @@ def _fab_cost(p):
     return p["steps"] * p["target_classes"] * (1 + 1 / 3)
 
 
-register(AttackSpec("fgsm", "FGSM", "fmfp_tf.attacks.fgsm:fgsm", lambda s, eps, r: {},
-                    cost=lambda p: 1))
-register(AttackSpec("ifgsm", "I-FGSM", "fmfp_tf.attacks.pgd:ifgsm",
-                    lambda s, eps, r: {"steps": s.ifgsm_steps, "step_size": eps / 4},
-                    cost=lambda p: p["steps"]))
-register(AttackSpec("rfgsm", "R-FGSM", "fmfp_tf.attacks.rfgsm:rfgsm",
-                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed},
-                    cost=lambda p: 1))
-register(AttackSpec("pgd", "PGD", "fmfp_tf.attacks.pgd:pgd",
-                    lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
-                                       "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed},
+def _apgd(loss, targeted=False):
+    def arguments(s, eps, r):
+        values = {"loss": loss, "steps": s.apgd.steps, "restarts": s.apgd.restarts,
+                  "seed": s.seed, **_precision(s)}
+        if targeted:
+            values.update(targeted=True, target_classes=s.apgd.target_classes)
+        return values
+    return arguments
+
+
+def _pgd(s, eps, r):
+    return {"steps": s.pgd.steps, "restarts": s.pgd.restarts,
+            "step_size": 2.5 * eps / s.pgd.steps, "seed": s.seed}
+
+
+_A = "fmfp_tf.attacks"
+register(AttackSpec("fgsm", "FGSM", f"{_A}.fgsm:fgsm", lambda s, eps, r: {}, cost=lambda p: 1))
+register(AttackSpec("ifgsm", "I-FGSM", f"{_A}.pgd:ifgsm",
+                    lambda s, eps, r: {"steps": s.ifgsm.steps, "step_size": eps / 4},
+                    settings=(f"{_A}.pgd:IFGSMSettings",), cost=lambda p: p["steps"]))
+register(AttackSpec("rfgsm", "R-FGSM", f"{_A}.rfgsm:rfgsm",
+                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed}, cost=lambda p: 1))
+register(AttackSpec("pgd", "PGD", f"{_A}.pgd:pgd", _pgd, settings=(f"{_A}.pgd:PGDSettings",),
                     cost=lambda p: p["steps"] * p["restarts"]))
-register(AttackSpec("cw", "C&W-L2", "fmfp_tf.attacks.cw:cw_l2",
-                    lambda s, eps, r: {"confidence": s.cw_confidence,
-                                       "learning_rate": s.cw_learning_rate,
-                                       "initial_const": s.cw_initial_const,
-                                       "binary_search_steps": s.cw_binary_search_steps,
-                                       "max_iterations": s.cw_iterations},
-                    bounded=False, in_worst_case=False,
+register(AttackSpec("cw", "C&W-L2", f"{_A}.cw:cw_l2",
+                    lambda s, eps, r: {"confidence": s.cw.confidence,
+                                       "learning_rate": s.cw.learning_rate,
+                                       "initial_const": s.cw.initial_const,
+                                       "binary_search_steps": s.cw.binary_search_steps,
+                                       "max_iterations": s.cw.iterations},
+                    settings=(f"{_A}.cw:CWSettings",), bounded=False, in_worst_case=False,
                     cost=lambda p: p["binary_search_steps"] * p["max_iterations"]))
-register(AttackSpec("apgd-ce", "APGD-CE", "fmfp_tf.attacks.apgd:apgd",
-                    lambda s, eps, r: {"loss": "ce", "steps": s.apgd_steps,
-                                       "restarts": s.apgd_restarts, "seed": s.seed,
-                                       **_precision(s)},
+register(AttackSpec("apgd-ce", "APGD-CE", f"{_A}.apgd:apgd", _apgd("ce"),
+                    settings=(f"{_A}.apgd:APGDSettings",),
                     cost=lambda p: p["steps"] * p["restarts"]))
-register(AttackSpec("apgd-dlr", "APGD-DLR", "fmfp_tf.attacks.apgd:apgd",
-                    lambda s, eps, r: {"loss": "dlr", "steps": s.apgd_steps,
-                                       "restarts": s.apgd_restarts, "seed": s.seed,
-                                       **_precision(s)},
+register(AttackSpec("apgd-dlr", "APGD-DLR", f"{_A}.apgd:apgd", _apgd("dlr"),
+                    settings=(f"{_A}.apgd:APGDSettings",),
                     cost=lambda p: p["steps"] * p["restarts"]))
-register(AttackSpec("apgd-t", "APGD-T", "fmfp_tf.attacks.apgd:apgd",
-                    lambda s, eps, r: {"loss": "dlr", "targeted": True, "steps": s.apgd_steps,
-                                       "restarts": s.apgd_restarts,
-                                       "target_classes": s.apgd_target_classes, "seed": s.seed,
-                                       **_precision(s)},
+register(AttackSpec("apgd-t", "APGD-T", f"{_A}.apgd:apgd", _apgd("dlr", targeted=True),
+                    settings=(f"{_A}.apgd:APGDSettings",),
                     cost=lambda p: p["steps"] * p["restarts"] * p["target_classes"]))
-register(AttackSpec("fab-t", "FAB-T", "fmfp_tf.attacks.fab:fab",
-                    lambda s, eps, r: {"steps": s.apgd_steps,
-                                       "target_classes": s.apgd_target_classes, "seed": s.seed,
+register(AttackSpec("fab-t", "FAB-T", f"{_A}.fab:fab",
+                    lambda s, eps, r: {"steps": s.fab.steps,
+                                       "target_classes": s.fab.target_classes, "seed": s.seed,
                                        **_precision(s)},
-                    cost=_fab_cost))
-register(AttackSpec("square", "Square", "fmfp_tf.attacks.square:square",
-                    lambda s, eps, r: {"queries": s.square_queries, "seed": s.seed},
-                    kind="score", cost=lambda p: p["queries"] / 3))
-register(AttackSpec("autoattack", "AutoAttack", "fmfp_tf.attacks.autoattack:autoattack",
+                    settings=(f"{_A}.fab:FABSettings",), cost=_fab_cost))
+register(AttackSpec("square", "Square", f"{_A}.square:square",
+                    lambda s, eps, r: {"queries": s.square.queries, "seed": s.seed},
+                    settings=(f"{_A}.square:SquareSettings",), kind="score",
+                    cost=lambda p: p["queries"] / 3))
+register(AttackSpec("autoattack", "AutoAttack", f"{_A}.autoattack:autoattack",
                     lambda s, eps, r: {"version": "rand" if r else "standard",
-                                       "steps": s.apgd_steps,
-                                       "target_classes": s.apgd_target_classes,
-                                       "queries": s.square_queries, "seed": s.seed,
+                                       "steps": s.autoattack.steps,
+                                       "target_classes": s.autoattack.target_classes,
+                                       "queries": s.autoattack.queries, "seed": s.seed,
                                        **_precision(s, r)},
-                    kind="ensemble", cost=_autoattack_cost))
-register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", "fmfp_tf.attacks.pgd:pgd",
-                    lambda s, eps, r: {"steps": s.pgd_steps, "restarts": s.pgd_restarts,
-                                       "step_size": 2.5 * eps / s.pgd_steps, "seed": s.seed},
-                    selectable=False, in_worst_case=False,
+                    settings=(f"{_A}.autoattack:AutoAttackSettings",), kind="ensemble",
+                    cost=_autoattack_cost))
+register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", f"{_A}.pgd:pgd", _pgd,
+                    settings=(f"{_A}.pgd:PGDSettings",), selectable=False, in_worst_case=False,
                     cost=lambda p: p["steps"] * p["restarts"]))

@@ -21,7 +21,6 @@ from fmfp_tf.evaluation.attack_specs import AttackSettings
 from fmfp_tf.evaluation.report import format_eps
 from fmfp_tf.models_io import check_compatible, load_model, resolve_model_path
 
-ATTACK_NAMES = attack_specs.names_selectable()
 logger = logging.getLogger(__name__)
 
 
@@ -150,6 +149,11 @@ def _plan(attacks, eps_values, threat, settings):
     if settings.unbounded_check and threat == "white-box":
         plan.append(("pgd-unbounded", 1.0))
     return plan
+
+
+def attacks_run(attacks, threats, settings):
+    """The registry names an evaluation runs: `attacks` plus the checks its settings add."""
+    return {attack for threat in threats for attack, _ in _plan(attacks, [None], threat, settings)}
 
 
 def _worst_case(base, threat, correct, source_entry):

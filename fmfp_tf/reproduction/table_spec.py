@@ -34,7 +34,6 @@ TOP_KEYS = {"table", "title", "defense", "sizes", "columns", "attacks", "stronge
 QUICK_KEYS = {"train", "datasets", "evaluation", "columns", "sizes"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset", "model", "defense",
                                                                      "size", "data_dir"}
-EVAL_KEYS = {f.name for f in dataclasses.fields(AttackSettings)} | {"n"}
 
 
 @dataclasses.dataclass
@@ -183,7 +182,7 @@ def load(name, quick=False):
     _check_keys(path, "train", sections["train"], TRAIN_KEYS)
     for dataset, values in sections["datasets"].items():
         _check_keys(path, f"datasets.{dataset}", values, TRAIN_KEYS)
-    _check_keys(path, "evaluation", sections["evaluation"], EVAL_KEYS)
+    _check_keys(path, "evaluation", sections["evaluation"], {*AttackSettings.keys(), "n"})
     return TableSpec(path=path, table=int(data["table"]), title=str(data["title"]),
                      defense=data["defense"], columns=columns, attacks=list(attacks),
                      eps=str(data["eps"]), protocol=data["protocol"],

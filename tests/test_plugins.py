@@ -1,0 +1,193 @@
+"""Plugins across processes: a temporary package adds a defense layer, an adversarial-training
+method, an attack with a setting of its own, a dataset and a command, each one module plus one
+registration line, and fresh `fmfp-tf` processes train, evaluate and run them with no other edit
+(docs/architecture.md, "Extending: files to touch")."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+# each kind of thing: (file, source); the file registers it in its last line
+FILES = {
+    "toyplugin/layer.py": '''
+        import keras
+
+        from fmfp_tf import defense_registry
+        from fmfp_tf.layers.base import RandomImageDefense
+
+
+        @keras.saving.register_keras_serializable(package="toyplugin")
+        class ToyFlip(RandomImageDefense):
+            """Mirrors a random half of the images left-right."""
+
+            def draw_transformation(self, images, seed):
+                ops = self.backend
+                return {"flip": ops.random.uniform((ops.shape(images)[0],), seed=seed) < 0.5}
+
+            def apply_transformation(self, images, transformation):
+                ops = self.backend
+                flipped = ops.numpy.flip(images, axis=2)
+                return ops.numpy.where(transformation["flip"][:, None, None, None], flipped,
+                                       images)
+
+
+        defense_registry.register_layer("toyflip", ToyFlip)
+    ''',
+    "toyplugin/method.py": '''
+        import tensorflow as tf
+
+        from fmfp_tf import defense_registry
+
+
+        def noise_examples(config, model):
+            """Uniform noise in the eps-ball: a toy online method."""
+            return (lambda x, y: tf.clip_by_value(
+                x + tf.random.uniform(tf.shape(x), -config.at_eps, config.at_eps), 0.0, 1.0)), None
+
+
+        defense_registry.register_method(defense_registry.AdversarialTraining(
+            "noise", "uniform noise (toy)", "toyplugin.method:noise_examples"))
+    ''',
+    "toyplugin/attack.py": '''
+        import dataclasses
+        import typing
+
+        from fmfp_tf.attacks.fgsm import fgsm
+        from fmfp_tf.evaluation import attack_specs
+        from fmfp_tf.settings import Settings, setting
+
+
+        @dataclasses.dataclass(frozen=True)
+        class PartFGSMSettings(Settings):
+            prefix: typing.ClassVar[str] = "part"
+            fraction: float = setting(0.5, "share of eps the step uses", above=0.0, maximum=1.0)
+
+
+        def part_fgsm(model, x, y, eps, fraction=0.5, batch_size=256, progress=None):
+            """FGSM with a share of the budget."""
+            return fgsm(model, x, y, eps * fraction, batch_size=batch_size, progress=progress)
+
+
+        attack_specs.register(attack_specs.AttackSpec(
+            "part-fgsm", "FGSM, part of eps", part_fgsm,
+            lambda s, eps, r: {"fraction": s.part.fraction}, settings=(PartFGSMSettings,),
+            cost=lambda p: 1))
+    ''',
+    "toyplugin/dataset.py": '''
+        import numpy as np
+
+        from fmfp_tf.data import registry
+        from fmfp_tf.data.images import Arrays
+
+
+        def stripes(split, image_size, seed, limit):
+            """Three classes: horizontal, vertical or no stripes."""
+            count = min(limit or 240, 240) if split == "train" else min(limit or 60, 60)
+            rng = np.random.default_rng([seed, split == "test"])
+            labels = (np.arange(count) % 3).astype(np.int32)
+            height, width = image_size
+            images = rng.integers(0, 60, (count, height, width, 3)).astype(np.uint8)
+            images[labels == 0, ::4] = 255
+            images[labels == 1, :, ::4] = 255
+            return Arrays(images, labels, ["horizontal", "vertical", "plain"])
+
+
+        registry.register(registry.Dataset("stripes", "toy stripes", generate=stripes))
+    ''',
+    "toyplugin/command.py": '''
+        import click
+
+
+        @click.command()
+        def names():
+            """Prints the registered names (a plugin's command)."""
+            from fmfp_tf import defense_registry
+            from fmfp_tf.data import registry
+            from fmfp_tf.evaluation import attack_specs
+
+            click.echo(" ".join([*defense_registry.names(), *registry.names(),
+                                 *attack_specs.names_selectable()]))
+    ''',
+    # the plugin's one line per kind: an import (layer, method, attack, dataset) ...
+    "toyplugin/__init__.py": "from toyplugin import attack, dataset, layer, method  # noqa\n",
+}
+# ... and its entry points: the plugin itself, and one line per command
+ENTRY_POINTS = "[fmfp_tf.plugins]\ntoy = toyplugin\n\n[fmfp_tf.commands]\ntoy-names = toyplugin.command:names\n"
+
+
+def _write_plugin(root, installed):
+    for path, source in FILES.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(source))
+    if installed:  # what `pip install` of the plugin would leave: its metadata, with entry points
+        info = root / "toyplugin-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplugin\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(ENTRY_POINTS)
+
+
+def _fmfp(root, *args, cwd):
+    env = dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(root),
+                                                             ENV.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+TRAIN = ["train", "--dataset", "stripes", "--defense", "toyflip+noise-at", "--size", "2px",
+         "--epochs", "2", "--image-size", "16", "--batch-size", "32", "--probe-images", "0",
+         "--quiet"]
+EVALUATE = ["evaluate", "--attacks", "part-fgsm,fgsm", "--part-fraction", "0.25", "--n", "30",
+            "--no-unbounded-check"]
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["entry-points", "--plugin"])
+def test_a_plugins_things_work_in_fresh_processes(tmp_path, installed):
+    root = tmp_path / "site"
+    _write_plugin(root, installed)
+    plugin = [] if installed else ["--plugin", "toyplugin"]
+    run = tmp_path / "run"
+    trained = _fmfp(root, *plugin, *TRAIN, "--out", str(run), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] > 0.5
+    # a fresh process loads the run (its config names the plugin's layer, method and dataset;
+    # its model.keras holds the layer) and runs the plugin's attack with its own option
+    evaluated = _fmfp(root, *plugin, *EVALUATE, "--model", str(run), "--out",
+                      str(tmp_path / "eval"), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    records = json.loads((tmp_path / "eval" / "results.json").read_text())["records"]
+    part = next(r for r in records if r["attack"] == "part-fgsm")
+    assert part["params"] == {"fraction": 0.25}
+    fgsm = next(r for r in records if r["attack"] == "fgsm")
+    assert part["accuracy"] >= fgsm["accuracy"] - 0.1  # a quarter of the step hurts less
+    if installed:
+        listed = _fmfp(root, "toy-names", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        assert {"toyflip", "noise-at", "toyflip+noise-at", "stripes", "part-fgsm"} <= set(
+            listed.stdout.split())
+    else:
+        # without the plugin the same command names what is missing, in one line
+        missing = _fmfp(root, "evaluate", "--attacks", "fgsm", "--model", str(run), "--out",
+                        str(tmp_path / "e2"), cwd=tmp_path)
+        assert missing.returncode != 0
+        assert "toyflip" in missing.stderr.lower() and "--plugin" in missing.stderr
+        assert "Traceback" not in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+def test_each_kind_is_one_module_plus_one_line():
+    # the claim of docs/architecture.md's table, for the plugin route: every kind's module ends
+    # with its one registration (or is named by one entry-point line)
+    for path in ("toyplugin/layer.py", "toyplugin/method.py", "toyplugin/attack.py",
+                 "toyplugin/dataset.py"):
+        source = textwrap.dedent(FILES[path]).strip()
+        module = path.split("/")[1][:-3]
+        assert module in FILES["toyplugin/__init__.py"]
+        last = source.split("\n\n\n")[-1]
+        assert last.startswith(("defense_registry.register", "attack_specs.register",
+                                "registry.register")), path
+    assert "toyplugin.command:names" in ENTRY_POINTS
