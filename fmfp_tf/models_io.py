@@ -96,12 +96,17 @@ def load_model(path, unsafe=False):
                 f"{resolved}: refused to load: the file holds a Lambda layer (arbitrary code); "
                 "pass unsafe=True only if you trust its author"
             ) from None
-        if "Could not locate class" in message:
-            message += ("; a layer from a plugin is known only once its module is imported "
-                        "(fmfp-tf --plugin MODULE, or its installed entry point)")
-        raise ModelError(f"{resolved}: cannot load model ({message})") from None
+        raise ModelError(f"{resolved}: cannot load model ({_with_hint(message)})") from None
     except (OSError, KeyError, TypeError) as error:
-        raise ModelError(f"{resolved}: cannot load model ({_root_cause(str(error))})") from None
+        raise ModelError(f"{resolved}: cannot load model "
+                         f"({_with_hint(_root_cause(str(error)))})") from None
+
+
+def _with_hint(message):
+    if "Could not locate class" in message:
+        message += ("; a layer from a plugin is known only once its module is imported "
+                    "(fmfp-tf --plugin MODULE, or its installed entry point)")
+    return message
 
 
 def _root_cause(message, limit=200):
