@@ -34,7 +34,6 @@ setup(
         # the layers build on Keras's image preprocessing base (3.8+); tested up to 3.15
         "keras>=3.8,<3.16",
         "tensorboard>=2.16",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in
-        "cleverhans==4.0.0",  # unmaintained; fmfp_tf.attacks.cleverhans_compat fixes it for Keras 3
         "numpy>=1.26",
         "click>=8.1",
         "pyyaml>=6.0",
@@ -44,7 +43,9 @@ setup(
     ],
     extras_require={
         # JAX: the layers are also tested on the JAX backend (beside TensorFlow: tf.data on JAX)
-        "test": ["pytest>=7.4", "hypothesis>=6.90", "jax[cpu]>=0.4.30"],
+        # CleverHans 4.0.0: the reference the tests check FGSM, I-FGSM and C&W against
+        # (docs/architecture.md, "CleverHans"); tests/cleverhans_compat.py fixes it for Keras 3
+        "test": ["pytest>=7.4", "hypothesis>=6.90", "jax[cpu]>=0.4.30", "cleverhans==4.0.0"],
     },
     entry_points={"console_scripts": ["fmfp-tf=fmfp_tf_cli_start:main"]},
     classifiers=[

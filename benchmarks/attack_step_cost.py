@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from fmfp_tf import attacks, models
-from fmfp_tf.attacks import cleverhans_compat
+import cleverhans_compat  # tests/cleverhans_compat.py, put on the path by benchmarks/common.py
 from fmfp_tf.attacks.common import loss_gradient
 
 BATCH, K = 256, 10

@@ -9,6 +9,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# tests/cleverhans_compat.py: CleverHans on Keras 3, the reference some benchmarks compare with
+sys.path.insert(1, os.path.join(ROOT, "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # models built one after another each trace the attack graphs anew; TensorFlow calls it retracing
 logging.getLogger("tensorflow").setLevel(logging.ERROR)

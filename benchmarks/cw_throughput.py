@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from fmfp_tf import data, models
-from fmfp_tf.attacks import cleverhans_compat, cw_l2
+import cleverhans_compat  # tests/cleverhans_compat.py, on the path through benchmarks/common.py
+from fmfp_tf.attacks import cw_l2
 from fmfp_tf.training.loop import fit
 
 SETTINGS = {"learning_rate": 0.01, "initial_const": 0.01, "binary_search_steps": 3,

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from fmfp_tf import attacks
-from fmfp_tf.attacks import cleverhans_compat, common
+import cleverhans_compat
+from fmfp_tf.attacks import common
 from fmfp_tf.attacks.rfgsm import rfgsm_graph
 from fmfp_tf.errors import UsageError
 

@@ -14,7 +14,7 @@ from cleverhans.tf2.attacks import carlini_wagner_l2 as upstream_cw
 from cleverhans.tf2.attacks import spsa as upstream_spsa
 from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
 
-from fmfp_tf.attacks import cleverhans_compat
+import cleverhans_compat
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,7 @@ def test_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch):
 def test_run_config_json_reads_old_bare_sizes_as_pixels_and_names_a_damaged_file(tmp_path):
     import json
 
-    from fmfp_tf.training.run import read_run_config
+    from fmfp_tf.runs import read_config as read_run_config
 
     # config.json written before sizes carried units held pixels; new ones hold '20%' / '6px'
     (tmp_path / "config.json").write_text(json.dumps({"defense": "mask", "size": 20}))

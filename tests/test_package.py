@@ -138,6 +138,45 @@ def test_no_import_circle_between_modules():
                    graph["fmfp_tf.evaluation.robustness"])
 
 
+# the house's floors, lowest first (docs/architecture.md, "Floors"): a module imports only
+# from its own floor or below, at module level or inside a function
+FLOORS = [
+    ("foundation", ["fmfp_tf.errors", "fmfp_tf.version", "fmfp_tf.sizes", "fmfp_tf.backend",
+                    "fmfp_tf.atomic", "fmfp_tf.registry", "fmfp_tf.settings", "fmfp_tf.plugins",
+                    "fmfp_tf.provenance"]),
+    ("building blocks", ["fmfp_tf", "fmfp_tf.layers", "fmfp_tf.models", "fmfp_tf.attacks"]),
+    ("registries and data", ["fmfp_tf.defense_registry", "fmfp_tf.defenses", "fmfp_tf.data"]),
+    ("configs and models on disk", ["fmfp_tf.config", "fmfp_tf.models_io", "fmfp_tf.plots"]),
+    ("run directories", ["fmfp_tf.runs"]),
+    ("jobs", ["fmfp_tf.training", "fmfp_tf.evaluation"]),
+    ("workflows", ["fmfp_tf.reproduction", "fmfp_tf.export"]),
+]
+
+
+def _floor(module):
+    """The floor of a module: that of the longest prefix naming it or a package above it."""
+    best = None
+    for index, (_, prefixes) in enumerate(FLOORS):
+        for prefix in prefixes:
+            below = module.startswith(prefix + ".") and prefix != "fmfp_tf"  # the facade: itself
+            if (module == prefix or below) and (
+                    best is None or len(prefix) > len(best[1])):
+                best = (index, prefix)
+    return None if best is None else best[0]
+
+
+def test_no_import_goes_from_a_lower_floor_to_a_higher_one():
+    graph = _import_graph(str(REPO / "fmfp_tf"))
+    unplaced = sorted(name for name in graph if _floor(name) is None)
+    assert unplaced == [], f"modules on no floor (add them to FLOORS and the docs): {unplaced}"
+    upward = sorted(f"{name} ({FLOORS[_floor(name)][0]}) -> {dep} ({FLOORS[_floor(dep)][0]})"
+                    for name, deps in graph.items() for dep in deps
+                    if _floor(dep) > _floor(name) and not dep.startswith(name + "."))
+    assert upward == [], "imports from a lower floor to a higher one:\n" + "\n".join(upward)
+    # the CLI sits on top: nothing in the library imports it
+    assert not any(dep.startswith("fmfp_tf.cli") for deps in graph.values() for dep in deps)
+
+
 def test_every_declared_dependency_is_used_by_the_library():
     import ast
     import re

@@ -98,3 +98,15 @@ def test_ema_saves_the_average_keeps_the_raw_model_and_checkpoints_the_average(t
     updates = tf.train.load_variable(latest, "average_updates/.ATTRIBUTES/VARIABLE_VALUE")
     assert updates == 2 * np.ceil((1290 - 128) / 32)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["weight_averaging"] == "ema"
+
+
+def test_a_training_run_leaves_the_process_determinism_as_it_found_it():
+    # TensorFlow's deterministic ops are on for a run only, not for the rest of the process
+    from tensorflow.python.framework import config as tf_config
+
+    from fmfp_tf.training.run import deterministic
+
+    before = tf_config.is_op_determinism_enabled()
+    with deterministic(3):
+        assert tf_config.is_op_determinism_enabled()
+    assert tf_config.is_op_determinism_enabled() == before

@@ -17,10 +17,10 @@ Every attack runs on the current Keras backend (TensorFlow, JAX or PyTorch) and 
 model or callable x -> logits on it: the attacks are written once with `keras.ops`, and
 `fmfp_tf.backend` supplies each framework's input gradient, compilation and loops. TensorFlow only:
 `distributed.craft_distributed` (any attack core over the replicas of a `tf.distribute`
-strategy) and `cleverhans_compat`.
+strategy).
 
-CleverHans 4.0.0 is the reference: `cleverhans_compat` makes it run on Keras 3, and the tests
-check these functions against it.
+CleverHans 4.0.0 is the reference the tests check FGSM, I-FGSM and C&W against (its Keras 3 fixes
+live with the tests, in `tests/cleverhans_compat.py`).
 """
 from fmfp_tf.attacks.apgd import apgd
 from fmfp_tf.attacks.autoattack import autoattack

@@ -2,8 +2,9 @@
 
 Minimises ||x' - x||_2^2 + c * max(Z_y - max_{i != y} Z_i + kappa, 0) over x' = (tanh(w) + 1) / 2
 with Adam, and binary-searches c per example. Written from the paper; CleverHans's version
-(through `cleverhans_compat`) is the reference it is tested against. The whole optimisation runs
-inside one compiled function, so no Python runs per iteration on TensorFlow and JAX.
+(run on Keras 3 by the tests' `cleverhans_compat`) is the reference it is tested against. The
+whole optimisation runs inside one compiled function, so no Python runs per iteration on
+TensorFlow and JAX.
 """
 import dataclasses
 import typing

@@ -9,9 +9,6 @@ import functools
 import importlib.resources
 import io
 
-# our defense names -> the names the paper's table uses
-PAPER_DEFENSE = {"none": "none", "cw-at": "cw-adversarial-training", "mask": "feature-mask",
-                 "padding": "feature-padding"}
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ A run directory holds:
 - `.lock`: held by the process writing the run (see `fmfp_tf.runs`); `--overwrite` trains in
   `.overwrite/` and swaps the new run in only once it is complete.
 """
+import contextlib
 import logging
 import os
 import time
@@ -45,13 +46,21 @@ def build_model(config, input_shape, num_classes):
     return model
 
 
-def seed_everything(seed):
+@contextlib.contextmanager
+def deterministic(seed):
+    """Seeds Keras, NumPy and Python and turns on TensorFlow's deterministic ops for the block
+    only: the run is reproducible, and the caller's process gets its own setting back after."""
+    # TensorFlow's public API can turn determinism on but not off again
+    from tensorflow.python.framework import config as tf_config
+
+    before = tf_config.is_op_determinism_enabled()
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-# kept under its old name: a run's config belongs to the run directory (fmfp_tf.runs)
-read_run_config = runs.read_config
+    tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not before:
+            tf_config.disable_op_determinism()
 
 
 def train_unless_complete(config, out_dir, verbose=1, twin_dir=None):
@@ -146,8 +155,12 @@ def _train_locked(config, out_dir, strategy, resume, overwrite, verbose, twin_di
 
 def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
     """Trains into `out_dir` (the run directory, or its staging directory on --overwrite)."""
+    with deterministic(config.seed):
+        return _train_seeded(config, out_dir, strategy, chief, verbose, twin_dir)
+
+
+def _train_seeded(config, out_dir, strategy, chief, verbose, twin_dir):
     started = time.time()
-    seed_everything(config.seed)
     train_arrays, test_arrays = _load_data(config, out_dir, verbose, twin_dir)
     train_arrays, held_out = _hold_out(train_arrays, config.probe_size, config.seed)
     input_shape = tuple(train_arrays.images.shape[1:])
