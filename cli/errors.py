@@ -1,20 +1,16 @@
 """Turning library errors into one-line messages and exit codes (no tracebacks)."""
 import errno
 import os
-import re
 import sys
 
 import click
 
-# the library's messages name Python parameters; on the command line they are flags
-PARAMETER_FLAGS = (
-    (r"\boverwrite=True\b", "--overwrite"), (r"\bresume=True\b", "--resume"),
-    (r"\bforce=True\b", "--force"), (r"\bunsafe=True\b", "--unsafe-load"),
-    (r"\btest_time=False\b", "--no-test-time"), (r"\bdataset=", "--dataset "),
-    (r"\bdata_dir=", "--data-dir "), (r"\bsource=", "--source-model "), (r"\bname=", "--name "),
-    (r"\bout_dir\b", "--out"), (r"\bmax_bytes\b", "--max-size"), (r"\bdata_dirs:", "--data-dir"),
-    (r"\bdata_root\b", "--data-root"),
-)
+# the library's parameters -> the flags that feed them, where the names differ or a value reads
+# as a flag (an error declares which texts of its message name parameters: FmfpError.parameters)
+FLAGS = {"overwrite": "--overwrite", "resume": "--resume", "force": "--force",
+         "unsafe": "--unsafe-load", "test_time": "--no-test-time", "dataset": "--dataset",
+         "data_dir": "--data-dir", "source": "--source-model", "name": "--name", "out_dir": "--out",
+         "max_bytes": "--max-size", "data_dirs": "--data-dir", "data_root": "--data-root"}
 
 
 # path errors the system reports with the path: one line naming it, whatever command hit it
@@ -29,15 +25,19 @@ PATH_ERRORS = {
 }
 
 
-def as_flags(message):
-    """`message` with the Python parameters it names replaced by the CLI's flags."""
-    for pattern, flag in PARAMETER_FLAGS:
-        message = re.sub(pattern, flag, message)
-    return message
+def as_flag(name, text):
+    """How the CLI says `text` of a library message, which names parameter `name`:
+    "resume=True" -> "--resume", "dataset=NAME" -> "--dataset NAME", "another out_dir" ->
+    "another --out"."""
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    head, sep, value = text.partition("=")
+    if sep and head.endswith(name):
+        return head[:-len(name)] + (flag if value in ("True", "False") else f"{flag} {value}")
+    return text.replace(name, flag)
 
 
 def report(message, code):
-    click.echo(f"Error: {as_flags(message)}", err=True)
+    click.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
 
@@ -57,13 +57,13 @@ def run_guarded(command):
         from fmfp_tf.training.loop import Interrupted
 
         if isinstance(error, FmfpError):
-            report(str(error), error.exit_code)
+            report(error.spelled(as_flag), error.exit_code)
         if is_storage_full(error):
             where = getattr(error, "filename", None) or "an output"
             report(f"{where}: cannot write ({storage_full_reason(error)}); free some space and "
                    "run again (unfinished outputs were not kept)", 1)
         if isinstance(error, Interrupted):
-            report(str(error), 130)
+            report(error.spelled(as_flag), 130)
         if isinstance(error, FileExistsError):
             path = error.filename or str(error)
             if os.path.islink(path) and not os.path.exists(path):

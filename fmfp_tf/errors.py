@@ -7,9 +7,25 @@ code without a traceback; library users can catch them like any `ValueError`.
 
 
 class FmfpError(ValueError):
-    """Base class: a problem with the user's input, explained in the message."""
+    """Base class: a problem with the user's input, explained in the message.
+
+    `parameters` maps each text of the message that names a parameter of the raising function
+    ("resume=True", "dataset=NAME") to that parameter's name, so that an application can say it
+    its own way (the CLI: its flags) with `spelled`, replacing exactly those texts.
+    """
 
     exit_code = 1
+
+    def __init__(self, message, parameters=None):
+        super().__init__(message)
+        self.parameters = dict(parameters or {})
+
+    def spelled(self, spell):
+        """The message with each declared parameter text replaced by `spell(name, text)`."""
+        message = str(self)
+        for text, name in self.parameters.items():
+            message = message.replace(text, spell(name, text))
+        return message
 
 
 class UsageError(FmfpError):

@@ -74,7 +74,7 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
     if (not name or os.sep in name or name in (".", "..") or not name.isprintable()
             or name != name.strip()):
         raise UsageError(f"name={name!r}: expected a plain directory name (printable, no "
-                         "separator, no surrounding spaces)")
+                         "separator, no surrounding spaces)", {f"name={name!r}": "name"})
     # TF Serving reads version folders as int64
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                 or not 1 <= version < 2**63):
@@ -89,7 +89,8 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
     if _has_test_time_layers(model):
         raise ModelError(
             f"{model_path}: its defense layers run at test time (test_time=True); a served model "
-            "must be deterministic. Retrain with test_time=False to export it")
+            "must be deterministic. Retrain with test_time=False to export it",
+            {"test_time=False": "test_time"})
     # one exporter per model name at a time: two would pick the same next version (a lock of
     # its own: a serving directory is not a run directory, nothing in it is to be cleaned up)
     model_dir = os.path.join(base, name)
@@ -98,7 +99,8 @@ def export(model_path, base, name, version=None, force=False, unsafe=False):
         version = version or next_version(base, name)
         target = os.path.join(base, name, str(version))
         if os.path.exists(target) and not force:
-            raise UsageError(f"{target} already exists; pass force=True to replace it")
+            raise UsageError(f"{target} already exists; pass force=True to replace it",
+                             {"force=True": "force"})
         archive = _archive(model)
         with atomic.atomic_directory(target, overwrite=force) as tmp:
             archive.write_out(tmp, verbose=False)

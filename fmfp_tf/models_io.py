@@ -68,8 +68,8 @@ def load_model(path, unsafe=False):
             raise ModelError(
                 f"{resolved}: refused to load a SavedModel: its graph runs whatever TensorFlow ops "
                 "it holds (file writes included); pass unsafe=True only if you trust its author, "
-                "or evaluate the run directory or .keras file it was exported from"
-            )
+                "or evaluate the run directory or .keras file it was exported from",
+                {"unsafe=True": "unsafe"})
         import tensorflow as tf
 
         try:
@@ -94,8 +94,7 @@ def load_model(path, unsafe=False):
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise ModelError(
                 f"{resolved}: refused to load: the file holds a Lambda layer (arbitrary code); "
-                "pass unsafe=True only if you trust its author"
-            ) from None
+                "pass unsafe=True only if you trust its author", {"unsafe=True": "unsafe"}) from None
         raise ModelError(f"{resolved}: cannot load model ({_with_hint(message)})") from None
     except (OSError, KeyError, TypeError) as error:
         raise ModelError(f"{resolved}: cannot load model "

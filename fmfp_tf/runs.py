@@ -58,7 +58,8 @@ def read_config(run_dir):
             values = json.load(handle)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UsageError(f"{path}: unreadable run config ({error}); the run directory is damaged "
-                         "and its settings are lost: train it again with overwrite=True") from None
+                         "and its settings are lost: train it again with overwrite=True",
+                         {"overwrite=True": "overwrite"}) from None
     if not isinstance(values, dict):
         raise UsageError(f"{path}: expected a JSON object of config keys")
     # before sizes carried units, config.json wrote a bare number of pixels

@@ -90,7 +90,14 @@ def test_a_savedmodel_is_code_and_is_refused_without_opt_in(tmp_path):
     assert marker.exists()
     from fmfp_tf.cli import errors
 
-    assert "--unsafe-load" in errors.as_flags("pass unsafe=True only if you trust its author")
+    assert errors.as_flag("unsafe", "unsafe=True") == "--unsafe-load"
+    assert errors.as_flag("dataset", "dataset=NAME") == "--dataset NAME"
+    assert errors.as_flag("out_dir", "another out_dir") == "another --out"
+    # only the texts an error declares are rewritten: a path that looks like one stays
+    from fmfp_tf.errors import UsageError
+
+    error = UsageError("/data/name=x/resume=True: pass resume=True", {"pass resume=True": "resume"})
+    assert error.spelled(errors.as_flag) == "/data/name=x/resume=True: pass --resume"
     # damaged ones, even when trusted, get one line
     import shutil
 

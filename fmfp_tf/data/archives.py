@@ -25,7 +25,7 @@ def _check_total(archive, total, max_bytes):
     if total > max_bytes:
         raise DataError(f"{archive}: would extract {total / 2**30:.2f} GiB, above the limit of "
                         f"{max_bytes / 2**30:.2f} GiB (raise max_bytes if the archive is "
-                        "trusted)")
+                        "trusted)", {"raise max_bytes": "max_bytes"})
 
 
 def _check_member(archive, name):
@@ -111,7 +111,8 @@ def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
                 with tarfile.open(archive) as handle:
                     handle.extractall(tmp, **options)
     except FileExistsError:
-        raise DataError(f"{target}: already exists; pass overwrite=True to replace it") from None
+        raise DataError(f"{target}: already exists; pass overwrite=True to replace it",
+                        {"overwrite=True": "overwrite"}) from None
     except DataError:
         raise
     except _DAMAGED as error:

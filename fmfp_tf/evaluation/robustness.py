@@ -89,7 +89,8 @@ def _dataset_of(entry, dataset=None, data_dir=None):
     name = dataset or entry.dataset
     if name is None:
         raise UsageError(
-            f"{entry.path}: no run config says which dataset it was trained on; pass dataset=NAME")
+            f"{entry.path}: no run config says which dataset it was trained on; pass dataset=NAME",
+            {"dataset=NAME": "dataset"})
     if data_dir is None and entry.data_dir and not os.path.isdir(entry.data_dir):
         raise DataError(
             f"{entry.path}: its run config says it was trained on {name} from {entry.data_dir}, "
@@ -127,7 +128,7 @@ def _twin_of(entry):
         raise ModelError(
             f"{entry.name}: no undefended twin (the same config with defense none: dataset, "
             "model, seed, epochs, data) beside it for the transfer threat model; pass "
-            "source=MODEL, or train one with defense none")
+            "source=MODEL, or train one with defense none", {"source=MODEL": "source"})
     return twin
 
 

@@ -41,11 +41,12 @@ def resolve_data_dirs(data_root=None, explicit=None):
     for dataset, path in explicit.items():
         if dataset not in datasets.names() or not datasets.get(dataset).needs_data_dir:
             raise UsageError(f"data_dirs: {dataset}={path}: unknown dataset; expected one of "
-                             f"{', '.join(directory_names)}")
+                             f"{', '.join(directory_names)}", {"data_dirs:": "data_dirs"})
         if not os.path.isdir(path):
-            raise UsageError(f"data_dirs: {dataset}={path}: not a directory")
+            raise UsageError(f"data_dirs: {dataset}={path}: not a directory",
+                             {"data_dirs:": "data_dirs"})
     if data_root is not None and not os.path.isdir(data_root):
-        raise UsageError(f"data_root {data_root}: not a directory")
+        raise UsageError(f"data_root {data_root}: not a directory", {"data_root": "data_root"})
     found = {}
     for dataset, names in directory_names.items():
         if dataset in explicit:

@@ -19,13 +19,21 @@ import tensorflow as tf
 
 from fmfp_tf import atomic, provenance
 from fmfp_tf.data.pipeline import make_dataset
-from fmfp_tf.errors import StorageError, UsageError, is_storage_full, storage_full_reason
+from fmfp_tf.errors import (FmfpError, StorageError, UsageError, is_storage_full,
+                            storage_full_reason)
 
 logger = logging.getLogger(__name__)
 
 
 class Interrupted(Exception):
-    """Training stopped by SIGTERM/SIGINT after writing a checkpoint."""
+    """Training stopped by SIGTERM/SIGINT after writing a checkpoint (not an FmfpError: no
+    input was wrong). `parameters` as in `FmfpError`."""
+
+    def __init__(self, message, parameters=None):
+        super().__init__(message)
+        self.parameters = dict(parameters or {})
+
+    spelled = FmfpError.spelled
 
 
 class _StopFlag:
@@ -200,7 +208,8 @@ class _Checkpoints:
                 logger.warning("checkpoint %s is damaged (%s); trying the one before", path,
                                str(error).splitlines()[0][:200])
         raise UsageError(f"{self.directory}: no whole checkpoint to resume from (the last two "
-                         "are damaged); start the run again with overwrite=True")
+                         "are damaged); start the run again with overwrite=True",
+                         {"overwrite=True": "overwrite"})
 
     def save(self, number, history, totals):
         if not self.write_files:
@@ -218,8 +227,8 @@ class _Checkpoints:
             _remove_temporary_checkpoints(self.directory)
             raise StorageError(
                 f"{self.directory}: cannot write checkpoint {number} "
-                f"({storage_full_reason(error)}); free some space and continue with resume=True"
-            ) from None
+                f"({storage_full_reason(error)}); free some space and continue with resume=True",
+                {"resume=True": "resume"}) from None
 
 
 def _remove_temporary_checkpoints(checkpoint_dir):
@@ -241,7 +250,8 @@ def _read_state(path):
         return state
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
         raise UsageError(f"{path}: damaged training state ({error}); the checkpoints cannot be "
-                         "resumed without it: start the run again with overwrite=True") from None
+                         "resumed without it: start the run again with overwrite=True",
+                         {"overwrite=True": "overwrite"}) from None
 
 
 def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, checkpoint_dir,

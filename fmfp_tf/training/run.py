@@ -133,7 +133,9 @@ def _train_locked(config, out_dir, strategy, resume, overwrite, verbose, twin_di
                 raise UsageError(
                     f"{out_dir}: already holds a run; pass resume=True to continue it, "
                     "overwrite=True to start again (the old run stays whole until the new one "
-                    "completes), or choose another out_dir")
+                    "completes), or choose another out_dir",
+                    {"resume=True": "resume", "overwrite=True": "overwrite",
+                     "another out_dir": "out_dir"})
             staged, continued = runs.staging_dir(out_dir, config)
             if continued:
                 logger.info("continuing the interrupted overwrite in %s", staged)
@@ -147,7 +149,8 @@ def _train_locked(config, out_dir, strategy, resume, overwrite, verbose, twin_di
         except Interrupted as stopped:
             hint = ("the old run stays whole; the same command again (overwrite=True included) "
                     "continues the new one" if staged else "resume=True continues it")
-            raise Interrupted(f"{stopped}; {hint}") from None
+            raise Interrupted(f"{stopped}; {hint}",
+                              {"overwrite=True": "overwrite", "resume=True": "resume"}) from None
         if staged:
             runs.swap_in(out_dir, staged)
         return metrics
