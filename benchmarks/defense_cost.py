@@ -18,7 +18,7 @@ from fmfp_tf.config import TrainConfig
 from fmfp_tf.evaluation.robustness import load_entry, test_images
 from fmfp_tf.training.run import train
 
-DEFENSES = (("none", None), ("mask", 0.2), ("padding", 4), ("pgd-at", None), ("cw-at", None))
+DEFENSES = (("none", None), ("mask", 0.2), ("padding", "4px"), ("pgd-at", None), ("cw-at", None))
 
 
 def main():

@@ -21,9 +21,10 @@ def _data_dir_pairs(values):
               help="Each table's `quick:` section: its fastest columns, short training (GTSRB: 2 "
                    "epochs on every training image) and 100 evaluated images; about 7 minutes "
                    "for all four tables on 2 cores.")
-@click.option("--data-root", default=lambda: os.environ.get("FMFP_TF_DATA_ROOT", "../shared/data"),
-              show_default="$FMFP_TF_DATA_ROOT or ../shared/data",
-              help="Folder holding gtsrb/, att_faces/ (ORL), yalefaces/ (Yale), belgium/.")
+@click.option("--data-root", envvar="FMFP_TF_DATA_ROOT", show_envvar=True,
+              help="Folder holding gtsrb/, att_faces/ (ORL), yalefaces/ (Yale), belgium/ "
+                   "(e.g. ../shared/data); without it and --data-dir, columns that need files "
+                   "are reported as 'not run: data absent'.")
 @click.option("--data-dir", "data_dirs", multiple=True, metavar="DATASET=DIR",
               help="Where one dataset lives, e.g. belgium=/data/BelgiumTSC; repeatable.")
 @click.option("--out", default="reproduce-out", show_default=True,
@@ -52,14 +53,12 @@ def reproduce(tables, quick, data_root, data_dirs, out, models_dir):
         elapsed = int(time.time() - started)
         click.echo(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", err=True)
 
-    root = data_root if data_root and os.path.isdir(data_root) else None
-    given = click.get_current_context().get_parameter_source("data_root")
-    if root is None and given is not click.core.ParameterSource.DEFAULT:
+    if data_root is not None and not os.path.isdir(data_root):
         raise click.BadParameter(f"{data_root!r} is not a directory", param_hint="'--data-root'")
-    if root is None:
-        click.echo(f"data root {data_root!r} not found: columns without --data-dir are reported "
-                   "as 'not run: data absent'", err=True)
-    paths = run(list(tables), out, quick=quick, data_root=root,
+    if data_root is None:
+        click.echo("no --data-root: columns without --data-dir are reported as 'not run: data "
+                   "absent'", err=True)
+    paths = run(list(tables), out, quick=quick, data_root=data_root,
                 data_dirs=_data_dir_pairs(data_dirs), models_dir=models_dir,
                 log=log)
     click.echo("\n".join(paths))

@@ -237,7 +237,7 @@ def validate(config):
 
     if config.size is not None:
         try:
-            config.size = sizes.parse(config.size, bare="pixels").text
+            config.size = sizes.parse(config.size, bare="refused").text
         except ValueError as error:
             raise UsageError(f"config: {error}") from None
     hints = typing.get_type_hints(type(config))

@@ -1,11 +1,13 @@
 """The size of a defense (FM's square side, FP's largest shrink): one parser for every front end.
 
-Two conventions share one syntax:
+A bare number >= 1 has one meaning per kind of front end, and none where two could meet:
 
-- **Python** (`FeatureMask(size=...)`, `defend(...)`, `TrainConfig(size=...)`): Keras's
-  convention, an int is pixels and a float in (0, 1) a fraction of the shorter image side.
+- **The layers** (`FeatureMask(size=...)`, `defend(...)`): Keras's convention, an int is pixels
+  and a float in (0, 1) a fraction of the shorter image side.
 - **CLI, YAML configs and table files**: a bare number >= 1 is the paper's z, a *percentage* of
   the shorter image side (`--size 20` hides a square of 20 % of the side: 6 px of 32).
+- **`TrainConfig(size=...)`**, which stands between the two, refuses a bare number >= 1: it
+  takes `"20%"`, `"6px"` or a fraction, so a config means the same in code and in YAML.
 
 Both accept `"20%"` (percent), `"6px"` (pixels) and `"0.2"` (a fraction), so code and configs can
 say the same thing. A size resolves to pixels against the model input as `round(fraction * side)`
@@ -18,7 +20,7 @@ import re
 
 import numpy as np
 
-BARE = ("pixels", "percent")
+BARE = ("pixels", "percent", "refused")
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%|px)?\s*$")
 
 
@@ -54,9 +56,10 @@ class Size:
 def parse(value, bare="pixels", name="size"):
     """A `Size` from an int, a float, a `Size` or a string; `bare` says what a bare number >= 1 is.
 
-    `bare="pixels"` is the Python convention (an int is pixels; a float >= 1 is refused, as in
-    Keras), `bare="percent"` the CLI's and the config files' (the paper's z). Raises ValueError
-    with a one-line message naming `name` and the value.
+    `bare="pixels"` is the layers' convention (an int is pixels; a float >= 1 is refused, as in
+    Keras), `bare="percent"` the CLI's and the config files' (the paper's z), `bare="refused"`
+    `TrainConfig`'s (a unit is required). Raises ValueError with a one-line message naming
+    `name` and the value.
     """
     if bare not in BARE:
         raise ValueError(f"bare must be one of {', '.join(BARE)}; got {bare!r}")
@@ -64,7 +67,9 @@ def parse(value, bare="pixels", name="size"):
         return value
     expected = ("an int of pixels, a fraction in (0, 1), or a string such as '20%' or '6px'"
                 if bare == "pixels" else
-                "a percent of the image side (20 or 20%), pixels (6px) or a fraction in (0, 1)")
+                "a percent of the image side (20 or 20%), pixels (6px) or a fraction in (0, 1)"
+                if bare == "percent" else
+                "'20%' (percent of the image side), '6px' (pixels) or a fraction in (0, 1)")
     if isinstance(value, (bool, np.bool_)) or value is None:
         raise ValueError(f"{name} must be {expected}; got {value!r}")
     if isinstance(value, str):
@@ -73,6 +78,7 @@ def parse(value, bare="pixels", name="size"):
             raise ValueError(f"{name} {value!r} is not a size; expected {expected}")
         number, unit = float(match.group(1)), match.group(2)
         if unit is None and number >= 1:
+            _refuse_bare(bare, name, value, number)
             unit = "%" if bare == "percent" else "px"
         given = value.strip()
     elif isinstance(value, numbers.Real):
@@ -80,6 +86,7 @@ def parse(value, bare="pixels", name="size"):
         if not np.isfinite(number):
             raise ValueError(f"{name} must be finite; got {value!r}")
         if number >= 1:
+            _refuse_bare(bare, name, value, number)
             if bare == "percent":
                 unit = "%"
             elif isinstance(value, numbers.Integral):
@@ -101,6 +108,12 @@ def parse(value, bare="pixels", name="size"):
     if not 0 < number < 1:
         raise ValueError(f"{name} {given!r} must be > 0; expected {expected}")
     return Size(number, "fraction")
+
+
+def _refuse_bare(bare, name, value, number):
+    if bare == "refused":
+        raise ValueError(f"{name} = {value!r} has no unit; write '{number:g}%' (percent of the "
+                         f"image side, as in YAML and the CLI) or '{number:g}px' (pixels)")
 
 
 def describe(value, side):

@@ -189,12 +189,26 @@ def test_every_attack_names_a_label_outside_the_models_classes(trained_model, na
 
 
 def test_a_first_batch_of_one_image_does_not_fix_the_batch_size():
-    # the evaluation hands the attacks subsets of any size, a single image included
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(5)])
+    # the evaluation hands the attacks subsets of any size, a single image included: a compiled
+    # attack traced on one image must give a batch of three exactly what it gives when traced
+    # on three first
+    def model():
+        keras.utils.set_random_seed(4)
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                 keras.layers.Dense(5)])
+
     rng = np.random.default_rng(0)
-    for count in (1, 3):
-        x = rng.random((count, 8, 8, 1)).astype(np.float32)
-        y = np.arange(count) % 5
-        assert attacks.square(model, x, y, eps=0.1, queries=20).shape == x.shape
-        assert attacks.apgd(model, x, y, eps=0.1, steps=4, loss="dlr").shape == x.shape
+    one, three = rng.random((1, 8, 8, 1)).astype(np.float32), rng.random(
+        (3, 8, 8, 1)).astype(np.float32)
+    labels = np.arange(3) % 5
+    runs = {"square": lambda m, x, y: attacks.square(m, x, y, eps=0.1, queries=20, seed=1),
+            "apgd": lambda m, x, y: attacks.apgd(m, x, y, eps=0.1, steps=4, loss="dlr", seed=1)}
+    for name, run in runs.items():
+        fresh = run(model(), three, labels)
+        warmed = model()
+        first = run(warmed, one, labels[:1])
+        after = run(warmed, three, labels)
+        assert first.shape == one.shape and after.shape == three.shape, name
+        np.testing.assert_allclose(after, fresh, atol=1e-6, err_msg=name)
+        assert np.abs(after - three).max() <= 0.1 + 1e-6, name
+        assert not np.array_equal(after, three), name  # the attack moved the images

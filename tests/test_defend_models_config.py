@@ -81,11 +81,14 @@ def test_config_validation_names_key_value_and_expectation(tmp_path):
     with pytest.raises(UsageError, match="size"):
         TrainConfig(defense="mask")
     with pytest.raises(UsageError, match="size = '64px'.*smaller than the image side 32"):
-        TrainConfig(defense="mask", size=64)            # Python: an int is pixels
+        TrainConfig(defense="mask", size="64px")
+    # a bare number means pixels to a layer and percent in YAML: a TrainConfig takes neither
+    with pytest.raises(UsageError, match="size = 20 has no unit; write '20%'.*or '20px'"):
+        TrainConfig(defense="mask", size=20)
     with pytest.raises(UsageError, match="size -1"):
         TrainConfig(defense="mask", size=-1)
     with pytest.raises(UsageError, match="defense 'none' has no FM/FP layer"):
-        TrainConfig(defense="none", size=20)
+        TrainConfig(defense="none", size="20%")
     with pytest.raises(UsageError, match="epochs"):
         TrainConfig(epochs="ten")
     with pytest.raises(UsageError, match="defense"):

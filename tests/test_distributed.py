@@ -42,7 +42,7 @@ from fmfp_tf.training.adversarial import perturbation
 from fmfp_tf.training.averaging import ExponentialAverage
 import numpy as np
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-config = TrainConfig(defense="mask+pgd-at", size=8, at_steps=2, seed=0)
+config = TrainConfig(defense="mask+pgd-at", size="8px", at_steps=2, seed=0)
 with strategy.scope():
     model = defend(models.build("dnn4", (32, 32, 3), 43), "mask", 8, seed=0)
     optimizer = keras.optimizers.Adam(1e-3)

@@ -72,7 +72,7 @@ SCRIPT = textwrap.dedent('''
     out = sys.argv[2]
     common = dict(dataset="stripes", epochs=2, batch_size=32, image_size=(16, 16))
     train(TrainConfig(defense="none", **common), out + "/twin", verbose=0)
-    metrics = train(TrainConfig(defense="toyflip", size=2, test_time=True, **common),
+    metrics = train(TrainConfig(defense="toyflip", size="2px", test_time=True, **common),
                     out + "/toy", verbose=0)
     entry = load_entry(out + "/toy")
     records = evaluate([entry], ["half-fgsm"], threats=["white-box", "transfer", "adaptive"],
