@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+import typing
 
 import numpy as np
 
@@ -209,10 +210,11 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
             _twin_of(entry)
     unique_names(entries)  # one label per model in records and reports
     _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
+    job = _Job(attacks, white_box_attacks, eps_values, threats, n, source, settings, dataset,
+               data_dir, log, crafted, store)
     records = []
     for entry in entries:
-        records += _evaluate_one(entry, attacks, eps_values, threats, n, source, settings,
-                                 dataset, data_dir, log, crafted, white_box_attacks, store)
+        records += _evaluate_one(job, entry)
     return records
 
 
@@ -288,110 +290,172 @@ def _model_digest(entry):
     return cells.file_digest(resolve_model_path(entry.path))
 
 
-def _evaluate_one(entry, attacks, eps_values, threats, n, source, settings, dataset, data_dir,
-                  log, crafted, white_box_attacks=(), store=None):
-    x, y, num_classes, dataset_name = test_images(entry, n, dataset, data_dir, settings.seed)
-    # examples are reused only for the very same test images
-    images_digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
-    labels_digest = hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()[:16]
-    model_digest = _model_digest(entry) if store is not None else None
+@dataclasses.dataclass
+class _Job:
+    """What every model of one `evaluate` call shares."""
+
+    attacks: list
+    white_box_attacks: list
+    eps_values: list
+    threats: list
+    n: int
+    source: typing.Optional[ModelEntry]
+    settings: AttackSettings
+    dataset: typing.Optional[str]
+    data_dir: typing.Optional[str]
+    log: typing.Callable
+    crafted: typing.Optional[dict]
+    store: typing.Optional[cells.CellStore]
+
+
+@dataclasses.dataclass
+class _Target:
+    """One model under evaluation, with its test images and what keys its cells."""
+
+    entry: ModelEntry
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int
+    dataset_name: str
+    randomized: bool
+    base: dict
+    images_digest: str
+    labels_digest: str
+    model_digest: typing.Optional[str]
+
+
+def _target(job, entry):
+    x, y, num_classes, dataset_name = test_images(entry, job.n, job.dataset, job.data_dir,
+                                                  job.settings.seed)
     check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
     randomized = threat_models.is_randomised_at_test_time(entry.model)
     base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
             "size_pixels": entry.size_pixels, "dataset": dataset_name, "n": int(len(y)),
             "randomized": randomized}
-    clean = threat_models.predict_labels("white-box", entry.model, x, settings.eot_samples)
-    records = [{**base, "attack": "none", "threat_model": "none", "eps": None,
-                "accuracy": float((clean == y).mean()), "params": {}, "seconds": 0.0,
-                "zero_gradient_share": zero_gradient_share(entry.model, x, y,
+    # examples are reused only for the very same test images
+    return _Target(entry, x, y, num_classes, dataset_name, randomized, base,
+                   hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
+                   hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()[:16],
+                   _model_digest(entry) if job.store is not None else None)
+
+
+def _evaluate_one(job, entry):
+    target = _target(job, entry)
+    settings = job.settings
+    clean = threat_models.predict_labels("white-box", entry.model, target.x,
+                                         settings.eot_samples)
+    records = [{**target.base, "attack": "none", "threat_model": "none", "eps": None,
+                "accuracy": float((clean == target.y).mean()), "params": {}, "seconds": 0.0,
+                "zero_gradient_share": zero_gradient_share(entry.model, target.x, target.y,
                                                            settings.batch_size)}]
-    log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(y)} images")
-    source_path = source and os.path.abspath(source.path)
-    for threat in threats:
-        source_entry = None
-        if threat == "adaptive" and not randomized:
-            log(f"{entry.name}: adaptive skipped (no test-time randomness; white-box is "
-                "adaptive)")
-            continue
-        if threat == "transfer":
-            source_entry = _transfer_source(entry, source, x, num_classes, dataset_name, log)
-            if source_entry is None:
-                continue
-        crafter = threat_models.attacked_model(threat, entry.model,
-                                               source_entry and source_entry.model,
-                                               settings.eot_samples)
-        # the crafter is random at inference only in white-box (adaptive wraps it in EOT)
-        crafter_random = randomized and threat == "white-box"
-        correct = {}
-        threat_attacks = _attacks_under(threat, attacks, white_box_attacks)
-        crafter_digest = (_model_digest(source_entry) if store is not None and source_entry
-                          else model_digest)
-        for attack, eps in _plan(threat_attacks, eps_values, threat, settings):
-            spec = attack_specs.get(attack)
-            params = spec.params(settings, eps, crafter_random)
-            cell, found = None, None
-            if store is not None:
-                cell = cells.cell_key(
-                    model=model_digest, crafter=crafter_digest, images=images_digest,
-                    labels=labels_digest, threat=threat, attack=attack, eps=eps, params=params,
-                    eot_samples=settings.eot_samples, name=entry.name,
-                    source=source_entry and source_entry.name)
-                found = store.get(cell)
-            if found is not None:
-                record, survived = found
-                if spec.in_worst_case and eps is not None and survived is not None:
-                    correct.setdefault(eps, {})[attack] = survived
-                records.append(record)
-                log(_cell_label(entry, threat, attack, eps)
-                    + f": accuracy {record['accuracy']:.4f} (done earlier, read back)")
-                continue
-            started = time.time()
-            last = [started]
-
-            def progress(k, total, robust=None, attack=attack, started=started):
-                # at least every ~10 s on long attacks, with the time left at this pace and, from
-                # the attacks that track it, the share of images still robust
-                now = time.time()
-                if k < total and now - last[0] < 10:
-                    return
-                last[0] = now
-                left = (now - started) * (total - k) / max(k, 1)
-                # k/total in the attack's own unit: images, queries or restarts
-                log(f"  {entry.name} [{threat}] {attack}: {k}/{total}"
-                    + (f", robust so far {robust:.3f}" if robust is not None else "")
-                    + (f", about {_duration(left)} left" if k < total else ""))
-
-            crafter_path = source_entry.path if threat == "transfer" else entry.path
-            key = (os.path.abspath(crafter_path), images_digest, attack, eps,
-                   json.dumps(params, sort_keys=True))
-            # only a transfer source's examples are asked for again; keeping every model's
-            # white-box examples would hold n images per attack and eps for each model
-            keep = crafted is not None and threat != "adaptive" and (
-                threat == "transfer" or source_path == os.path.abspath(entry.path))
-            if keep and key in crafted:
-                x_adv = crafted[key]
-            else:
-                x_adv = spec.craft(crafter, x, y, eps, settings, progress, crafter_random)
-                if keep:
-                    crafted[key] = x_adv
-            predicted = threat_models.predict_labels(threat, entry.model, x_adv,
-                                                     settings.eot_samples)
-            if spec.in_worst_case and eps is not None:
-                correct.setdefault(eps, {})[attack] = predicted == y
-            record = {**base, "attack": attack, "threat_model": threat, "eps": eps,
-                      "accuracy": float((predicted == y).mean()), "params": params,
-                      "seconds": round(time.time() - started, 2)}
-            if threat == "transfer":
-                record["source_model"] = source_entry.name
-            if threat == "adaptive":
-                record["params"] = {**record["params"], "eot_samples": settings.eot_samples}
-            if not spec.bounded:
-                l2 = np.sqrt(((x_adv - x) ** 2).reshape(len(x), -1).sum(-1))
-                record["median_l2"] = float(np.median(l2))
-            records.append(record)
-            if store is not None:
-                store.put(cell, record, predicted == y)
-            log(_cell_label(entry, threat, attack, eps)
-                + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
-        records += _worst_case(base, threat, correct, source_entry)
+    job.log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(target.y)} "
+            "images")
+    for threat in job.threats:
+        records += _evaluate_threat(job, target, threat)
     return records
+
+
+def _evaluate_threat(job, target, threat):
+    """The records of one model under one threat model, its worst case included."""
+    entry, source_entry = target.entry, None
+    if threat == "adaptive" and not target.randomized:
+        job.log(f"{entry.name}: adaptive skipped (no test-time randomness; white-box is "
+                "adaptive)")
+        return []
+    if threat == "transfer":
+        source_entry = _transfer_source(entry, job.source, target.x, target.num_classes,
+                                        target.dataset_name, job.log)
+        if source_entry is None:
+            return []
+    crafter = threat_models.attacked_model(threat, entry.model,
+                                           source_entry and source_entry.model,
+                                           job.settings.eot_samples)
+    records, correct = [], {}
+    for attack, eps in _plan(_attacks_under(threat, job.attacks, job.white_box_attacks),
+                             job.eps_values, threat, job.settings):
+        record, survived = _evaluate_cell(job, target, threat, crafter, source_entry, attack,
+                                          eps)
+        if attack_specs.get(attack).in_worst_case and eps is not None and survived is not None:
+            correct.setdefault(eps, {})[attack] = survived
+        records.append(record)
+    return records + _worst_case(target.base, threat, correct, source_entry)
+
+
+def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
+    """(record, per-image survival) of one cell: read back from the store, or attacked."""
+    entry, settings = target.entry, job.settings
+    spec = attack_specs.get(attack)
+    # the crafter is random at inference only in white-box (adaptive wraps it in EOT)
+    crafter_random = target.randomized and threat == "white-box"
+    params = spec.params(settings, eps, crafter_random)
+    cell = None
+    if job.store is not None:
+        crafter_digest = _model_digest(source_entry) if source_entry else target.model_digest
+        cell = cells.cell_key(
+            model=target.model_digest, crafter=crafter_digest, images=target.images_digest,
+            labels=target.labels_digest, threat=threat, attack=attack, eps=eps, params=params,
+            eot_samples=settings.eot_samples, name=entry.name,
+            source=source_entry and source_entry.name)
+        found = job.store.get(cell)
+        if found is not None:
+            job.log(_cell_label(entry, threat, attack, eps)
+                    + f": accuracy {found[0]['accuracy']:.4f} (done earlier, read back)")
+            return found
+    started = time.time()
+    x_adv = _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params,
+                              _progress(job.log, f"  {entry.name} [{threat}] {attack}", started))
+    survived = threat_models.predict_labels(threat, entry.model, x_adv,
+                                            settings.eot_samples) == target.y
+    record = {**target.base, "attack": attack, "threat_model": threat, "eps": eps,
+              "accuracy": float(survived.mean()), "params": params,
+              "seconds": round(time.time() - started, 2)}
+    if threat == "transfer":
+        record["source_model"] = source_entry.name
+    if threat == "adaptive":
+        record["params"] = {**record["params"], "eot_samples": settings.eot_samples}
+    if not spec.bounded:
+        l2 = np.sqrt(((x_adv - target.x) ** 2).reshape(len(target.x), -1).sum(-1))
+        record["median_l2"] = float(np.median(l2))
+    if job.store is not None:
+        job.store.put(cell, record, survived)
+    job.log(_cell_label(entry, threat, attack, eps)
+            + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
+    return record, (survived if spec.in_worst_case and eps is not None else None)
+
+
+def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params, progress):
+    """The cell's adversarial examples; a transfer source's are crafted once per call chain
+    (`crafted`), keeping every model's white-box examples would hold n images per cell."""
+    entry = target.entry
+    crafter_path = source_entry.path if threat == "transfer" else entry.path
+    key = (os.path.abspath(crafter_path), target.images_digest, spec.name, eps,
+           json.dumps(params, sort_keys=True))
+    source_path = job.source and os.path.abspath(job.source.path)
+    keep = job.crafted is not None and threat != "adaptive" and (
+        threat == "transfer" or source_path == os.path.abspath(entry.path))
+    if keep and key in job.crafted:
+        return job.crafted[key]
+    x_adv = spec.craft(crafter, target.x, target.y, eps, job.settings, progress,
+                       target.randomized and threat == "white-box")
+    if keep:
+        job.crafted[key] = x_adv
+    return x_adv
+
+
+def _progress(log, label, started):
+    """progress(k, total, robust=None) of a long attack: a line at least every ~10 s, with the
+    time left at this pace and, from the attacks that track it, the share still robust."""
+    last = [started]
+
+    def progress(k, total, robust=None):
+        now = time.time()
+        if k < total and now - last[0] < 10:
+            return
+        last[0] = now
+        left = (now - started) * (total - k) / max(k, 1)
+        # k/total in the attack's own unit: images, queries or restarts
+        log(f"{label}: {k}/{total}" + (f", robust so far {robust:.3f}" if robust is not None
+                                        else "")
+            + (f", about {_duration(left)} left" if k < total else ""))
+
+    return progress

@@ -12,9 +12,8 @@ import os
 
 import tensorflow as tf
 
+from fmfp_tf.config import STRATEGIES as NAMES  # named once, without TensorFlow, in config
 from fmfp_tf.errors import UsageError
-
-NAMES = ("auto", "default", "mirrored", "multiworker")
 
 
 def get_strategy(name="auto"):
