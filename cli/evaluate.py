@@ -46,7 +46,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
     # each model gets its own traces of the attack graphs, which TensorFlow reports as retracing
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
-    from fmfp_tf.attacks import parse_eps
+    from fmfp_tf.budgets import parse_eps
     from fmfp_tf.errors import UsageError
     from fmfp_tf.evaluation import evaluate as run, load_entry, write_report
     from fmfp_tf.evaluation.cells import CellStore

@@ -107,7 +107,7 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
     """
     import logging
 
-    from fmfp_tf.attacks.common import parse_eps
+    from fmfp_tf.budgets import parse_eps
     from fmfp_tf.config import resolve_train_config
     from fmfp_tf.training import train as run_training
 
@@ -147,7 +147,7 @@ def _check_resume_options(out, config_file, image_size, at_eps, options):
     accepted, options that would change them are refused (never silently ignored)."""
     if config_file:
         raise click.UsageError("--resume reads the settings recorded in the run; drop --config")
-    from fmfp_tf.attacks.common import parse_eps
+    from fmfp_tf.budgets import parse_eps
     from fmfp_tf.config import train_config
     from fmfp_tf.runs import read_config
 

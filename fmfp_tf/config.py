@@ -9,7 +9,7 @@ import json
 import os
 import typing
 
-from fmfp_tf import defense_registry, sizes
+from fmfp_tf import budgets, defense_registry, sizes
 from fmfp_tf.errors import UsageError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -56,7 +56,7 @@ class TrainConfig:
     precision: str = "auto"
     test_time: bool = False
     # adversarial training (fgsm-at, pgd-at, cw-at and the combinations)
-    at_eps: float = 8 / 255
+    at_eps: float = 8 / 255  # a number or a fraction written as "8/255"
     at_steps: int = 7
     at_step_size: typing.Optional[float] = None  # default 2.5 * eps / steps (Madry et al.)
     at_clean_fraction: typing.Optional[float] = None  # weight of the clean loss; default per method
@@ -240,6 +240,8 @@ def validate(config):
             config.size = sizes.parse(config.size, bare="refused").text
         except ValueError as error:
             raise UsageError(f"config: {error}") from None
+    if isinstance(config.at_eps, str):  # "8/255", as table files and the CLI write it
+        config.at_eps = budgets.parse_eps(config.at_eps)
     hints = typing.get_type_hints(type(config))
     for field in dataclasses.fields(config):
         setattr(config, field.name, _coerce(field.name, getattr(config, field.name),

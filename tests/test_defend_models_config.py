@@ -193,3 +193,14 @@ def test_run_config_json_reads_old_bare_sizes_as_pixels_and_names_a_damaged_file
         read_run_config(str(tmp_path))
     # what works from any command (evaluate has no --overwrite of its own)
     assert "train it again with overwrite=True" in str(raised.value)
+
+
+def test_a_training_budget_reads_as_a_fraction_in_yaml_and_python(tmp_path):
+    from fmfp_tf.config import resolve_train_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("defense: pgd-at\nat_eps: 8/255\n")
+    assert resolve_train_config(str(path)).at_eps == 8 / 255
+    assert TrainConfig(defense="fast-at", at_eps="4/255").at_eps == 4 / 255
+    with pytest.raises(UsageError, match="eps '8/0'"):
+        TrainConfig(defense="fast-at", at_eps="8/0")

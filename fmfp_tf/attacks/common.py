@@ -6,7 +6,6 @@ use (TensorFlow: `GradientTape`, `tf.function`; JAX: `jax.value_and_grad`, `jit`
 `torch.autograd`, eager). Randomness is drawn with NumPy outside the compiled parts, so one seed
 gives the same random starts on every backend.
 """
-import fractions
 import inspect
 import weakref
 
@@ -15,27 +14,8 @@ import numpy as np
 from keras import ops
 
 from fmfp_tf import backend
+from fmfp_tf.budgets import parse_eps  # noqa: F401  (the attacks' API: common.parse_eps)
 from fmfp_tf.errors import UsageError
-
-
-def parse_eps(value):
-    """An L-inf/L2 budget from a number or a string like '8/255' or '0.031'."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(fractions.Fraction(text)) if "/" in text else float(text)
-        except (ValueError, ZeroDivisionError):
-            raise UsageError(f"eps {value!r} is not a number or a fraction like 8/255") from None
-    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise UsageError(f"eps must be a number or a string like '8/255'; got {value!r}")
-    if not np.isfinite(number) or not 0.0 <= number <= 1.0:
-        raise UsageError(
-            f"eps {value!r} = {number:g} is outside [0, 1]; images are in [0, 1], so a budget "
-            "above 1 is meaningless"
-        )
-    return number
 
 
 def check_budget(name, value, low=0.0, high=1.0, low_open=False):

@@ -17,7 +17,7 @@ import time
 
 from fmfp_tf import runs
 from fmfp_tf import sizes as fmfp_sizes
-from fmfp_tf.attacks.common import parse_eps
+from fmfp_tf.budgets import parse_eps
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.data import registry as datasets
 from fmfp_tf.errors import UsageError
