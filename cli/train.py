@@ -7,7 +7,8 @@ import click
 
 from fmfp_tf import defense_registry
 from fmfp_tf.cli.options import parse_layer_options, parse_size
-from fmfp_tf.config import OPTIMIZERS, OVERFIT_GUARDS, PRECISIONS, SCHEDULES, WEIGHT_AVERAGING
+from fmfp_tf.config import (GROUPS, OPTIMIZERS, OVERFIT_GUARDS, PRECISIONS, SCHEDULES,
+                            WEIGHT_AVERAGING)
 from fmfp_tf.data import registry as datasets
 
 
@@ -43,7 +44,8 @@ def _fill(value):
         return value
 
 
-@click.command()
+@click.command(epilog="Settings by what reads them (the same keys in a --config YAML file): "
+               + "; ".join(f"{group}: {', '.join(keys)}" for group, keys in GROUPS.items()) + ".")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of train settings (see configs/); flags override it.")
 @click.option("--dataset", help=f"{', '.join(datasets.names())} (default synthetic).")

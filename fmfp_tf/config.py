@@ -24,38 +24,44 @@ WEIGHT_AVERAGING = ("none", "ema")
 OVERFIT_GUARDS = ("restore", "warn")
 
 
+# the settings by what reads them; YAML files and CLI flags stay flat, one key each
+GROUPS = {
+    "data": ("dataset", "data_dir", "image_size", "face_crop", "train_limit", "test_limit",
+             "on_bad_image"),
+    "model": ("model",),
+    "defense": ("defense", "size", "fill", "layer_options", "test_time", "at_eps", "at_steps",
+                "at_step_size", "at_clean_fraction", "cw_at_fraction", "cw_at_iterations",
+                "probe_images", "overfit_guard"),
+    "optimisation": ("epochs", "batch_size", "learning_rate", "optimizer", "schedule",
+                     "warmup_epochs", "weight_decay", "weight_averaging", "ema_decay", "seed"),
+    "runtime": ("strategy", "precision"),
+}
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything that determines a training run (and so its cache key)."""
+    """Everything that determines a training run (and so its cache key), in the groups of
+    `GROUPS`: `config.group("optimisation")` is what the optimiser and schedule read."""
 
+    # data: fmfp_tf.data
     dataset: str = "synthetic"
     data_dir: typing.Optional[str] = None
-    model: str = "dnn1"
-    defense: str = "none"
-    # FM square / FP largest shrink, stored as '20%' or '6px' (see fmfp_tf.sizes). Given in Python,
-    # an int is pixels and a float a fraction; in YAML and the CLI a bare number is a percent.
-    size: typing.Optional[str] = None
-    fill: typing.Union[str, float] = "zero"
-    # further arguments of the defense layer, e.g. {"interpolation": "nearest"} for padding
-    layer_options: typing.Optional[typing.Dict[str, typing.Any]] = None
-    epochs: int = 8
-    batch_size: int = 32
-    learning_rate: float = 1e-3  # the peak rate under a schedule
-    optimizer: str = "adam"  # adam, adamw or sgd (momentum 0.9, Nesterov)
-    schedule: str = "constant"  # constant, cosine (with warm-up) or one-cycle
-    warmup_epochs: float = 0.0  # cosine only
-    weight_decay: float = 0.0  # adamw and sgd (decoupled)
-    seed: int = 0
     image_size: typing.Tuple[int, int] = (32, 32)
     face_crop: str = "auto"
     train_limit: typing.Optional[int] = None
     test_limit: typing.Optional[int] = None
     on_bad_image: str = "fail"
-    strategy: str = "auto"
-    # auto: bfloat16 where the CPU or GPU computes it natively, else float32 (training.precision)
-    precision: str = "auto"
+    # model: fmfp_tf.models
+    model: str = "dnn1"
+    # defense: the layer (FM/FP) and the adversarial training, fmfp_tf.defenses / .training
+    defense: str = "none"
+    # FM square / FP largest shrink, stored as '20%' or '6px' (see fmfp_tf.sizes); given with a
+    # unit or as a fraction (in YAML and the CLI a bare number is a percent)
+    size: typing.Optional[str] = None
+    fill: typing.Union[str, float] = "zero"
+    # further arguments of the defense layer, e.g. {"interpolation": "nearest"} for padding
+    layer_options: typing.Optional[typing.Dict[str, typing.Any]] = None
     test_time: bool = False
-    # adversarial training (fgsm-at, pgd-at, cw-at and the combinations)
     at_eps: float = 8 / 255  # a number or a fraction written as "8/255"
     at_steps: int = 7
     at_step_size: typing.Optional[float] = None  # default 2.5 * eps / steps (Madry et al.)
@@ -66,11 +72,28 @@ class TrainConfig:
     # online adversarial training, none otherwise; 0 turns the probe off
     probe_images: typing.Optional[int] = None
     overfit_guard: str = "restore"  # restore the best PGD epoch after a collapse, or only warn
+    # optimisation: fmfp_tf.training.schedules, .averaging, .loop
+    epochs: int = 8
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # the peak rate under a schedule
+    optimizer: str = "adam"  # adam, adamw or sgd (momentum 0.9, Nesterov)
+    schedule: str = "constant"  # constant, cosine (with warm-up) or one-cycle
+    warmup_epochs: float = 0.0  # cosine only
+    weight_decay: float = 0.0  # adamw and sgd (decoupled)
     weight_averaging: str = "none"  # none or ema: the saved model is the average
     ema_decay: float = 0.999
+    seed: int = 0
+    # runtime: fmfp_tf.training.strategies, .precision
+    strategy: str = "auto"
+    # auto: bfloat16 where the CPU or GPU computes it natively, else float32 (training.precision)
+    precision: str = "auto"
 
     def __post_init__(self):
         validate(self)
+
+    def group(self, name):
+        """{key: value} of one group of `GROUPS`."""
+        return {key: getattr(self, key) for key in GROUPS[name]}
 
     @property
     def layer_defense(self):
@@ -88,10 +111,7 @@ class TrainConfig:
         change; everything else (data, model, seed, schedule) stays, so the twin is found by
         fingerprint."""
         defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-        defense_keys = ("defense", "size", "fill", "layer_options", "test_time", "probe_images",
-                        "overfit_guard") + tuple(
-            key for key in defaults if key.startswith(("at_", "cw_at_")))
-        return dataclasses.replace(self, **{key: defaults[key] for key in defense_keys})
+        return dataclasses.replace(self, **{key: defaults[key] for key in GROUPS["defense"]})
 
     @property
     def layer_size(self):

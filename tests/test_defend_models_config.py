@@ -204,3 +204,18 @@ def test_a_training_budget_reads_as_a_fraction_in_yaml_and_python(tmp_path):
     assert TrainConfig(defense="fast-at", at_eps="4/255").at_eps == 4 / 255
     with pytest.raises(UsageError, match="eps '8/0'"):
         TrainConfig(defense="fast-at", at_eps="8/0")
+
+
+def test_every_training_setting_is_in_exactly_one_group_and_the_twin_resets_the_defense_group():
+    import dataclasses
+
+    from fmfp_tf.config import GROUPS
+
+    keys = [key for group in GROUPS.values() for key in group]
+    assert sorted(keys) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    assert len(keys) == len(set(keys))
+    config = TrainConfig(defense="mask+pgd-at", size="20%", at_steps=3, epochs=2, seed=5)
+    twin = config.undefended_twin()
+    assert twin.group("defense") == TrainConfig().group("defense")
+    for name in ("data", "model", "optimisation", "runtime"):
+        assert twin.group(name) == config.group(name)
