@@ -79,6 +79,9 @@ def build(cls, values, spell=None):
         if not _valid(value, by_name[name]):
             raise UsageError(f"{(spell or key)(cls, name)} = {value!r} is invalid; expected "
                              f"{expected(by_name[name])}")
+    # 0 and 0.0 must record (and key a kept cell) alike
+    values = {name: float(value) if by_name[name].type is float else value
+              for name, value in values.items()}
     return cls(**values)
 
 
