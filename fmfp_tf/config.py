@@ -252,9 +252,8 @@ def _coerce(key, value, annotation):
 
 
 def validate(config):
-    from fmfp_tf.data import registry as datasets
-    from fmfp_tf.models import MODELS
-
+    """Coerces each value to its type, then checks choices, the defense's size and fill, ranges
+    and the data directory; the first problem raises a UsageError naming key and value."""
     if config.size is not None:
         try:
             config.size = sizes.parse(config.size, bare="refused").text
@@ -266,6 +265,16 @@ def validate(config):
     for field in dataclasses.fields(config):
         setattr(config, field.name, _coerce(field.name, getattr(config, field.name),
                                             hints[field.name]))
+    _check_choices(config)
+    _check_defense_layer(config)
+    _check_ranges(config)
+    _check_data_dir(config)
+
+
+def _check_choices(config):
+    from fmfp_tf.data import registry as datasets
+    from fmfp_tf.models import MODELS
+
     choices = {"dataset": datasets.names(), "model": MODELS, "defense": defense_registry.names(),
                "strategy": STRATEGIES, "face_crop": FACE_CROPS,
                "precision": PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
@@ -274,6 +283,10 @@ def validate(config):
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:
             _fail(key, getattr(config, key), "one of " + ", ".join(allowed))
+
+
+def _check_defense_layer(config):
+    """The size a layer needs (and only a layer), its options and its fill."""
     if config.layer_defense:
         if config.size is None:
             _fail("size", None, f"a size for defense {config.defense!r} (20 = 20% of the image "
@@ -295,6 +308,9 @@ def validate(config):
         if not low <= config.fill <= high:
             _fail("fill", config.fill, f"a number inside the pixel range [{low}, {high}] "
                                        "(layer option value_range)")
+
+
+def _check_ranges(config):
     for key, low in (("epochs", 1), ("batch_size", 1), ("at_steps", 1), ("cw_at_iterations", 1)):
         if getattr(config, key) < low:
             _fail(key, getattr(config, key), f"an integer >= {low}")
@@ -331,6 +347,11 @@ def validate(config):
         _fail("cw_at_fraction", config.cw_at_fraction, "a number in (0, 1]")
     if not (4 <= config.image_size[0] <= 1024 and 4 <= config.image_size[1] <= 1024):
         _fail("image_size", config.image_size, "two sides in 4..1024")
+
+
+def _check_data_dir(config):
+    from fmfp_tf.data import registry as datasets
+
     needs_data_dir = datasets.get(config.dataset).needs_data_dir
     if config.data_dir is None and needs_data_dir:
         _fail("data_dir", None, f"a directory for dataset {config.dataset!r}")
