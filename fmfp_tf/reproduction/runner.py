@@ -183,32 +183,35 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
                 record["column"] = column.label
                 record["paper_size"] = size
             records += found
-            by_key = {(r["attack"], r["threat_model"]): r for r in found}
-            for attack in rows:
-                if attack == "none":
-                    clean = 100 * by_key[("none", "none")]["accuracy"]
-                    protocol_pct = white_box_pct = clean
-                else:
-                    # a white-box-only attack has no number under a transfer protocol
-                    protocol_record = by_key.get((attack, spec.protocol)) or (
-                        by_key.get((attack, "white-box")) if attack not in spec.strongest
-                        else None)
-                    protocol_pct = (None if protocol_record is None
-                                    else 100 * protocol_record["accuracy"])
-                    white_box_pct = 100 * by_key[(attack, "white-box")]["accuracy"]
-                control_pct = control.get(attack)
-                cells.append(_cell(spec, column, size, attack, "ok",
-                                   protocol_pct=None if protocol_pct is None else
-                                   round(protocol_pct, 2),
-                                   white_box_pct=round(white_box_pct, 2),
-                                   control_pct=control_pct,
-                                   gain_over_control=None if None in (control_pct, protocol_pct)
-                                   else round(protocol_pct - control_pct, 2),
-                                   n=found[0]["n"], run=os.path.basename(run_dir)))
+            cells += _cells_of(spec, column, size, rows, found, control, run_dir)
     seconds = time.time() - started
     report.write_table(spec, cells, records, os.path.join(out_dir, f"table{spec.table}"),
                        seconds, digest=table_digest(spec, data_dirs))
     return cells, records, seconds
+
+
+def _cells_of(spec, column, size, rows, found, control, run_dir):
+    """One cell per row (attack) of a column and size, from that model's records."""
+    by_key = {(r["attack"], r["threat_model"]): r for r in found}
+    cells = []
+    for attack in rows:
+        if attack == "none":
+            clean = 100 * by_key[("none", "none")]["accuracy"]
+            protocol_pct = white_box_pct = clean
+        else:
+            # a white-box-only attack has no number under a transfer protocol
+            protocol_record = by_key.get((attack, spec.protocol)) or (
+                by_key.get((attack, "white-box")) if attack not in spec.strongest else None)
+            protocol_pct = None if protocol_record is None else 100 * protocol_record["accuracy"]
+            white_box_pct = 100 * by_key[(attack, "white-box")]["accuracy"]
+        control_pct = control.get(attack)
+        cells.append(_cell(spec, column, size, attack, "ok",
+                           protocol_pct=None if protocol_pct is None else round(protocol_pct, 2),
+                           white_box_pct=round(white_box_pct, 2), control_pct=control_pct,
+                           gain_over_control=None if None in (control_pct, protocol_pct)
+                           else round(protocol_pct - control_pct, 2),
+                           n=found[0]["n"], run=os.path.basename(run_dir)))
+    return cells
 
 
 def _control(spec, column, twin_config, source, models_dir, eps, settings, log, crafted):
