@@ -1,0 +1,77 @@
+"""The robust-GTSRB table of docs/robust-training.md from `fmfp-tf evaluate` output folders:
+clean and robust accuracy with 95 % Wilson intervals per model and attack, and the paired
+difference between two models under the same attack on the same images (per-image survival
+read from each folder's kept cells), with its standard error.
+
+    python benchmarks/robust_gtsrb_table.py NAME=EVAL_DIR [NAME=EVAL_DIR ...] \
+        [--pair NAME_A:NAME_B ...]
+
+Every folder must come from the same --n and --seed (the same test images) for a pair to mean
+anything; the script checks the image counts and refuses a pair of different sizes.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from fmfp_tf.evaluation.cells import CellStore  # noqa: E402
+from fmfp_tf.evaluation.report import wilson_interval  # noqa: E402
+
+
+def cells(folder):
+    """{(attack, threat): (record, survival)} of one evaluation folder."""
+    store = CellStore(os.path.join(folder, "cells"))
+    found = {}
+    for path in glob.glob(os.path.join(folder, "cells", "*.json")):
+        record, survival = store.get(os.path.basename(path)[:-5])
+        found[(record["attack"], record["threat_model"])] = (record, survival)
+    return found
+
+
+def clean(folder):
+    with open(os.path.join(folder, "results.json"), encoding="utf-8") as handle:
+        records = json.load(handle)["records"]
+    return next(r for r in records if r["attack"] == "none")
+
+
+def percent(accuracy, n):
+    low, high = wilson_interval(accuracy, n)
+    return f"{100 * accuracy:.2f} ({100 * low:.1f}-{100 * high:.1f})"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="NAME=EVAL_DIR")
+    parser.add_argument("--pair", action="append", default=[], help="NAME_A:NAME_B")
+    args = parser.parse_args()
+    folders = dict(run.split("=", 1) for run in args.runs)
+    found = {name: cells(folder) for name, folder in folders.items()}
+    print("| model | images | clean % | attack | robust % (95 % interval) | seconds |")
+    print("| --- | ---: | ---: | --- | ---: | ---: |")
+    for name, folder in folders.items():
+        base = clean(folder)
+        for (attack, threat), (record, _) in sorted(found[name].items()):
+            print(f"| {name} | {record['n']} | {percent(base['accuracy'], base['n'])} | "
+                  f"{attack} ({threat}) | {percent(record['accuracy'], record['n'])} | "
+                  f"{record['seconds']:.0f} |")
+    for pair in args.pair:
+        first, second = pair.split(":")
+        for key in sorted(set(found[first]) & set(found[second])):
+            a, b = found[first][key][1], found[second][key][1]
+            if a is None or b is None or key[0] == "pgd-unbounded":
+                continue
+            if len(a) != len(b):
+                sys.exit(f"{pair}: {key[0]} ran on {len(a)} and {len(b)} images; not paired")
+            difference = a.astype(float) - b.astype(float)
+            error = difference.std(ddof=1) / math.sqrt(len(difference))
+            print(f"{first} - {second}, {key[0]}: {100 * difference.mean():+.2f} points "
+                  f"(standard error {100 * error:.2f}; {len(a)} paired images)")
+
+
+if __name__ == "__main__":
+    main()
