@@ -57,12 +57,6 @@ def _check_layer_class(name, layer_class):
                         "and the EOT check)")
 
 
-def _check_method(name, method):
-    if not isinstance(method, AdversarialTraining) or method.name != name:
-        raise TypeError(f"adversarial-training method {name!r}: {method!r} is not an "
-                        f"AdversarialTraining named {name!r}")
-
-
 # "module:Class" until used, so listing the names imports no framework
 LAYERS = Registry("defense layer", {
     "mask": "fmfp_tf.layers.feature_mask:FeatureMask",
@@ -83,7 +77,7 @@ ADVERSARIAL_TRAINING = Registry("adversarial-training method", {method.name: met
                         f"{_ADVERSARIAL}:noisy_fgsm_examples"),
     AdversarialTraining("cw", "the training set augmented once with C&W L2 examples crafted on "
                               "the undefended twin"),
-)}, check=_check_method)
+)}, entry_type=AdversarialTraining)
 
 # the arguments every defense layer takes from TrainConfig's own keys, never from layer_options
 # (data_format follows the model, so it is no layer option either)

@@ -32,15 +32,22 @@ def resolve(reference):
 
 class Registry(collections.abc.Mapping):
     """name -> entry, in registration order; `registry[name]` resolves a "module:attribute"
-    entry once and checks it with `check(name, entry)` (which raises on a wrong kind)."""
+    entry once and checks it: an instance of `entry_type` whose `name` is its key, and/or
+    `check(name, entry)` (which raises on a wrong kind)."""
 
-    def __init__(self, kind, entries=(), check=None, check_name=None):
+    def __init__(self, kind, entries=(), check=None, check_name=None, entry_type=None):
         self.kind = kind
-        self._check = check
+        self._entry_type = entry_type
+        self._check = check if entry_type is None else self._check_type
         self._check_name = check_name
         self._entries = {}
         for name, entry in dict(entries).items():
             self.register(name, entry)
+
+    def _check_type(self, name, entry):
+        if not isinstance(entry, self._entry_type) or getattr(entry, "name", name) != name:
+            raise TypeError(f"{self.kind} {name!r}: {entry!r} is not a "
+                            f"{self._entry_type.__name__} named {name!r}")
 
     def register(self, name, entry):
         """Adds `entry` under `name` (a later one of the same name replaces it); returns entry."""

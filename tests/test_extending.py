@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+from toys import STRIPES, TOY_FLIP
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 # one new file holding all three; each `register...` call is the one registry line
@@ -21,18 +23,7 @@ TOY_MODULE = textwrap.dedent('''
     from fmfp_tf.layers.base import RandomImageDefense
 
 
-    @keras.saving.register_keras_serializable(package="toy")
-    class ToyFlip(RandomImageDefense):
-        """Mirrors a random half of the images left-right (`size` is unused but checked)."""
-
-        def draw_transformation(self, images, seed):
-            ops = self.backend
-            return {"flip": ops.random.uniform((ops.shape(images)[0],), seed=seed) < 0.5}
-
-        def apply_transformation(self, images, transformation):
-            ops = self.backend
-            flipped = ops.numpy.flip(images, axis=2)
-            return ops.numpy.where(transformation["flip"][:, None, None, None], flipped, images)
+    {TOY_FLIP}
 
 
     def half_fgsm(model, x, y, eps, batch_size=256, progress=None):
@@ -40,23 +31,14 @@ TOY_MODULE = textwrap.dedent('''
         return fgsm(model, x, y, eps / 2, batch_size=batch_size, progress=progress)
 
 
-    def stripes(split, image_size, seed, limit):
-        """Three classes: horizontal, vertical or no stripes."""
-        count = min(limit or 240, 240) if split == "train" else min(limit or 60, 60)
-        rng = np.random.default_rng([seed, split == "test"])
-        labels = (np.arange(count) % 3).astype(np.int32)
-        height, width = image_size
-        images = rng.integers(0, 60, (count, height, width, 3)).astype(np.uint8)
-        images[labels == 0, ::4] = 255
-        images[labels == 1, :, ::4] = 255
-        return Arrays(images, labels, ["horizontal", "vertical", "plain"])
+    {STRIPES}
 
 
     defense_registry.register_layer("toyflip", ToyFlip)
     attack_specs.register(attack_specs.AttackSpec("half-fgsm", "FGSM eps/2", half_fgsm,
                                                   lambda settings, eps, randomized: {}))
     datasets.register(datasets.Dataset("stripes", "toy stripes", generate=stripes))
-''')
+''').replace("{TOY_FLIP}", TOY_FLIP).replace("{STRIPES}", STRIPES)
 
 SCRIPT = textwrap.dedent('''
     import json, sys

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from toys import STRIPES, TOY_FLIP
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -21,19 +22,7 @@ FILES = {
         from fmfp_tf.layers.base import RandomImageDefense
 
 
-        @keras.saving.register_keras_serializable(package="toyplugin")
-        class ToyFlip(RandomImageDefense):
-            """Mirrors a random half of the images left-right."""
-
-            def draw_transformation(self, images, seed):
-                ops = self.backend
-                return {"flip": ops.random.uniform((ops.shape(images)[0],), seed=seed) < 0.5}
-
-            def apply_transformation(self, images, transformation):
-                ops = self.backend
-                flipped = ops.numpy.flip(images, axis=2)
-                return ops.numpy.where(transformation["flip"][:, None, None, None], flipped,
-                                       images)
+        {TOY_FLIP}
 
 
         defense_registry.register_layer("toyflip", ToyFlip)
@@ -85,16 +74,7 @@ FILES = {
         from fmfp_tf.data.images import Arrays
 
 
-        def stripes(split, image_size, seed, limit):
-            """Three classes: horizontal, vertical or no stripes."""
-            count = min(limit or 240, 240) if split == "train" else min(limit or 60, 60)
-            rng = np.random.default_rng([seed, split == "test"])
-            labels = (np.arange(count) % 3).astype(np.int32)
-            height, width = image_size
-            images = rng.integers(0, 60, (count, height, width, 3)).astype(np.uint8)
-            images[labels == 0, ::4] = 255
-            images[labels == 1, :, ::4] = 255
-            return Arrays(images, labels, ["horizontal", "vertical", "plain"])
+        {STRIPES}
 
 
         registry.register(registry.Dataset("stripes", "toy stripes", generate=stripes))
@@ -124,7 +104,8 @@ def _write_plugin(root, installed):
     for path, source in FILES.items():
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(source))
+        target.write_text(textwrap.dedent(source).replace("{TOY_FLIP}", TOY_FLIP)
+                          .replace("{STRIPES}", STRIPES))
     if installed:  # what `pip install` of the plugin would leave: its metadata, with entry points
         info = root / "toyplugin-1.0.dist-info"
         info.mkdir()

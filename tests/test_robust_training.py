@@ -8,35 +8,25 @@ from fmfp_tf.config import TrainConfig
 from fmfp_tf.training import robustness_probe
 
 
-def test_fast_at_examples_stay_within_eps_and_move(trained_model):
+@pytest.mark.parametrize("defense, method, reach, median_above", [
+    # fast-AT: a 1.25 eps step from a random start, projected to the eps-ball, reaching its surface
+    ("fast-at", "fast", 1, 4 / 255),
+    # N-FGSM: noise up to 2 eps plus a step of eps, never projected back to the eps-ball
+    ("nfgsm-at", "nfgsm", 3, 8 / 255 + 1e-3)])
+def test_single_step_examples_keep_their_reach_and_move(trained_model, defense, method, reach,
+                                                         median_above):
     from fmfp_tf.training.adversarial import perturbation
 
     model, x, y = trained_model
-    config = TrainConfig(defense="fast-at", at_eps=8 / 255, seed=1)
-    attack = perturbation(config, model)
-    assert attack.method == "fast" and attack.clean_weight == 0.0
+    attack = perturbation(TrainConfig(defense=defense, at_eps=8 / 255, seed=1), model)
+    assert attack.method == method and attack.clean_weight == 0.0
     x_adv = attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy()
     distance = np.abs(x_adv - x[:64]).reshape(64, -1).max(axis=1)
-    assert distance.max() <= 8 / 255 + 1e-6
-    assert np.median(distance) > 4 / 255  # the 1.25 eps step reaches the ball's surface
+    assert distance.max() <= reach * 8 / 255 + 1e-6
+    assert np.median(distance) > median_above
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     # a fresh random start each call
     assert not np.array_equal(x_adv, attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy())
-
-
-def test_nfgsm_examples_start_from_wider_noise_and_are_not_projected(trained_model):
-    from fmfp_tf.training.adversarial import perturbation
-
-    model, x, y = trained_model
-    config = TrainConfig(defense="nfgsm-at", at_eps=8 / 255, seed=1)
-    attack = perturbation(config, model)
-    assert attack.method == "nfgsm" and attack.clean_weight == 0.0
-    x_adv = attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy()
-    distance = np.abs(x_adv - x[:64]).reshape(64, -1).max(axis=1)
-    # noise up to 2 eps plus a step of eps, never projected back to the eps-ball
-    assert distance.max() <= 3 * 8 / 255 + 1e-6
-    assert np.median(distance) > 8 / 255 + 1e-3
-    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
 
 
 def _history(pgd, fgsm):

@@ -49,12 +49,6 @@ class Dataset:
         return self.files is not None
 
 
-def _check_dataset(name, dataset):
-    if not isinstance(dataset, Dataset) or dataset.name != name:
-        raise TypeError(f"dataset {name!r}: {dataset!r} is not a fmfp_tf.data.registry.Dataset "
-                        f"named {name!r}")
-
-
 DATASETS = Registry("dataset", {
     "synthetic": "fmfp_tf.data.synthetic:DATASET",
     "gtsrb": "fmfp_tf.data.gtsrb:GTSRB",
@@ -62,7 +56,7 @@ DATASETS = Registry("dataset", {
     "orl": "fmfp_tf.data.faces:ORL",
     "yale": "fmfp_tf.data.faces:YALE",
     "folder": "fmfp_tf.data.folder:DATASET",
-}, check=_check_dataset)
+}, entry_type=Dataset)
 
 
 def register(dataset):

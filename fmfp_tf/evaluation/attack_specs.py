@@ -77,12 +77,7 @@ class AttackSpec:
                              **self.kwargs(settings, eps, randomized))
 
 
-def _check_spec(name, spec):
-    if not isinstance(spec, AttackSpec) or spec.name != name:
-        raise TypeError(f"attack {name!r}: {spec!r} is not an AttackSpec named {name!r}")
-
-
-ATTACKS = registry.Registry("attack", check=_check_spec)
+ATTACKS = registry.Registry("attack", entry_type=AttackSpec)
 
 
 def register(spec):
