@@ -55,48 +55,53 @@ def _eps_label(eps):
 
 
 def markdown(records, warnings):
+    """results.md: the models, one table per threat model, the masking checks, the settings."""
     models = list(dict.fromkeys(r["model"] for r in records))
-    lines = ["# Robust accuracy", ""]
-    clean = {r["model"]: r for r in records if r["attack"] == "none"}
     threats = list(dict.fromkeys(r["threat_model"] for r in records if r["attack"] != "none"))
     n_values = sorted({r["n"] for r in records})
-    lines.append(f"Accuracy in % on {', '.join(map(str, n_values))} test images per model, with "
-                 "its 95 % Wilson interval in brackets. Each table is one threat model; the "
-                 "clean row is the same in all.")
-    lines.append("")
-    lines += ["| model | defense | size (as given) | size (px of the input) |",
-              "| --- | --- | --- | ---: |"]
+    lines = ["# Robust accuracy", "",
+             f"Accuracy in % on {', '.join(map(str, n_values))} test images per model, with "
+             "its 95 % Wilson interval in brackets. Each table is one threat model; the "
+             "clean row is the same in all.", "",
+             "| model | defense | size (as given) | size (px of the input) |",
+             "| --- | --- | --- | ---: |"]
     for model in models:
         first = next(r for r in records if r["model"] == model)
         lines.append(f"| {model} | {first.get('defense', '-')} | {first.get('size') or '-'} | "
                      f"{first.get('size_pixels') or '-'} |")
     lines.append("")
     for threat in threats:
-        lines.append(f"## Threat model: {threat}")
-        lines.append("")
-        lines.append("| attack | " + " | ".join(models) + " |")
-        lines.append("| --- | " + " | ".join("---:" for _ in models) + " |")
-        lines.append("| No attack | " + " | ".join(
-            _percent(clean[m]) if m in clean else "-" for m in models) + " |")
-        rows = list(dict.fromkeys((r["attack"], r["eps"]) for r in records
-                                  if r["threat_model"] == threat))
-        for attack, eps in rows:
-            cells = []
-            for model in models:
-                match = [r for r in records if r["model"] == model and r["threat_model"] == threat
-                         and r["attack"] == attack and r["eps"] == eps]
-                cells.append(_percent(match[0]) if match else "-")
-            label = attack_specs.label(attack) + _eps_label(
-                eps if attack != "pgd-unbounded" else None)
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        sources = sorted({f"{r['model']} <- {r['source_model']}" for r in records
-                          if r["threat_model"] == threat and r.get("source_model")})
-        if sources:
-            lines.append("")
-            lines.append("Transfer sources: " + "; ".join(sources))
-        lines.append("")
-    lines.append("## Gradient-masking checks")
-    lines.append("")
+        lines += _threat_table(records, models, threat)
+    return "\n".join(lines + _masking_lines(warnings) + _settings_lines(records)) + "\n"
+
+
+def _threat_table(records, models, threat):
+    clean = {r["model"]: r for r in records if r["attack"] == "none"}
+    lines = [f"## Threat model: {threat}", "",
+             "| attack | " + " | ".join(models) + " |",
+             "| --- | " + " | ".join("---:" for _ in models) + " |",
+             "| No attack | " + " | ".join(
+                 _percent(clean[m]) if m in clean else "-" for m in models) + " |"]
+    rows = list(dict.fromkeys((r["attack"], r["eps"]) for r in records
+                              if r["threat_model"] == threat))
+    for attack, eps in rows:
+        cells = []
+        for model in models:
+            match = [r for r in records if r["model"] == model and r["threat_model"] == threat
+                     and r["attack"] == attack and r["eps"] == eps]
+            cells.append(_percent(match[0]) if match else "-")
+        label = attack_specs.label(attack) + _eps_label(
+            eps if attack != "pgd-unbounded" else None)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    sources = sorted({f"{r['model']} <- {r['source_model']}" for r in records
+                      if r["threat_model"] == threat and r.get("source_model")})
+    if sources:
+        lines += ["", "Transfer sources: " + "; ".join(sources)]
+    return lines + [""]
+
+
+def _masking_lines(warnings):
+    lines = ["## Gradient-masking checks", ""]
     if warnings:
         lines += [f"- WARNING: {w}" for w in warnings]
     else:
@@ -105,9 +110,11 @@ def markdown(records, warnings):
                      "white-box, Square (no gradients) not stronger than the gradient attacks, "
                      "no input with a zero gradient, EOT for models random at inference (where "
                      "measured).")
-    lines.append("")
-    lines.append("## How it was measured")
-    lines.append("")
+    return lines + [""]
+
+
+def _settings_lines(records):
+    lines = ["## How it was measured", ""]
     params = {}
     for record in records:
         if record["attack"] not in ("none", "worst-case"):
@@ -118,7 +125,7 @@ def markdown(records, warnings):
             + _components(attack, values))
     lines.append("- Worst case over all attacks: per image, correct under every bounded attack "
                  "that ran at that eps (C&W-L2 is unbounded and reported apart)")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _components(attack, params):
