@@ -38,6 +38,8 @@ def _group_label(cell):
 
 
 def markdown(spec, cells, warnings, seconds):
+    """report.md of one table: the grid of cells, the differences from the paper, what the
+    defense adds over the control, the masking checks and the settings."""
     protocol = spec.protocol
     lines = [f"# Table {spec.table}: {spec.title}", ""]
     lines.append(f"Mode: {'quick (smoke-level: tiny training, few images)' if spec.quick else 'full'}"
@@ -54,6 +56,29 @@ def markdown(spec, cells, warnings, seconds):
                     "training) and transferred to the defended model; white-box attacks the "
                     "defended model itself, with FM/FP inactive as at inference."))
     lines.append("")
+    lines += _grid(cells)
+    lines += _differences(cells, protocol)
+    lines += _over_control(spec, cells)
+    lines += ["", "## Gradient-masking checks", ""]
+    lines += [f"- WARNING: {w}" for w in warnings] or ["No check violated."]
+    lines += ["", "## Settings", "",
+              f"- attacks: {', '.join(spec.attacks)}; L-inf eps {spec.eps} (C&W-L2 is unbounded)",
+              f"- strongest, white-box only: {', '.join(spec.strongest) or 'none'}; the worst "
+              "case is per image over every L-inf attack that ran under that threat model (the "
+              "transferred ones under the protocol; C&W-L2 is not in it)",
+              f"- evaluation: {spec.evaluation}",
+              f"- training (all columns): {spec.train}",
+              f"- per dataset: {spec.datasets}"]
+    if spec.sizes != [None]:
+        lines.append("- z: a bare number is a percent of the shorter image side (the paper's z), "
+                     "'Npx' pixels of the model input; each cell names both")
+    return "\n".join(lines) + "\n"
+
+
+
+
+def _grid(cells):
+    lines = []
     groups = list(dict.fromkeys(_group_label(c) for c in cells))
     attacks = list(dict.fromkeys(c["attack"] for c in cells))
     index = {(_group_label(c), c["attack"]): c for c in cells}
@@ -71,6 +96,11 @@ def markdown(spec, cells, warnings, seconds):
                 row.append(f"{_pct(cell['paper_pct'])} / {_pct(cell['protocol_pct'])} / "
                            f"{_pct(cell['white_box_pct'])}")
         lines.append(f"| {attack_label(attack)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _differences(cells, protocol):
+    lines = []
     lines += ["", "## Differences (ours - paper, percentage points)", "",
               f"| model | attack | paper | ours ({protocol}) | diff | ours (white-box) | diff | "
               "n |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -86,6 +116,11 @@ def markdown(spec, cells, warnings, seconds):
             f"{_pct(cell['white_box_pct'])} | "
             f"{'' if cell['delta_white_box'] is None else format(cell['delta_white_box'], '+.2f')}"
             f" | {cell['n']} |")
+    return lines
+
+
+def _over_control(spec, cells):
+    lines = []
     controlled = [c for c in cells if c["status"] == "ok" and c.get("control_pct") is not None]
     if controlled:
         lines += ["", "## What the defense adds under the transfer protocol", "",
@@ -100,20 +135,7 @@ def markdown(spec, cells, warnings, seconds):
             lines.append(f"| {_group_label(cell)} | {attack_label(cell['attack'])} | "
                          f"{_pct(cell['protocol_pct'])} | {_pct(cell['control_pct'])} | "
                          f"{_signed(cell['gain_over_control'])} |")
-    lines += ["", "## Gradient-masking checks", ""]
-    lines += [f"- WARNING: {w}" for w in warnings] or ["No check violated."]
-    lines += ["", "## Settings", "",
-              f"- attacks: {', '.join(spec.attacks)}; L-inf eps {spec.eps} (C&W-L2 is unbounded)",
-              f"- strongest, white-box only: {', '.join(spec.strongest) or 'none'}; the worst "
-              "case is per image over every L-inf attack that ran under that threat model (the "
-              "transferred ones under the protocol; C&W-L2 is not in it)",
-              f"- evaluation: {spec.evaluation}",
-              f"- training (all columns): {spec.train}",
-              f"- per dataset: {spec.datasets}"]
-    if spec.sizes != [None]:
-        lines.append("- z: a bare number is a percent of the shorter image side (the paper's z), "
-                     "'Npx' pixels of the model input; each cell names both")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def figure(spec, cells, path):
