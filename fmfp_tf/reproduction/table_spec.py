@@ -129,6 +129,28 @@ def load(name, quick=False):
                     f"{', '.join(table_defenses())}")
     if data["protocol"] not in PROTOCOLS:
         _fail(path, f"protocol = {data['protocol']!r}; expected one of {', '.join(PROTOCOLS)}")
+    attacks, strongest = _attacks(path, data)
+    columns, sizes = _columns(path, data), _sizes(path, data)
+    quick_section = data.get("quick") or {}
+    _check_keys(path, "quick", quick_section, QUICK_KEYS)
+    columns = _kept(path, "columns", columns, quick_section.get("columns"), quick,
+                    lambda column: column.label)
+    if "sizes" in quick_section and sizes == [None]:
+        _fail(path, f"quick.sizes given for defense {data['defense']!r}, which takes no size")
+    quick_sizes = quick_section.get("sizes")
+    if quick_sizes is not None and sizes != [None]:
+        sizes = _kept(path, "sizes", sizes, _parse_sizes(path, "quick.sizes", quick_sizes),
+                      quick, str)
+    sections = _sections(path, data, quick_section if quick else {})
+    return TableSpec(path=path, table=int(data["table"]), title=str(data["title"]),
+                     defense=data["defense"], columns=columns, attacks=list(attacks),
+                     eps=str(data["eps"]), protocol=data["protocol"],
+                     sizes=list(sizes), quick=quick, notes=str(data.get("notes", "")).strip(),
+                     strongest=list(strongest), **sections)
+
+
+def _attacks(path, data):
+    """(attacks, strongest): registered names; the strongest bounded and not among attacks."""
     attacks = data["attacks"]
     if not isinstance(attacks, list):
         _fail(path, f"attacks = {attacks!r}; expected a list of attack names")
@@ -144,6 +166,10 @@ def load(name, quick=False):
     if any(not attack_specs.get(a).bounded or a in attacks for a in strongest):
         _fail(path, f"strongest = {strongest!r}; expected a list of bounded attacks not already "
                     "in attacks (they run white-box only)")
+    return attacks, strongest
+
+
+def _columns(path, data):
     columns = []
     for i, column in enumerate(data["columns"] or []):
         _check_keys(path, f"columns[{i}]", column, {"dataset", "model", "paper_dataset"})
@@ -153,25 +179,24 @@ def load(name, quick=False):
                               column.get("paper_dataset", column["dataset"])))
     if not columns:
         _fail(path, "columns is empty")
+    return columns
+
+
+def _sizes(path, data):
     sizes = data.get("sizes", [None])
     if data["defense"] in defense_registry.layer_names():
-        sizes = _parse_sizes(path, "sizes", sizes)
-    elif "sizes" in data:
+        return _parse_sizes(path, "sizes", sizes)
+    if "sizes" in data:
         _fail(path, f"sizes = {sizes!r} given for defense {data['defense']!r}; only defense "
                     "layers take a size")
+    return sizes
+
+
+def _sections(path, data, quick_section):
+    """train, datasets and evaluation, with the quick section's values over them when given."""
     sections = {"train": data.get("train") or {}, "datasets": data.get("datasets") or {},
                 "evaluation": data.get("evaluation") or {}}
-    quick_section = data.get("quick") or {}
-    _check_keys(path, "quick", quick_section, QUICK_KEYS)
-    columns = _kept(path, "columns", columns, quick_section.get("columns"), quick,
-                    lambda column: column.label)
-    if "sizes" in quick_section and sizes == [None]:
-        _fail(path, f"quick.sizes given for defense {data['defense']!r}, which takes no size")
-    quick_sizes = quick_section.get("sizes")
-    if quick_sizes is not None and sizes != [None]:
-        sizes = _kept(path, "sizes", sizes, _parse_sizes(path, "quick.sizes", quick_sizes),
-                      quick, str)
-    if quick:
+    if quick_section:
         sections["train"] = {**sections["train"], **(quick_section.get("train") or {})}
         merged = {k: dict(v) for k, v in sections["datasets"].items()}
         for dataset, values in (quick_section.get("datasets") or {}).items():
@@ -183,11 +208,7 @@ def load(name, quick=False):
     for dataset, values in sections["datasets"].items():
         _check_keys(path, f"datasets.{dataset}", values, TRAIN_KEYS)
     _check_keys(path, "evaluation", sections["evaluation"], {*AttackSettings.keys(), "n"})
-    return TableSpec(path=path, table=int(data["table"]), title=str(data["title"]),
-                     defense=data["defense"], columns=columns, attacks=list(attacks),
-                     eps=str(data["eps"]), protocol=data["protocol"],
-                     sizes=list(sizes), quick=quick, notes=str(data.get("notes", "")).strip(),
-                     strongest=list(strongest), **sections)
+    return sections
 
 
 def _parse_sizes(path, key, values):
