@@ -12,6 +12,7 @@ import typing
 
 from fmfp_tf import registry
 from fmfp_tf import settings as settings_lib
+from fmfp_tf.config import MAX_BATCH_SIZE
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import Settings, setting
 
@@ -26,7 +27,7 @@ class EvaluationSettings(Settings):
                                         "of the model; every success is decided in float32",
                              choices=("float32", "bfloat16"), flag="--attack-precision")
     unbounded_check: bool = setting(True, "run the unbounded-PGD gradient-masking check")
-    batch_size: int = setting(256, "images per attack batch", minimum=1, maximum=2 ** 20)
+    batch_size: int = setting(256, "images per attack batch", minimum=1, maximum=MAX_BATCH_SIZE)
     seed: int = setting(0, "seeds every attack's random starts", minimum=0, maximum=2 ** 32 - 1)
 
 
