@@ -4,7 +4,11 @@ difference between two models under the same attack on the same images (per-imag
 read from each folder's kept cells), with its standard error.
 
     python benchmarks/robust_gtsrb_table.py NAME=EVAL_DIR [NAME=EVAL_DIR ...] \
-        [--pair NAME_A:NAME_B ...]
+        [--pair NAME_A:NAME_B ...] [--seeds RECIPE_A:RECIPE_B ...]
+
+A name `RECIPE@SEED` marks one training seed of a recipe; `--seeds A:B` compares the two
+recipes' mean robust accuracy over their seeds, with a standard error from the seed-to-seed
+spread (which the paired per-image error does not contain).
 
 Every folder must come from the same --n and --seed (the same test images) for a pair to mean
 anything; the script checks the image counts and refuses a pair of different sizes.
@@ -48,6 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="NAME=EVAL_DIR")
     parser.add_argument("--pair", action="append", default=[], help="NAME_A:NAME_B")
+    parser.add_argument("--seeds", action="append", default=[], help="RECIPE_A:RECIPE_B")
     args = parser.parse_args()
     folders = dict(run.split("=", 1) for run in args.runs)
     found = {name: cells(folder) for name, folder in folders.items()}
@@ -71,6 +76,36 @@ def main():
             error = difference.std(ddof=1) / math.sqrt(len(difference))
             print(f"{first} - {second}, {key[0]}: {100 * difference.mean():+.2f} points "
                   f"(standard error {100 * error:.2f}; {len(a)} paired images)")
+    for pair in args.seeds:
+        print(seed_comparison(pair, found))
+
+
+def seed_comparison(pair, found):
+    """Difference of two recipes' mean robust accuracy over seeds, per attack, with the standard
+    error of each mean from its seeds' spread (sample standard deviation / sqrt(seeds))."""
+    recipes = pair.split(":")
+    lines = []
+    attacks = set.intersection(*(set(key for name, keys in found.items()
+                                     if name.split("@")[0] == recipe for key in keys)
+                                 for recipe in recipes))
+    for key in sorted(attacks):
+        if key[0] == "pgd-unbounded":
+            continue
+        means, errors, counts = [], [], []
+        for recipe in recipes:
+            values = [100 * keys[key][0]["accuracy"] for name, keys in found.items()
+                      if name.split("@")[0] == recipe and key in keys]
+            mean = sum(values) / len(values)
+            spread = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                      if len(values) > 1 else float("nan"))
+            means.append(mean)
+            errors.append(spread / math.sqrt(len(values)))
+            counts.append(len(values))
+        error = math.sqrt(errors[0] ** 2 + errors[1] ** 2)
+        lines.append(f"{recipes[0]} - {recipes[1]}, {key[0]}: {means[0]:.2f} - {means[1]:.2f} = "
+                     f"{means[0] - means[1]:+.2f} points (standard error {error:.2f} from "
+                     f"{counts[0]} and {counts[1]} seeds)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,13 @@ def test_model_capacities_differ_and_unknown_names_fail():
         models.build("resnet50", (32, 32, 3), 10)
 
 
+def test_wide_resnets_have_the_published_sizes():
+    # Zagoruyko & Komodakis 2016, CIFAR-10 (10 classes): WRN-16-4 2.7 M, WRN-28-10 36.5 M
+    for name, published in (("wrn16_4", 2.75e6), ("wrn28_10", 36.5e6)):
+        count = models.build(name, (32, 32, 3), 10).count_params()
+        assert abs(count - published) < 0.01 * published, (name, count)
+
+
 def test_config_validation_names_key_value_and_expectation(tmp_path):
     with pytest.raises(UsageError, match="size"):
         TrainConfig(defense="mask")

@@ -101,3 +101,27 @@ def test_long_attacks_report_the_share_still_robust_to_callbacks_that_take_it():
         attack(model, x, y, eps=2 / 255, progress=lambda k, n: plain.append(k), **kwargs)
         assert seen and plain and len(seen) == len(plain), attack.__name__
         assert all(0.0 <= r <= 1.0 for r in seen) and seen == sorted(seen, reverse=True)
+
+
+def test_autoattack_progress_weighs_each_attack_by_its_passes():
+    # after APGD-CE (5 passes per image) of an ensemble whose later attacks cost 15 + 20 + 100
+    # passes, about 4 % is done, not 1/4; the shares only grow and the last call is k == total
+    import keras
+    import numpy as np
+
+    from fmfp_tf import attacks
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(4)])
+    x = np.random.default_rng(0).random((16, 8, 8, 3)).astype("float32")
+    y = keras.ops.convert_to_numpy(model(x)).argmax(-1).astype("int32")
+    calls, logged = [], []
+    attacks.autoattack(model, x, y, eps=1e-4, steps=5, target_classes=3, queries=300,
+                       progress=lambda k, n, robust: calls.append((k, n, robust)),
+                       log=lambda name, robust: logged.append((name, len(calls))))
+    assert logged[0][0] == "apgd-ce" and all(robust == 1.0 for _, _, robust in calls)
+    k, n, _ = calls[logged[0][1] - 1]  # the call that closed APGD-CE
+    assert abs(k / n - 5 / 140) < 0.01, (k, n)
+    shares = [k / n for k, n, _ in calls]
+    assert shares == sorted(shares) and calls[-1][0] == calls[-1][1]

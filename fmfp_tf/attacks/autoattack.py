@@ -51,6 +51,17 @@ def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draw
     raise UsageError(f"version must be one of {', '.join(VERSIONS)}; got {version!r}")
 
 
+def passes(function, kwargs):
+    """Forward+backward passes per image of one planned attack at most (a forward-only query
+    counts 1/3; FAB-T's forward check per step too): the unit of the ensemble's progress."""
+    if function is square:
+        return kwargs["queries"] / 3
+    per_step = kwargs.get("target_classes", 1)  # targeted attacks: one run per target
+    if function is fab:
+        return kwargs["steps"] * per_step * (1 + 1 / 3)
+    return kwargs["steps"] * per_step * kwargs.get("eot_draws", 1)
+
+
 def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
                queries=5000, eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,
                progress=None, log=None):
@@ -82,10 +93,12 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     attacks = plan(version, steps, target_classes, queries, eot_draws)
     out = x.copy()
     robust = _correct(model, x, y, batch_size)
+    tally = _Tally(progress, [passes(function, kwargs) for _, function, kwargs in attacks])
     for index, (name, function, kwargs) in enumerate(attacks):
         todo = np.flatnonzero(robust)
+        tally.start(index, robust)
         if len(todo):
-            kwargs = dict(kwargs)
+            kwargs = dict(kwargs, progress=tally.inner)
             attacked = model
             draws = kwargs.pop("eot_draws", None)
             if draws:
@@ -99,9 +112,44 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
             robust[todo[fooled]] = False
         if log is not None:
             log(name, float(robust.mean()) if len(robust) else 0.0)
-        common.report(progress, index + 1, len(attacks),
-                      float(robust.mean()) if len(robust) else 0.0)
+        tally.finish(robust)
     return out
+
+
+class _Tally:
+    """The ensemble's progress in passes over images, so that the time left weighs APGD-T's nine
+    targets and Square's queries, not one step per attack: the attacks done, the running one's
+    share from its own progress, and the later ones on the images still robust (at most)."""
+
+    def __init__(self, progress, costs):
+        self.progress, self.costs = progress, costs
+        self.done = self.running = 0.0
+        self.index = self.attacked = self.images = 0
+
+    def start(self, index, robust):
+        self.index, self.attacked, self.images = index, int(robust.sum()), len(robust)
+        self.running = self.costs[index] * self.attacked
+
+    def _report(self, share, still_robust):
+        later = sum(self.costs[self.index + 1:]) * round(still_robust * self.images)
+        done = self.done + self.running * share
+        total = done + self.running * (1 - share) + later
+        common.report(self.progress, int(done), max(int(total), 1), still_robust)
+
+    def inner(self, k, total, robust=None):
+        """An attack's own progress(k, total, robust) on the images it attacks."""
+        left = self.attacked * (1.0 if robust is None else robust) / max(self.images, 1)
+        self._report(k / max(total, 1), float(left))
+
+    def finish(self, robust):
+        """After an attack: its passes are done; the last one reports k == total."""
+        self.done, self.running = self.done + self.running, 0.0
+        still = float(robust.mean()) if len(robust) else 0.0
+        if self.index + 1 < len(self.costs):
+            self._report(1.0, still)
+        else:
+            total = max(int(self.done), 1)
+            common.report(self.progress, total, total, still)
 
 
 def _correct(model, x, y, batch_size):

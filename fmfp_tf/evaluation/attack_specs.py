@@ -188,13 +188,11 @@ def label(name):
 
 def _autoattack_cost(p):
     """Every component on every image: an upper bound, as each later component attacks only the
-    images the earlier ones left robust (standard: APGD-CE, APGD-T, FAB-T, Square; rand: APGD-CE
-    and APGD-DLR, each with EOT inside)."""
-    if p["version"] == "rand":
-        from fmfp_tf.attacks.autoattack import EOT_DRAWS
+    images the earlier ones left robust."""
+    from fmfp_tf.attacks.autoattack import passes, plan
 
-        return 2 * p["steps"] * EOT_DRAWS
-    return (p["steps"] + p["steps"] * p["target_classes"] + _fab_cost(p) + p["queries"] / 3)
+    return sum(passes(function, kwargs) for _, function, kwargs in plan(
+        p["version"], p["steps"], p["target_classes"], p["queries"]))
 
 
 def _precision(s, randomized=False):

@@ -8,11 +8,13 @@
 | dnn4 | LeNet-5 style | traffic signs |
 | facenet | Inception-ResNet embedding + softmax head | faces |
 | mtcnn | CNN classifier of MTCNN-aligned faces | faces |
+| wrn16_4, wrn28_10 | wide residual networks | robust training (GPU) |
 """
 from fmfp_tf.errors import UsageError
 from fmfp_tf.models.face_cnn import face_cnn
 from fmfp_tf.models.facenet import facenet
 from fmfp_tf.models.traffic_signs import dnn1, dnn2, dnn3, dnn4
+from fmfp_tf.models.wide_resnet import wrn16_4, wrn28_10
 
 BUILDERS = {
     "dnn1": dnn1,
@@ -21,6 +23,8 @@ BUILDERS = {
     "dnn4": dnn4,
     "facenet": facenet,
     "mtcnn": face_cnn,
+    "wrn16_4": wrn16_4,
+    "wrn28_10": wrn28_10,
 }
 MODELS = tuple(BUILDERS)
 
