@@ -201,8 +201,11 @@ def _precision(s, randomized=False):
 
 
 def _fab_cost(p):
-    """A gradient and a forward check per iteration, per target."""
-    return p["steps"] * p["target_classes"] * (1 + 1 / 3)
+    """A gradient and a forward check per iteration, per target (AutoAttack's FAB-T count)."""
+    from fmfp_tf.attacks.autoattack import passes
+    from fmfp_tf.attacks.fab import fab
+
+    return passes(fab, p)
 
 
 def _apgd(loss, targeted=False):
