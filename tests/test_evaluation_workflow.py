@@ -125,3 +125,53 @@ def test_autoattack_progress_weighs_each_attack_by_its_passes():
     assert abs(k / n - 5 / 140) < 0.01, (k, n)
     shares = [k / n for k, n, _ in calls]
     assert shares == sorted(shares) and calls[-1][0] == calls[-1][1]
+
+
+def test_an_interrupted_autoattack_resumes_after_the_last_attack_it_finished(tmp_path,
+                                                                             monkeypatch):
+    """Stopped after FAB-T, the same cell run again reads APGD-CE, APGD-T and FAB-T back (none of
+    them runs), runs Square only, and returns what an uninterrupted ensemble returns; the stages
+    are removed once the cell is kept."""
+    import importlib
+
+    import keras
+    import numpy as np
+    import pytest
+
+    from fmfp_tf.evaluation import cells
+
+    # the module, not the function `fmfp_tf.attacks.autoattack` the package exports
+    autoattack_module = importlib.import_module("fmfp_tf.attacks.autoattack")
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(4)])
+    x = np.random.default_rng(0).random((24, 8, 8, 3)).astype("float32")
+    y = keras.ops.convert_to_numpy(model(x)).argmax(-1).astype("int32")
+    run = dict(eps=0.02, steps=5, target_classes=3, queries=60, batch_size=8)
+    whole = autoattack_module.autoattack(model, x, y, **run)
+    fooled_by_gradients = (keras.ops.convert_to_numpy(model(whole)).argmax(-1) != y).mean()
+    assert 0 < fooled_by_gradients < 1  # a test of something: some images fall, some stand
+
+    store = cells.CellStore(str(tmp_path / "cells"))
+
+    def stop_after_fab(name, robust):
+        if name == "fab-t":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        autoattack_module.autoattack(model, x, y, stages=store.stages("k"), log=stop_after_fab,
+                                     **run)
+    assert len(list((tmp_path / "cells" / "stages").glob("k.*.npz"))) == 3
+    ran = []
+    for name in ("apgd", "fab", "square"):
+        original = getattr(autoattack_module, name)
+        monkeypatch.setattr(autoattack_module, name,
+                            lambda *a, _f=original, _n=name, **k: ran.append(_n) or _f(*a, **k))
+    logged = []
+    again = autoattack_module.autoattack(model, x, y, stages=store.stages("k"),
+                                         log=lambda name, robust: logged.append(name), **run)
+    assert ran == ["square"] and logged == ["fab-t", "square"]
+    np.testing.assert_array_equal(again, whole)
+    store.put("k", {"accuracy": 0.5})
+    assert not list((tmp_path / "cells" / "stages").glob("k.*"))

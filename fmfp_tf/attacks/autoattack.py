@@ -64,7 +64,7 @@ def passes(function, kwargs):
 
 def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
                queries=5000, eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,
-               progress=None, log=None):
+               progress=None, log=None, stages=None):
     """Per image, the first adversarial example any attack of the ensemble finds (else the input).
 
     Each attack runs only on the images that every earlier attack left correctly classified, so
@@ -75,6 +75,10 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     each gradient of the "rand" version averages. `precision="bfloat16"` computes APGD's and
     FAB-T's steps on a bfloat16 twin of the model (standard version); every success, and so
     which images go on to the next attack, is decided in float32 on the model itself.
+    `stages`: where finished attacks are kept, so that an interrupted ensemble resumes after the
+    last attack it finished: an object with `save(name, arrays)` and `load(name)` -> the dict of
+    arrays saved, or None (`cells.CellStore.stages(key)`); the caller keys it on everything the
+    result depends on (model, images, labels, parameters).
 
     Returns float32 images within eps (L-inf) and in [0, 1].
     """
@@ -93,11 +97,18 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     attacks = plan(version, steps, target_classes, queries, eot_draws)
     out = x.copy()
     robust = _correct(model, x, y, batch_size)
-    tally = _Tally(progress, [passes(function, kwargs) for _, function, kwargs in attacks])
+    resumed = _last_kept(stages, attacks, len(x))
+    # attacks read back cost no time: counting them done would shorten the time left
+    tally = _Tally(progress, [0 if resumed and index <= resumed[0] else passes(function, kwargs)
+                              for index, (_, function, kwargs) in enumerate(attacks)])
     for index, (name, function, kwargs) in enumerate(attacks):
         todo = np.flatnonzero(robust)
         tally.start(index, robust)
-        if len(todo):
+        if resumed and index <= resumed[0]:
+            if index == resumed[0]:  # the last attack kept holds what every earlier one found
+                _, robust, fooled, found = resumed
+                out[fooled] = found
+        elif len(todo):
             kwargs = dict(kwargs, progress=tally.inner)
             attacked = model
             draws = kwargs.pop("eot_draws", None)
@@ -110,10 +121,31 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
             fooled = ~_correct(attacked, found, y[todo], batch_size)
             out[todo[fooled]] = found[fooled]
             robust[todo[fooled]] = False
-        if log is not None:
+            if stages is not None:
+                fooled = np.flatnonzero(np.any(out != x, axis=tuple(range(1, x.ndim))))
+                stages.save(name, {"robust": robust, "fooled": fooled, "found": out[fooled]})
+        if log is not None and not (resumed and index < resumed[0]):
             log(name, float(robust.mean()) if len(robust) else 0.0)
         tally.finish(robust)
     return out
+
+
+def _last_kept(stages, attacks, n):
+    """(index, robust, fooled indices, their examples) after the last attack `stages` kept for
+    these n images, or None."""
+    if stages is None:
+        return None
+    for index in range(len(attacks) - 1, -1, -1):
+        kept = stages.load(attacks[index][0])
+        try:
+            robust = np.asarray(kept["robust"], bool).copy()
+            fooled = np.asarray(kept["fooled"], np.int64)
+            found = np.asarray(kept["found"], np.float32)
+        except (TypeError, KeyError):
+            continue
+        if len(robust) == n and len(fooled) == len(found) and np.all(fooled < n):
+            return index, robust, fooled, found
+    return None
 
 
 class _Tally:

@@ -8,6 +8,7 @@ options, table-file keys and their checks are derived from them. Adding an attac
 all, is a module with its function + one `register(...)` line, here or in a plugin module.
 """
 import dataclasses
+import inspect
 import typing
 
 from fmfp_tf import registry
@@ -73,9 +74,14 @@ class AttackSpec:
         """The attack function itself."""
         return registry.resolve(self.function)
 
-    def craft(self, model, x, y, eps, settings, progress=None, randomized=False):
-        return self.resolve()(model, x, y, batch_size=settings.batch_size, progress=progress,
-                             **self.kwargs(settings, eps, randomized))
+    def craft(self, model, x, y, eps, settings, progress=None, randomized=False, stages=None):
+        """The adversarial examples; `stages` (where a long cell keeps its finished parts) goes
+        to the attacks that take a `stages` argument (AutoAttack)."""
+        function = self.resolve()
+        takes = "stages" in inspect.signature(function).parameters
+        extra = {"stages": stages} if stages is not None and takes else {}
+        return function(model, x, y, batch_size=settings.batch_size, progress=progress,
+                        **self.kwargs(settings, eps, randomized), **extra)
 
 
 ATTACKS = registry.Registry("attack", entry_type=AttackSpec)

@@ -8,8 +8,14 @@ finished cell, and the same evaluation run again computes only the missing ones.
 A cell's key is a digest of everything its number depends on: the model file's content, the
 crafting model's (transfer), the test images, the attack and its parameters, the eps and the
 EOT samples. Anything changed gives another key, so a stale cell is never read back.
+
+A cell that runs for hours (AutoAttack) also keeps its stages under `OUT/cells/stages/`: arrays
+saved after each attack of the ensemble, read back when the same cell is run again after an
+interruption, and removed when the cell is done.
 """
+import glob
 import hashlib
+import io
 import json
 import os
 
@@ -67,6 +73,10 @@ class CellStore:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # a damaged cell is measured again, and replaced
 
+    def stages(self, key):
+        """Where the cell `key` keeps its finished stages until it is done."""
+        return _Stages(os.path.join(self.folder, "stages"), key)
+
     def put(self, key, record, correct=None):
         saved = {"record": record}
         if correct is not None:
@@ -74,6 +84,7 @@ class CellStore:
             saved["correct"] = {"n": int(len(correct)),
                                 "bits": np.packbits(correct).tobytes().hex()}
         atomic.write_json(self._path(key), saved)
+        _Stages(os.path.join(self.folder, "stages"), key).clear()
 
     def count(self):
         """Finished cells; a kill during a write leaves a hidden temporary file, never a cell."""
@@ -81,3 +92,35 @@ class CellStore:
             return 0
         return sum(name.endswith(".json") and not name.startswith(".")
                    for name in os.listdir(self.folder))
+
+
+class _Stages:
+    """The stages of one cell, one `.npz` per stage, each written atomically."""
+
+    def __init__(self, folder, key):
+        self.folder, self.key = folder, key
+
+    def _path(self, name):
+        return os.path.join(self.folder, f"{self.key}.{name}.npz")
+
+    def save(self, name, arrays):
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic.write_bytes(self._path(name), buffer.getvalue())
+
+    def load(self, name):
+        """The arrays saved as `name` (a dict), or None when none or damaged."""
+        try:
+            with np.load(self._path(name), allow_pickle=False) as saved:
+                return {field: saved[field] for field in saved.files}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, EOFError):
+            return None  # a damaged stage is run again
+
+    def clear(self):
+        for path in glob.glob(os.path.join(glob.escape(self.folder), f"{self.key}.*.npz")):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass

@@ -403,7 +403,8 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
             return found
     started = time.time()
     x_adv = _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params,
-                              _progress(job.log, f"  {entry.name} [{threat}] {attack}", started))
+                              _progress(job.log, f"  {entry.name} [{threat}] {attack}", started),
+                              job.store.stages(cell) if job.store is not None else None)
     survived = threat_models.predict_labels(threat, entry.model, x_adv,
                                             settings.eot_samples) == target.y
     record = {**target.base, "attack": attack, "threat_model": threat, "eps": eps,
@@ -423,7 +424,8 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
     return record, (survived if spec.in_worst_case and eps is not None else None)
 
 
-def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params, progress):
+def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params, progress,
+                      stages=None):
     """The cell's adversarial examples; a transfer source's are crafted once per call chain
     (`crafted`), keeping every model's white-box examples would hold n images per cell."""
     entry = target.entry
@@ -436,7 +438,7 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
     if keep and key in job.crafted:
         return job.crafted[key]
     x_adv = spec.craft(crafter, target.x, target.y, eps, job.settings, progress,
-                       target.randomized and threat == "white-box")
+                       target.randomized and threat == "white-box", stages)
     if keep:
         job.crafted[key] = x_adv
     return x_adv
