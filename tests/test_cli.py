@@ -322,10 +322,18 @@ def test_evaluate_with_apgd_square_and_autoattack_reports_the_worst_case(runs, t
     bounded = [white[a]["accuracy"] for a in ("pgd", "apgd-ce", "apgd-t", "square", "autoattack")]
     assert white["worst-case"]["accuracy"] <= min(bounded)
     assert white["autoattack"]["params"]["version"] == "standard"
+    # the share robust after each of the ensemble's attacks: in order, never rising, the last
+    # one the cell's accuracy, and the stages kept while it ran are gone once the cell is kept
+    steps = white["autoattack"]["components"]
+    assert list(steps) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert list(steps.values()) == sorted(steps.values(), reverse=True)
+    assert steps["square"] == white["autoattack"]["accuracy"]
+    assert not list((out / "cells").glob("stages/*"))
     assert white["apgd-t"]["params"] == {"loss": "dlr", "targeted": True, "steps": 10,
                                          "restarts": 1, "target_classes": 2, "seed": 0}
     markdown = (out / "results.md").read_text()
     assert "Worst case over all attacks" in markdown and "- AutoAttack: version=standard" in markdown
+    assert "| &nbsp;&nbsp;after FAB-T |" in markdown
 
 
 def test_resume_accepts_the_recorded_settings_and_refuses_changes(runs):

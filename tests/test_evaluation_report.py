@@ -122,3 +122,24 @@ def test_every_accuracy_has_its_95_percent_interval_and_one_eps_gets_bars(tmp_pa
     # one eps: no curve to draw, so bars per attack and model
     assert str(tmp_path / "accuracy_white-box.png") in paths
     assert (tmp_path / "accuracy_white-box.png").stat().st_size > 1000
+
+
+def test_autoattack_rows_attack_by_attack_and_the_square_flag(tmp_path):
+    # the share robust after each of the ensemble's attacks is a row under its own; Square
+    # taking more than half a percent of the images inside the ensemble is flagged, less is not
+    steps = {"apgd-ce": 0.581, "apgd-t": 0.571, "fab-t": 0.571, "square": 0.569}
+    records = honest() + [rec("fm", "white-box", "autoattack", 8 / 255, 0.569, n=2000,
+                              components=steps)]
+    assert not [w for w in diagnostics.check(records) if "inside AutoAttack" in w]
+    report.write(records, str(tmp_path))
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| AutoAttack eps=8/255 | 56.90 [54.7, 59.1] |" in markdown
+    after = markdown.split("| AutoAttack eps=8/255 |")[1].splitlines()[1:5]
+    assert [line.split(" | ")[0] for line in after] == [
+        "| &nbsp;&nbsp;after APGD-CE", "| &nbsp;&nbsp;after APGD-T", "| &nbsp;&nbsp;after FAB-T",
+        "| &nbsp;&nbsp;after Square"]
+    assert after[0].endswith("| 58.10 [55.9, 60.2] |")
+    masked = dict(steps, square=0.55)
+    records[-1] = dict(records[-1], components=masked, accuracy=0.55)
+    assert ("inside AutoAttack, Square took 2.1 % of the images the gradient attacks left"
+            in "\n".join(diagnostics.check(records)))

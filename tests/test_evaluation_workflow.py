@@ -130,8 +130,8 @@ def test_autoattack_progress_weighs_each_attack_by_its_passes():
 def test_an_interrupted_autoattack_resumes_after_the_last_attack_it_finished(tmp_path,
                                                                              monkeypatch):
     """Stopped after FAB-T, the same cell run again reads APGD-CE, APGD-T and FAB-T back (none of
-    them runs), runs Square only, and returns what an uninterrupted ensemble returns; the stages
-    are removed once the cell is kept."""
+    them runs), runs Square only, and returns and logs what an uninterrupted ensemble does; the
+    stages are removed once the cell is kept."""
     import importlib
 
     import keras
@@ -149,7 +149,8 @@ def test_an_interrupted_autoattack_resumes_after_the_last_attack_it_finished(tmp
     x = np.random.default_rng(0).random((24, 8, 8, 3)).astype("float32")
     y = keras.ops.convert_to_numpy(model(x)).argmax(-1).astype("int32")
     run = dict(eps=0.02, steps=5, target_classes=3, queries=60, batch_size=8)
-    whole = autoattack_module.autoattack(model, x, y, **run)
+    whole_log = []
+    whole = autoattack_module.autoattack(model, x, y, log=lambda *a: whole_log.append(a), **run)
     fooled_by_gradients = (keras.ops.convert_to_numpy(model(whole)).argmax(-1) != y).mean()
     assert 0 < fooled_by_gradients < 1  # a test of something: some images fall, some stand
 
@@ -170,8 +171,9 @@ def test_an_interrupted_autoattack_resumes_after_the_last_attack_it_finished(tmp
                             lambda *a, _f=original, _n=name, **k: ran.append(_n) or _f(*a, **k))
     logged = []
     again = autoattack_module.autoattack(model, x, y, stages=store.stages("k"),
-                                         log=lambda name, robust: logged.append(name), **run)
-    assert ran == ["square"] and logged == ["fab-t", "square"]
+                                         log=lambda *a: logged.append(a), **run)
+    # each attack's share robust is logged as the interrupted run measured it
+    assert ran == ["square"] and logged == whole_log and len(logged) == 4
     np.testing.assert_array_equal(again, whole)
     store.put("k", {"accuracy": 0.5})
     assert not list((tmp_path / "cells" / "stages").glob("k.*"))

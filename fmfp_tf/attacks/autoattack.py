@@ -9,6 +9,7 @@ survive *every* attack, attack by attack on the images still standing.
 The standard version is AutoAttack's as RobustBench runs it (L-inf): the same four attacks in the
 same order, each on the inputs the previous ones left.
 """
+import collections
 import dataclasses
 import typing
 
@@ -97,18 +98,23 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     attacks = plan(version, steps, target_classes, queries, eot_draws)
     out = x.copy()
     robust = _correct(model, x, y, batch_size)
-    resumed = _last_kept(stages, attacks, len(x))
+    history = []  # the share still robust after each attack, for `log` and the stages
+    kept = _last_kept(stages, attacks, len(x))
+    if kept is not None:
+        robust, history = kept.robust, kept.history
+        out[kept.fooled] = kept.found
     # attacks read back cost no time: counting them done would shorten the time left
-    tally = _Tally(progress, [0 if resumed and index <= resumed[0] else passes(function, kwargs)
+    tally = _Tally(progress, [0 if index < len(history) else passes(function, kwargs)
                               for index, (_, function, kwargs) in enumerate(attacks)])
     for index, (name, function, kwargs) in enumerate(attacks):
-        todo = np.flatnonzero(robust)
         tally.start(index, robust)
-        if resumed and index <= resumed[0]:
-            if index == resumed[0]:  # the last attack kept holds what every earlier one found
-                _, robust, fooled, found = resumed
-                out[fooled] = found
-        elif len(todo):
+        if index < len(history):  # kept from an earlier, interrupted run
+            if log is not None and not np.isnan(history[index]):
+                log(name, history[index])
+            tally.finish(robust)
+            continue
+        todo = np.flatnonzero(robust)
+        if len(todo):
             kwargs = dict(kwargs, progress=tally.inner)
             attacked = model
             draws = kwargs.pop("eot_draws", None)
@@ -121,30 +127,39 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
             fooled = ~_correct(attacked, found, y[todo], batch_size)
             out[todo[fooled]] = found[fooled]
             robust[todo[fooled]] = False
-            if stages is not None:
-                fooled = np.flatnonzero(np.any(out != x, axis=tuple(range(1, x.ndim))))
-                stages.save(name, {"robust": robust, "fooled": fooled, "found": out[fooled]})
-        if log is not None and not (resumed and index < resumed[0]):
-            log(name, float(robust.mean()) if len(robust) else 0.0)
+        history.append(float(robust.mean()) if len(robust) else 0.0)
+        if stages is not None and len(todo):
+            changed = np.flatnonzero(np.any(out != x, axis=tuple(range(1, x.ndim))))
+            stages.save(name, {"robust": robust, "fooled": changed, "found": out[changed],
+                               "history": np.asarray(history, np.float64)})
+        if log is not None:
+            log(name, history[-1])
         tally.finish(robust)
     return out
 
 
+_Kept = collections.namedtuple("_Kept", "robust fooled found history")
+
+
 def _last_kept(stages, attacks, n):
-    """(index, robust, fooled indices, their examples) after the last attack `stages` kept for
-    these n images, or None."""
+    """What the last attack `stages` kept for these n images had left: which images stand, the
+    examples found so far, the share robust after each attack up to it (NaN where not kept)."""
     if stages is None:
         return None
     for index in range(len(attacks) - 1, -1, -1):
-        kept = stages.load(attacks[index][0])
+        saved = stages.load(attacks[index][0])
         try:
-            robust = np.asarray(kept["robust"], bool).copy()
-            fooled = np.asarray(kept["fooled"], np.int64)
-            found = np.asarray(kept["found"], np.float32)
+            robust = np.asarray(saved["robust"], bool).copy()
+            fooled = np.asarray(saved["fooled"], np.int64)
+            found = np.asarray(saved["found"], np.float32)
         except (TypeError, KeyError):
             continue
-        if len(robust) == n and len(fooled) == len(found) and np.all(fooled < n):
-            return index, robust, fooled, found
+        if len(robust) != n or len(fooled) != len(found) or np.any(fooled >= n):
+            continue
+        history = [float(v) for v in saved.get("history", [])][:index + 1]
+        history = history + [float("nan")] * (index + 1 - len(history))
+        history[index] = float(robust.mean()) if n else 0.0
+        return _Kept(robust, fooled, found, history)
     return None
 
 

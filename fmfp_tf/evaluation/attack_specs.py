@@ -74,12 +74,13 @@ class AttackSpec:
         """The attack function itself."""
         return registry.resolve(self.function)
 
-    def craft(self, model, x, y, eps, settings, progress=None, randomized=False, stages=None):
-        """The adversarial examples; `stages` (where a long cell keeps its finished parts) goes
-        to the attacks that take a `stages` argument (AutoAttack)."""
+    def craft(self, model, x, y, eps, settings, progress=None, randomized=False, **hooks):
+        """The adversarial examples. `hooks` go to the attacks whose function takes them, the
+        others never see them: AutoAttack's `stages` (where a long cell keeps its finished
+        parts) and `log` (the share still robust after each of its attacks)."""
         function = self.resolve()
-        takes = "stages" in inspect.signature(function).parameters
-        extra = {"stages": stages} if stages is not None and takes else {}
+        takes = inspect.signature(function).parameters
+        extra = {k: v for k, v in hooks.items() if v is not None and k in takes}
         return function(model, x, y, batch_size=settings.batch_size, progress=progress,
                         **self.kwargs(settings, eps, randomized), **extra)
 

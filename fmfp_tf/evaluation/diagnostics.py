@@ -7,7 +7,9 @@ Each check compares cells of the results and returns a warning naming the cells 
 3. an unbounded attack (PGD with eps = 1) drives accuracy to about 0;
 4. transfer attacks are not stronger than white-box attacks on the same model;
 5. the score-based Square attack, which reads no gradient, is not stronger than the gradient
-   attacks on the same model and eps (AutoAttack's flag for gradients that mislead);
+   attacks on the same model and eps (AutoAttack's flag for gradients that mislead); inside
+   the AutoAttack ensemble, Square (run last, on the images the gradient attacks left) takes no
+   more than half a percent of the images;
 6. no input has an exactly zero loss gradient (AutoAttack's flag: gradient attacks see nothing);
 7. a model random at inference is evaluated with EOT (the adaptive threat model, or AutoAttack's
    rand version), not only by attacks that see one random draw.
@@ -18,6 +20,9 @@ import math
 
 from fmfp_tf.evaluation import attack_specs
 
+# Square's share of all images inside AutoAttack above which the gradient attacks are suspect:
+# the images are the same (nested), so this is a count, not a difference of two samples
+SQUARE_TAKES = 0.005
 
 
 def _tolerance(a, b, n):
@@ -87,6 +92,17 @@ def _ensemble_checks(records, cells):
                 f"{model} [{threat}] eps={eps:.4g}: the black-box Square attack leaves "
                 f"{record['accuracy']:.3f} < {strongest['attack']} {strongest['accuracy']:.3f} "
                 "(gradients that mislead the white-box attacks: gradient masking?)")
+    for record in records:
+        # AutoAttack's own check: Square runs last, on what the gradient attacks left; if it
+        # takes a share of those, the gradients misled the white-box attacks
+        shares = list(record.get("components", {}).items())
+        if len(shares) >= 2 and shares[-1][0] == "square":
+            taken = shares[-2][1] - shares[-1][1]
+            if taken > SQUARE_TAKES:
+                warnings.append(
+                    f"{record['model']} [{record['threat_model']}] eps={record['eps']:.4g}: "
+                    f"inside AutoAttack, Square took {100 * taken:.1f} % of the images the "
+                    "gradient attacks left (gradients that mislead them: gradient masking?)")
     for record in records:
         share = record.get("zero_gradient_share")
         if record["attack"] == "none" and share:

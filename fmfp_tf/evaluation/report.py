@@ -93,11 +93,29 @@ def _threat_table(records, models, threat):
         label = attack_specs.label(attack) + _eps_label(
             eps if attack != "pgd-unbounded" else None)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += _component_rows(records, models, threat, attack, eps)
     sources = sorted({f"{r['model']} <- {r['source_model']}" for r in records
                       if r["threat_model"] == threat and r.get("source_model")})
     if sources:
         lines += ["", "Transfer sources: " + "; ".join(sources)]
     return lines + [""]
+
+
+def _component_rows(records, models, threat, attack, eps):
+    """An ensemble's rows, attack by attack: the share still robust after each of its attacks
+    (what AutoAttack's log prints), on the images of its own row."""
+    found = {}
+    for record in records:
+        if (record["threat_model"], record["attack"], record["eps"]) == (threat, attack, eps):
+            found[record["model"]] = record
+    names = list(dict.fromkeys(name for r in found.values() for name in r.get("components", {})))
+    lines = []
+    for name in names:
+        cells = ["-" if name not in found.get(m, {}).get("components", {}) else _percent(
+            {"accuracy": found[m]["components"][name], "n": found[m]["n"]}) for m in models]
+        lines.append(f"| &nbsp;&nbsp;after {attack_specs.label(name)} | " + " | ".join(cells)
+                     + " |")
+    return lines
 
 
 def _masking_lines(warnings):

@@ -402,14 +402,18 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
                     + f": accuracy {found[0]['accuracy']:.4f} (done earlier, read back)")
             return found
     started = time.time()
+    components = {}  # an ensemble's share still robust after each of its attacks, on the crafter
     x_adv = _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params,
                               _progress(job.log, f"  {entry.name} [{threat}] {attack}", started),
-                              job.store.stages(cell) if job.store is not None else None)
+                              stages=job.store.stages(cell) if job.store is not None else None,
+                              log=lambda name, share: components.__setitem__(name, share))
     survived = threat_models.predict_labels(threat, entry.model, x_adv,
                                             settings.eot_samples) == target.y
     record = {**target.base, "attack": attack, "threat_model": threat, "eps": eps,
               "accuracy": float(survived.mean()), "params": params,
               "seconds": round(time.time() - started, 2)}
+    if components and threat != "transfer":  # under transfer they are the source's
+        record["components"] = components
     if threat == "transfer":
         record["source_model"] = source_entry.name
     if threat == "adaptive":
@@ -425,7 +429,7 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
 
 
 def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params, progress,
-                      stages=None):
+                      **hooks):
     """The cell's adversarial examples; a transfer source's are crafted once per call chain
     (`crafted`), keeping every model's white-box examples would hold n images per cell."""
     entry = target.entry
@@ -438,7 +442,7 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
     if keep and key in job.crafted:
         return job.crafted[key]
     x_adv = spec.craft(crafter, target.x, target.y, eps, job.settings, progress,
-                       target.randomized and threat == "white-box", stages)
+                       target.randomized and threat == "white-box", **hooks)
     if keep:
         job.crafted[key] = x_adv
     return x_adv
