@@ -64,6 +64,9 @@ def main():
             print(f"| {name} | {record['n']} | {percent(base['accuracy'], base['n'])} | "
                   f"{attack} ({threat}) | {percent(record['accuracy'], record['n'])} | "
                   f"{record['seconds']:.0f} |")
+            for component, share in record.get("components", {}).items():  # AutoAttack's
+                print(f"| {name} | {record['n']} | | {attack}: after {component} | "
+                      f"{percent(share, record['n'])} | |")
     for pair in args.pair:
         first, second = pair.split(":")
         for key in sorted(set(found[first]) & set(found[second])):
