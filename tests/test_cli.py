@@ -334,6 +334,7 @@ def test_evaluate_with_apgd_square_and_autoattack_reports_the_worst_case(runs, t
     markdown = (out / "results.md").read_text()
     assert "Worst case over all attacks" in markdown and "- AutoAttack: version=standard" in markdown
     assert "| &nbsp;&nbsp;after FAB-T |" in markdown
+    assert f"autoattack: after Square, robust {steps['square']:.4f}" in result.stderr
 
 
 def test_resume_accepts_the_recorded_settings_and_refuses_changes(runs):

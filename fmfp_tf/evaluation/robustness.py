@@ -402,11 +402,17 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
                     + f": accuracy {found[0]['accuracy']:.4f} (done earlier, read back)")
             return found
     started = time.time()
+    label = f"  {entry.name} [{threat}] {attack}"
     components = {}  # an ensemble's share still robust after each of its attacks, on the crafter
+
+    def component_done(name, share):
+        components[name] = share
+        job.log(f"{label}: after {attack_specs.label(name)}, robust {share:.4f}")
+
     x_adv = _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params,
-                              _progress(job.log, f"  {entry.name} [{threat}] {attack}", started),
+                              _progress(job.log, label, started),
                               stages=job.store.stages(cell) if job.store is not None else None,
-                              log=lambda name, share: components.__setitem__(name, share))
+                              log=component_done)
     survived = threat_models.predict_labels(threat, entry.model, x_adv,
                                             settings.eot_samples) == target.y
     record = {**target.base, "attack": attack, "threat_model": threat, "eps": eps,
