@@ -6,6 +6,10 @@ read from each folder's kept cells), with its standard error.
     python benchmarks/robust_gtsrb_table.py NAME=EVAL_DIR [NAME=EVAL_DIR ...] \
         [--pair NAME_A:NAME_B ...] [--seeds RECIPE_A:RECIPE_B ...]
 
+`NAME=DIR_1+DIR_2+...` joins the shards of one evaluation (`fmfp-tf evaluate --n N --skip K`):
+they must follow one another in the seeded sample (skip 0, then the first's n, ...), and are
+counted as the one evaluation of all their images.
+
 A name `RECIPE@SEED` marks one training seed of a recipe; `--seeds A:B` compares the two
 recipes' mean robust accuracy over their seeds, with a standard error from the seed-to-seed
 spread (which the paired per-image error does not contain).
@@ -19,6 +23,8 @@ import json
 import math
 import os
 import sys
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -43,6 +49,42 @@ def clean(folder):
     return next(r for r in records if r["attack"] == "none")
 
 
+def joined(shards):
+    """One evaluation's (clean record, cells) from its shard folders, in sample order: per cell,
+    survival concatenated, n and seconds summed, accuracies (and AutoAttack's components)
+    weighted by n."""
+    parts = sorted(((clean(folder), cells(folder)) for folder in shards),
+                   key=lambda part: part[0].get("skip") or 0)
+    start = 0
+    for folder, (base, _) in zip(shards, parts):
+        if (base.get("skip") or 0) != start:
+            sys.exit(f"{'+'.join(shards)}: the shards do not follow one another (a shard starts "
+                     f"at image {base.get('skip') or 0} of the sample, expected {start})")
+        start += base["n"]
+    keys = set.intersection(*(set(kept) for _, kept in parts))
+    found = {}
+    for key in keys:
+        records = [kept[key][0] for _, kept in parts]
+        survival = [kept[key][1] for _, kept in parts]
+        found[key] = (merge(records), None if any(s is None for s in survival)
+                      else np.concatenate(survival))
+    return merge([base for base, _ in parts]), found
+
+
+def merge(records):
+    """The record of several shards' records of one cell."""
+    n = sum(r["n"] for r in records)
+    share = (lambda values: sum(v * r["n"] for v, r in zip(values, records)) / n) if n else (
+        lambda values: 0.0)
+    merged = {**records[0], "n": n, "skip": records[0].get("skip") or 0,
+              "accuracy": share([r["accuracy"] for r in records]),
+              "seconds": sum(r.get("seconds") or 0.0 for r in records)}
+    if all("components" in r for r in records):
+        merged["components"] = {name: share([r["components"][name] for r in records])
+                                for name in records[0]["components"]}
+    return merged
+
+
 def percent(accuracy, n):
     low, high = wilson_interval(accuracy, n)
     return f"{100 * accuracy:.2f} ({100 * low:.1f}-{100 * high:.1f})"
@@ -55,11 +97,13 @@ def main():
     parser.add_argument("--seeds", action="append", default=[], help="RECIPE_A:RECIPE_B")
     args = parser.parse_args()
     folders = dict(run.split("=", 1) for run in args.runs)
-    found = {name: cells(folder) for name, folder in folders.items()}
+    bases, found = {}, {}
+    for name, folder in folders.items():
+        bases[name], found[name] = joined(folder.split("+"))
     print("| model | images | clean % | attack | robust % (95 % interval) | seconds |")
     print("| --- | ---: | ---: | --- | ---: | ---: |")
-    for name, folder in folders.items():
-        base = clean(folder)
+    for name in folders:
+        base = bases[name]
         for (attack, threat), (record, _) in sorted(found[name].items()):
             print(f"| {name} | {record['n']} | {percent(base['accuracy'], base['n'])} | "
                   f"{attack} ({threat}) | {percent(record['accuracy'], record['n'])} | "

@@ -27,6 +27,9 @@ def _split(value):
 @click.option("--threat", default="white-box", show_default=True,
               help="Comma-separated: white-box, transfer, adaptive.")
 @click.option("--n", type=int, default=1000, show_default=True, help="Test images per model.")
+@click.option("--skip", type=int, default=0, show_default=True,
+              help="Start after this many images of the seeded test sample: one shard of a long "
+                   "evaluation (--n 1000 --skip 1000 is the second thousand of --n 2000).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output directory; finished cells are kept in OUT/cells as they finish, and "
                    "the same command again continues with the missing ones.")
@@ -34,8 +37,8 @@ def _split(value):
 @click.option("--data-dir", help="Override the data directory recorded in the run directory.")
 @click.option("--unsafe-load", is_flag=True,
               help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
-def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_dir, unsafe_load,
-             **settings):
+def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, data_dir,
+             unsafe_load, **settings):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots.
 
     Each (model, threat model, attack, eps) cell is written to OUT/cells the moment it is done:
@@ -56,6 +59,8 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
 
     if n < 1:
         raise UsageError(f"--n must be a positive integer; got {n}")
+    if skip < 0:
+        raise UsageError(f"--skip must be 0 or more; got {skip}")
     eps_values = [parse_eps(e) for e in _split(eps)]
     if not eps_values:
         raise UsageError("--eps is empty: give at least one budget, e.g. --eps 8/255 (the "
@@ -79,7 +84,8 @@ def evaluate(models, source_model, attacks, eps, threat, n, out, dataset, data_d
         click.echo(f"{out}: {kept} finished cell(s) of an earlier run are read back, "
                    "not attacked again", err=True)
     records = run(entries, names, eps_values, _split(threat), n, source, settings, dataset,
-                  data_dir, log=lambda m: click.echo(m, err=True), crafted={}, store=store)
+                  data_dir, log=lambda m: click.echo(m, err=True), crafted={}, store=store,
+                  skip=skip)
     paths, warnings = write_report(records, out, command=" ".join(["fmfp-tf"] + sys.argv[1:]))
     for warning in warnings:
         click.echo(f"WARNING: {warning}", err=True)

@@ -212,6 +212,8 @@ print("ok")
     (["train", "--out", ""], 2, "--out is empty"),
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--eps", ""], 2,
      "--eps is empty"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--skip", "-3"], 2,
+     "--skip must be 0 or more; got -3"),
     (["export", "--model", "/nonexistent.keras", "--out", "x", "--name", "m", "--version",
       "99999999999999999999"], 2, "below 2^63"),
     (["export", "--model", "/nonexistent.keras", "--out", "x", "--name", "a\nb"], 2,

@@ -81,6 +81,48 @@ def test_the_plan_and_its_cost_come_before_any_attack(tmp_path):
         settings, 8 / 255)) == settings.apgd_steps * settings.apgd_target_classes
 
 
+def test_shards_of_an_evaluation_add_up_to_the_whole(tmp_path):
+    """--skip: two shards of n images are the whole 2n-image sample, image for image, and say
+    which shard they are; a skip past the test split is refused by name."""
+    import keras
+    import numpy as np
+    import pytest
+
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.evaluation import write_report
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry, test_images
+
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                      keras.layers.Flatten(), keras.layers.Dense(43)]).save(tmp_path / "m.keras")
+    entry = load_entry(str(tmp_path / "m.keras"))
+    whole_x, whole_y, _, _ = test_images(entry, 24, dataset="synthetic")
+    second_x, second_y, _, _ = test_images(entry, 12, dataset="synthetic", skip=12)
+    np.testing.assert_array_equal(second_x, whole_x[12:])
+    np.testing.assert_array_equal(second_y, whole_y[12:])
+
+    def run(n, skip):  # FGSM has no random start: each image's outcome is the same in a shard
+        records = evaluate([entry], ["fgsm"], eps_values=["2/255"], n=n, skip=skip,
+                           dataset="synthetic", log=lambda _: None)
+        return {r["attack"]: r for r in records}
+
+    whole, first, second = run(24, 0), run(12, 0), run(12, 12)
+    assert (first["none"]["skip"], second["none"]["skip"], second["fgsm"]["skip"]) == (0, 12, 12)
+    for attack in ("none", "fgsm"):
+        assert second[attack]["n"] == 12
+        assert round(24 * whole[attack]["accuracy"]) == round(
+            12 * first[attack]["accuracy"]) + round(12 * second[attack]["accuracy"])
+    write_report(list(second.values()), str(tmp_path / "shard"))
+    header = (tmp_path / "shard" / "results.md").read_text()
+    assert "on 12 test images per model (a shard: the seeded test sample's images after the " \
+           "first 12)" in header
+    assert "skip" in (tmp_path / "shard" / "results.csv").read_text().splitlines()[0]
+    with pytest.raises(UsageError, match="skip=5000 leaves no test images"):
+        evaluate([entry], ["fgsm"], n=12, skip=5000, dataset="synthetic", log=lambda _: None)
+    with pytest.raises(UsageError, match="skip must be a non-negative integer; got -1"):
+        evaluate([entry], ["fgsm"], n=12, skip=-1, dataset="synthetic", log=lambda _: None)
+
+
 def test_long_attacks_report_the_share_still_robust_to_callbacks_that_take_it():
     import keras
     import numpy as np

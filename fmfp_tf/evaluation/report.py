@@ -12,7 +12,8 @@ from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.evaluation import attack_specs, diagnostics
 
 COLUMNS = ("model", "defense", "size", "size_pixels", "dataset", "attack", "threat_model", "eps",
-           "n", "accuracy", "ci95_low", "ci95_high", "source_model", "median_l2", "seconds")
+           "n", "skip", "accuracy", "ci95_low", "ci95_high", "source_model", "median_l2",
+           "seconds")
 
 
 def wilson_interval(accuracy, n, z=1.959964):
@@ -59,9 +60,13 @@ def markdown(records, warnings):
     models = list(dict.fromkeys(r["model"] for r in records))
     threats = list(dict.fromkeys(r["threat_model"] for r in records if r["attack"] != "none"))
     n_values = sorted({r["n"] for r in records})
+    skips = sorted({r.get("skip") or 0 for r in records})
+    # a shard: which images of the seeded sample, so shards are not mistaken for one another
+    shard = "" if skips == [0] else (
+        f" (a shard: the seeded test sample's images after the first {', '.join(map(str, skips))})")
     lines = ["# Robust accuracy", "",
-             f"Accuracy in % on {', '.join(map(str, n_values))} test images per model, with "
-             "its 95 % Wilson interval in brackets. Each table is one threat model; the "
+             f"Accuracy in % on {', '.join(map(str, n_values))} test images per model{shard}, "
+             "with its 95 % Wilson interval in brackets. Each table is one threat model; the "
              "clean row is the same in all.", "",
              "| model | defense | size (as given) | size (px of the input) |",
              "| --- | --- | --- | ---: |"]

@@ -99,12 +99,17 @@ def _dataset_of(entry, dataset=None, data_dir=None):
     return name, data_dir or entry.data_dir
 
 
-def test_images(entry, n, dataset=None, data_dir=None, seed=0):
-    """n test images (a seeded sample of the test split) and labels for this model."""
+def test_images(entry, n, dataset=None, data_dir=None, seed=0, skip=0):
+    """n test images (a seeded sample of the test split) and labels for this model: the
+    seeded permutation's images skip+1 .. skip+n, so that evaluations with skip 0, n, 2n, ...
+    cover disjoint shards of one sample (their union is the sample `n * shards` draws)."""
     name, data_dir = _dataset_of(entry, dataset, data_dir)
     arrays = data.load_arrays(name, data_dir, "test",
                               entry.image_size or (32, 32), face_crop=entry.face_crop)
-    order = np.random.default_rng(seed).permutation(len(arrays.labels))[:n]
+    if skip >= len(arrays.labels):
+        raise UsageError(f"skip={skip} leaves no test images: {name}'s test split has "
+                         f"{len(arrays.labels)}")
+    order = np.random.default_rng(seed).permutation(len(arrays.labels))[skip:skip + n]
     x = arrays.images[order].astype(np.float32) / 255.0
     return x, arrays.labels[order], len(arrays.class_names), name
 
@@ -174,7 +179,7 @@ def _worst_case(base, threat, correct, source_entry):
 
 def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
              n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
-             crafted=None, white_box_attacks=(), store=None):
+             crafted=None, white_box_attacks=(), store=None, skip=0):
     """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
     from `attack_specs`, by default every selectable one).
 
@@ -191,7 +196,11 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     `store`: a `cells.CellStore`; each (model, threat, attack, eps) cell is written to it the
     moment it is done, and a cell it already holds (same model files, images, attack settings)
     is read back instead of attacked again: an interrupted evaluation continues where it stopped.
+    `skip`: evaluate the seeded test sample's images skip+1 .. skip+n (one shard of a longer
+    evaluation; each record says its `skip`).
     """
+    if isinstance(skip, bool) or not isinstance(skip, (int, np.integer)) or skip < 0:
+        raise UsageError(f"skip must be a non-negative integer; got {skip!r}")
     settings = settings or AttackSettings()
     log = log or logger.info
     attacks = attack_specs.names_selectable() if attacks is None else attacks
@@ -211,7 +220,7 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     unique_names(entries)  # one label per model in records and reports
     _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
     job = _Job(attacks, white_box_attacks, eps_values, threats, n, source, settings, dataset,
-               data_dir, log, crafted, store)
+               data_dir, log, crafted, store, int(skip))
     records = []
     for entry in entries:
         records += _evaluate_one(job, entry)
@@ -306,6 +315,7 @@ class _Job:
     log: typing.Callable
     crafted: typing.Optional[dict]
     store: typing.Optional[cells.CellStore]
+    skip: int = 0
 
 
 @dataclasses.dataclass
@@ -326,12 +336,12 @@ class _Target:
 
 def _target(job, entry):
     x, y, num_classes, dataset_name = test_images(entry, job.n, job.dataset, job.data_dir,
-                                                  job.settings.seed)
+                                                  job.settings.seed, job.skip)
     check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
     randomized = threat_models.is_randomised_at_test_time(entry.model)
     base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
             "size_pixels": entry.size_pixels, "dataset": dataset_name, "n": int(len(y)),
-            "randomized": randomized}
+            "skip": job.skip, "randomized": randomized}
     # examples are reused only for the very same test images
     return _Target(entry, x, y, num_classes, dataset_name, randomized, base,
                    hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
@@ -348,8 +358,9 @@ def _evaluate_one(job, entry):
                 "accuracy": float((clean == target.y).mean()), "params": {}, "seconds": 0.0,
                 "zero_gradient_share": zero_gradient_share(entry.model, target.x, target.y,
                                                            settings.batch_size)}]
+    shard = f" (the sample's images {job.skip + 1}-{job.skip + len(target.y)})" if job.skip else ""
     job.log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(target.y)} "
-            "images")
+            f"images{shard}")
     for threat in job.threats:
         records += _evaluate_threat(job, target, threat)
     return records
