@@ -21,7 +21,9 @@ def _split(value):
 @click.option("--attacks", default="fgsm,ifgsm,rfgsm,pgd,cw,autoattack", show_default=True,
               help=f"Comma-separated, from: {', '.join(attack_specs.names_selectable())} "
                    "(autoattack: APGD-CE, APGD-T, FAB-T, Square, per-image worst case; the EOT "
-                   "'rand' version for models random at inference).")
+                   "'rand' version for models random at inference; autoattack-fast: not the "
+                   "standard AutoAttack, short APGD-CE and APGD-T over the 3 likeliest classes, "
+                   "Square where gradients look masked, about a tenth of the passes).")
 @click.option("--eps", default="8/255", show_default=True,
               help="L-inf budget(s), comma-separated: 8/255 or 0.031.")
 @click.option("--threat", default="white-box", show_default=True,

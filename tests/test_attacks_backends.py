@@ -56,7 +56,8 @@ def test_the_toy_model_is_accurate(toy):
     ("apgd", {"steps": 20}), ("apgd", {"steps": 20, "loss": "dlr"}),
     ("apgd", {"steps": 20, "loss": "dlr", "targeted": True, "target_classes": 3}),
     ("fab", {"steps": 20, "target_classes": 3}), ("square", {"queries": 300}),
-    ("autoattack", {"steps": 20, "target_classes": 3, "queries": 200})])
+    ("autoattack", {"steps": 20, "target_classes": 3, "queries": 200}),
+    ("autoattack_fast", {"steps": 10, "target_steps": 10, "queries": 200})])
 def test_every_attack_stays_in_budget_and_lowers_accuracy(toy, name, kwargs):
     model, x, y = toy
     x_adv = getattr(attacks, name)(model, x, y, eps=EPS, **kwargs)
@@ -171,7 +172,9 @@ acc = lambda a: float((attacks.common.predict_logits(model, a).argmax(-1) == y).
 print(json.dumps({{"backend": keras.backend.backend(),
     "apgd": acc(attacks.apgd(model, x, y, eps=4 / 255, steps=20)),
     "autoattack": acc(attacks.autoattack(model, x, y, eps=4 / 255, steps=20, target_classes=3,
-                                         queries=100))}}))
+                                         queries=100)),
+    "autoattack_fast": acc(attacks.autoattack_fast(model, x, y, eps=4 / 255, steps=10,
+                                                   target_steps=10))}}))
 """
 
 
@@ -191,7 +194,7 @@ def test_the_same_model_is_as_robust_under_attack_on_tensorflow_and_on_jax(toy, 
         assert done.returncode == 0, done.stderr[-2000:]
         results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["jax"]["backend"] == "jax"
-    for attack in ("apgd", "autoattack"):
+    for attack in ("apgd", "autoattack", "autoattack_fast"):
         # the same random starts on both: only float rounding differs (within 2 of 60 images)
         assert abs(results["tensorflow"][attack] - results["jax"][attack]) <= 2 / 60 + 1e-9, results
 

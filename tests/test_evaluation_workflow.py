@@ -68,17 +68,22 @@ def test_the_plan_and_its_cost_come_before_any_attack(tmp_path):
     seen = []
     evaluate([load_entry(str(tmp_path / "m.keras"))], ["fgsm", "pgd"], eps_values=["4/255",
              "8/255"], n=16, dataset="synthetic", log=seen.append)
+    # in the unit records count: FGSM 1 gradient and PGD 20 + 1 forward per image, at two eps,
+    # and the unbounded check's 20 + 1 once, on 16 images
     assert seen[0].startswith("plan: 1 model(s) x 1 threat model(s) (white-box) x attacks "
-                              "(fgsm, pgd) x 2 eps = 5 cells on up to 16 test images each; about")
-    assert "ms per image and forward+backward pass, measured now" in seen[0]
+                              "(fgsm, pgd) x 2 eps = 5 cells on up to 16 test images each; at "
+                              f"most {16 * (2 * 1 + 2 * 21 + 21):,} forward and "
+                              f"{16 * (2 * 1 + 2 * 20 + 20)} backward passes, about")
+    assert "ms per image and gradient" in seen[0] and "ms per forward pass" in seen[0]
     assert not any("plan" in line for line in seen[1:])
     # every attack declares its cost, so the plan never leaves one out
     settings = attack_specs.AttackSettings()
     for name, spec in attack_specs.ATTACKS.items():
-        cost = spec.cost(spec.params(settings, 8 / 255))
-        assert cost >= 1, name
-    assert attack_specs.get("apgd-t").cost(attack_specs.get("apgd-t").params(
-        settings, 8 / 255)) == settings.apgd_steps * settings.apgd_target_classes
+        cost = spec.planned_passes(spec.params(settings, 8 / 255))
+        assert cost.forward >= 1 and 0 <= cost.backward <= cost.forward, name
+    apgd_t = attack_specs.get("apgd-t")
+    assert apgd_t.planned_passes(apgd_t.params(settings, 8 / 255)).backward == (
+        settings.apgd_steps + 1) * settings.apgd_target_classes
 
 
 def test_shards_of_an_evaluation_add_up_to_the_whole(tmp_path):
@@ -219,3 +224,52 @@ def test_an_interrupted_autoattack_resumes_after_the_last_attack_it_finished(tmp
     np.testing.assert_array_equal(again, whole)
     store.put("k", {"accuracy": 0.5})
     assert not list((tmp_path / "cells" / "stages").glob("k.*"))
+
+
+def test_every_record_carries_its_counted_passes_and_the_reports_show_them(tmp_path):
+    """results.json/csv/md and the kept cells carry each cell's forward and backward passes as
+    counted; a cell read back keeps the passes it was measured with; the worst case costs the
+    sum of its attacks."""
+    import csv
+    import json
+
+    import keras
+
+    from fmfp_tf.evaluation import write_report
+    from fmfp_tf.evaluation.attack_specs import AttackSettings
+    from fmfp_tf.evaluation.cells import CellStore
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry
+
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(43)]).save(tmp_path / "m.keras")
+    settings = AttackSettings(pgd_steps=3, autoattack_fast_steps=2,
+                              autoattack_fast_target_steps=2, unbounded_check=False)
+    store = CellStore(str(tmp_path / "out" / "cells"))
+
+    def run():
+        return evaluate([load_entry(str(tmp_path / "m.keras"))], ["fgsm", "pgd", "autoattack-fast"],
+                        n=20, dataset="synthetic", settings=settings, store=store,
+                        log=lambda line: None)
+
+    records = {r["attack"]: r for r in run()}
+    # one image reads the number of classes; then a gradient per image (FGSM), and PGD's 3
+    # gradients plus its final prediction per image
+    assert records["fgsm"]["passes"] == {"forward": 1 + 20, "backward": 20}
+    assert records["pgd"]["passes"] == {"forward": 1 + 20 * 4, "backward": 20 * 3}
+    assert records["autoattack-fast"]["passes"]["backward"] > 0
+    assert records["worst-case"]["passes"] == {
+        key: sum(records[a]["passes"][key] for a in ("fgsm", "pgd", "autoattack-fast"))
+        for key in ("forward", "backward")}
+    again = {r["attack"]: r for r in run()}  # every cell read back
+    assert {a: r["passes"] for a, r in again.items() if "passes" in r} == {
+        a: r["passes"] for a, r in records.items() if "passes" in r}
+    write_report(list(records.values()), str(tmp_path / "out"))
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv", encoding="utf-8")))
+    fgsm = next(row for row in rows if row["attack"] == "fgsm")
+    assert (fgsm["forward_passes"], fgsm["backward_passes"]) == ("21", "20")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["records"]
+    assert next(r for r in saved if r["attack"] == "pgd")["passes"]["backward"] == 60
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "## Cost" in markdown and "| white-box | FGSM eps=8/255 | 21 / 20" in markdown
+    assert "AutoAttack-fast (not the standard AutoAttack)" in markdown

@@ -11,11 +11,13 @@
 | fab | FAB-T, targeted minimum-norm L-inf (Croce & Hein 2020), counted within eps | L-inf eps, steps, targets |
 | square | Square Attack, score-based, no gradients (Andriushchenko et al. 2020) | L-inf eps, queries |
 | autoattack | per-example worst case over APGD-CE, APGD-T, FAB-T, Square (or the EOT `rand` version) | L-inf eps |
+| autoattack_fast | not the standard AutoAttack: short APGD-CE, APGD-T over the 3 likeliest classes, Square where gradients look masked; a tenth of the passes | L-inf eps |
 | eot | wraps any attack with Expectation over Transformation (Athalye et al. 2018) | samples |
 
 Every attack runs on the current Keras backend (TensorFlow, JAX or PyTorch) and takes any Keras 3
 model or callable x -> logits on it: the attacks are written once with `keras.ops`, and
-`fmfp_tf.backend` supplies each framework's input gradient, compilation and loops. TensorFlow only:
+`fmfp_tf.backend` supplies each framework's input gradient, compilation and loops. Every attack
+counts the forward and backward passes it runs (`counting.counted()`). TensorFlow only:
 `distributed.craft_distributed` (any attack core over the replicas of a `tf.distribute`
 strategy).
 
@@ -28,10 +30,12 @@ from fmfp_tf.attacks.common import parse_eps
 from fmfp_tf.attacks.cw import cw_l2
 from fmfp_tf.attacks.eot import eot, eot_model
 from fmfp_tf.attacks.fab import fab
+from fmfp_tf.attacks.fast_autoattack import autoattack_fast
 from fmfp_tf.attacks.fgsm import fgsm
 from fmfp_tf.attacks.pgd import ifgsm, pgd
 from fmfp_tf.attacks.rfgsm import rfgsm
 from fmfp_tf.attacks.square import square
 
 __all__ = ["fgsm", "ifgsm", "rfgsm", "pgd", "cw_l2", "apgd", "fab", "square", "autoattack",
+           "autoattack_fast",
            "eot", "eot_model", "parse_eps"]

@@ -17,7 +17,7 @@ import typing
 import numpy as np
 from keras import ops
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.attacks.common import per_example, project
 from fmfp_tf.errors import UsageError
@@ -181,9 +181,23 @@ def _checked_in_float32(model, candidate, wrong, highest, y, batch_size):
     return candidate, wrong
 
 
+def _check_targets(targets, targeted, count, num_classes):
+    if not targeted:
+        raise UsageError("targets are for the targeted attack (targeted=True)")
+    targets = np.asarray(targets)
+    if targets.ndim != 2 or len(targets) != count or not targets.shape[1] or not np.issubdtype(
+            targets.dtype, np.integer):
+        raise UsageError(f"targets must be an integer array of shape ({count}, k); got "
+                         f"{targets.dtype} {targets.shape}")
+    if num_classes is not None and (targets.min() < 0 or targets.max() >= num_classes):
+        raise UsageError(f"targets must lie in 0..{num_classes - 1}; got "
+                         f"{targets.min()}..{targets.max()}")
+    return targets.astype(np.int64)
+
+
 def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
-         targeted=False, target_classes=9, seed=0, precision="float32", batch_size=256,
-         progress=None):
+         targeted=False, target_classes=9, targets=None, seed=0, precision="float32",
+         batch_size=256, progress=None):
     """Auto-PGD, untargeted (CE or DLR loss) or targeted (DLR over the top `target_classes`).
 
     Args:
@@ -196,6 +210,8 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
             first run that fools the model, else the highest-loss one.
         target_classes: targeted only: one run per class ranked 2nd..(target_classes+1)th by
             the clean logits (9 in AutoAttack).
+        targets: targeted only, instead of that ranking: an (N, k) array of class ids, one run
+            per column (a class equal to the true label is skipped for that image).
         seed: the same seed gives the same examples.
         precision: "bfloat16" computes the steps on a bfloat16 twin of the model; whether an
             example fools the model is decided in float32 on the model itself.
@@ -232,6 +248,8 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     elif loss == "dlr" and num_classes is not None and num_classes < 3:
         raise UsageError("the DLR loss needs at least 3 classes")
     loss_name = "dlr-targeted" if targeted else loss
+    if targets is not None:
+        targets = _check_targets(targets, targeted, len(x), num_classes)
     if not len(x):
         return x.copy()
     # the budget and its checkpoints travel as tensors: one compiled program serves every budget
@@ -246,14 +264,21 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     # targeted: one run per class ranked 2nd, 3rd, ... by the clean logits
     ranked = np.argsort(-logits, axis=-1, kind="stable")
     ranks = range(1, target_classes + 1) if targeted else [0]
+    if targets is not None:  # the caller's classes in place of the clean ranking
+        ranked = np.concatenate([ranked[:, :1], targets], 1)
+        ranks = range(1, targets.shape[1] + 1)
     runs = [(rank, restart) for rank in ranks for restart in range(restarts)]
     for number, (rank, restart) in enumerate(runs):
         # each run attacks only the inputs that no earlier run has fooled
         todo = np.flatnonzero(~fooled)
+        if targeted:  # a class equal to the true label is no target
+            todo = todo[ranked[todo, rank] != y[todo]]
         for start in range(0, len(todo), batch_size):
             index = todo[start:start + batch_size]
             target = ranked[index, rank].astype(np.int32) if targeted else y[index]
             begin = random_start(common.rng(seed, rank, restart, start), x[index].shape, norm)
+            # a gradient at the start and one per step (the loop has no early exit)
+            counting.add(crafter, len(index), forward=steps + 1, backward=steps + 1)
             candidate, wrong, loss, highest = (common.numpy(t) for t in run(
                 common.tensor(x[index]), common.tensor(y[index]), common.tensor(target),
                 *scalars, is_end, interval, common.tensor(begin), norm=norm,

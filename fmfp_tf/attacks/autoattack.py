@@ -15,7 +15,7 @@ import typing
 
 import numpy as np
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.attacks.apgd import apgd
 from fmfp_tf.attacks.eot import eot_model
@@ -52,15 +52,26 @@ def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draw
     raise UsageError(f"version must be one of {', '.join(VERSIONS)}; got {version!r}")
 
 
-def passes(function, kwargs):
-    """Forward+backward passes per image of one planned attack at most (a forward-only query
-    counts 1/3; FAB-T's forward check per step too): the unit of the ensemble's progress."""
+def planned_passes(function, kwargs):
+    """Forward and backward passes per image of one planned attack, at most, in the unit
+    `counting` counts (a gradient is a forward and a backward pass). A stage function of
+    another ensemble declares its own as `function.planned_passes(kwargs)`."""
+    if hasattr(function, "planned_passes"):
+        return function.planned_passes(kwargs)
     if function is square:
-        return kwargs["queries"] / 3
-    per_step = kwargs.get("target_classes", 1)  # targeted attacks: one run per target
-    if function is fab:
-        return kwargs["steps"] * per_step * (1 + 1 / 3)
-    return kwargs["steps"] * per_step * kwargs.get("eot_draws", 1)
+        return counting.Passes(kwargs["queries"] + 1, 0)
+    runs = kwargs.get("target_classes", 1)  # targeted attacks: one run per target
+    if function is fab:  # a gradient and a forward check per step
+        return counting.Passes(2 * kwargs["steps"] * runs + 1, kwargs["steps"] * runs)
+    gradients = (kwargs["steps"] + 1) * runs * kwargs.get("eot_draws", 1)
+    return counting.Passes(gradients + 1, gradients)
+
+
+def passes(function, kwargs):
+    """The weight of one planned attack in the ensemble's progress: its gradients per image, a
+    forward-only pass counting 1/3 (about its share of a gradient's time)."""
+    planned = planned_passes(function, kwargs)
+    return planned.backward + (planned.forward - planned.backward) / 3
 
 
 def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
@@ -96,6 +107,23 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
         raise UsageError("precision='bfloat16' is for the standard version; the rand version "
                          "attacks an average over draws, which has no bfloat16 twin")
     attacks = plan(version, steps, target_classes, queries, eot_draws)
+    return run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, log,
+                    stages)
+
+
+def run_plan(model, x, y, eps, attacks, seed=0, precision="float32", batch_size=256,
+             progress=None, log=None, stages=None):
+    """Runs an ensemble's `attacks` ((name, function, kwargs), in order), each on the images
+    every earlier one left correctly classified; returns the examples (the inputs where none
+    was found). A kwargs entry `select(model, x, y) -> bool mask` limits an attack to some of
+    those images (a gradient-free stage only where gradients look masked). Checked inputs."""
+    with counting.counted() as spent:  # this call's passes, kept with the stages
+        return _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, log,
+                         stages, spent)
+
+
+def _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, log, stages,
+              spent):
     out = x.copy()
     robust = _correct(model, x, y, batch_size)
     history = []  # the share still robust after each attack, for `log` and the stages
@@ -103,17 +131,26 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     if kept is not None:
         robust, history = kept.robust, kept.history
         out[kept.fooled] = kept.found
+        if kept.passes is not None:  # what the kept attacks cost when they ran counts too
+            counting.add_passes(kept.passes)
     # attacks read back cost no time: counting them done would shorten the time left
+    # a stage that selects its images is forecast at nothing until it has selected them
     tally = _Tally(progress, [0 if index < len(history) else passes(function, kwargs)
-                              for index, (_, function, kwargs) in enumerate(attacks)])
+                              for index, (_, function, kwargs) in enumerate(attacks)],
+                   [kwargs.get("select") is not None for _, _, kwargs in attacks])
     for index, (name, function, kwargs) in enumerate(attacks):
-        tally.start(index, robust)
         if index < len(history):  # kept from an earlier, interrupted run
+            tally.start(index, 0, robust)
             if log is not None and not np.isnan(history[index]):
                 log(name, history[index])
             tally.finish(robust)
             continue
         todo = np.flatnonzero(robust)
+        kwargs = dict(kwargs)
+        select = kwargs.pop("select", None)
+        if select is not None and len(todo):
+            todo = todo[np.asarray(select(model, x[todo], y[todo]), bool)]
+        tally.start(index, len(todo), robust)
         if len(todo):
             kwargs = dict(kwargs, progress=tally.inner)
             attacked = model
@@ -131,14 +168,15 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
         if stages is not None and len(todo):
             changed = np.flatnonzero(np.any(out != x, axis=tuple(range(1, x.ndim))))
             stages.save(name, {"robust": robust, "fooled": changed, "found": out[changed],
-                               "history": np.asarray(history, np.float64)})
+                               "history": np.asarray(history, np.float64),
+                               "passes": np.asarray([spent.forward, spent.backward], np.int64)})
         if log is not None:
             log(name, history[-1])
         tally.finish(robust)
     return out
 
 
-_Kept = collections.namedtuple("_Kept", "robust fooled found history")
+_Kept = collections.namedtuple("_Kept", "robust fooled found history passes")
 
 
 def _last_kept(stages, attacks, n):
@@ -159,7 +197,10 @@ def _last_kept(stages, attacks, n):
         history = [float(v) for v in saved.get("history", [])][:index + 1]
         history = history + [float("nan")] * (index + 1 - len(history))
         history[index] = float(robust.mean()) if n else 0.0
-        return _Kept(robust, fooled, found, history)
+        passes = None
+        if "passes" in saved and np.shape(saved["passes"]) == (2,):
+            passes = counting.Passes(*(int(v) for v in saved["passes"]))
+        return _Kept(robust, fooled, found, history, passes)
     return None
 
 
@@ -168,24 +209,30 @@ class _Tally:
     targets and Square's queries, not one step per attack: the attacks done, the running one's
     share from its own progress, and the later ones on the images still robust (at most)."""
 
-    def __init__(self, progress, costs):
+    def __init__(self, progress, costs, selective=None):
         self.progress, self.costs = progress, costs
+        self.selective = selective or [False] * len(costs)
         self.done = self.running = 0.0
-        self.index = self.attacked = self.images = 0
+        self.index = self.attacked = self.standing = self.images = 0
 
-    def start(self, index, robust):
-        self.index, self.attacked, self.images = index, int(robust.sum()), len(robust)
+    def start(self, index, attacked, robust):
+        """Attack `index` starts on `attacked` of the images still `robust` (a bool mask)."""
+        self.index, self.attacked = index, attacked
+        self.standing, self.images = int(robust.sum()), len(robust)
         self.running = self.costs[index] * self.attacked
 
     def _report(self, share, still_robust):
-        later = sum(self.costs[self.index + 1:]) * round(still_robust * self.images)
+        later = sum(cost for cost, selective in zip(self.costs[self.index + 1:],
+                                                    self.selective[self.index + 1:])
+                    if not selective) * round(still_robust * self.images)
         done = self.done + self.running * share
         total = done + self.running * (1 - share) + later
         common.report(self.progress, int(done), max(int(total), 1), still_robust)
 
     def inner(self, k, total, robust=None):
         """An attack's own progress(k, total, robust) on the images it attacks."""
-        left = self.attacked * (1.0 if robust is None else robust) / max(self.images, 1)
+        kept = self.attacked * (1.0 if robust is None else robust)
+        left = (self.standing - self.attacked + kept) / max(self.images, 1)
         self._report(k / max(total, 1), float(left))
 
     def finish(self, robust):

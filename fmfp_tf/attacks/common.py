@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from fmfp_tf import backend
+from fmfp_tf.attacks import counting
 from fmfp_tf.budgets import parse_eps  # noqa: F401  (the attacks' API: common.parse_eps)
 from fmfp_tf.errors import UsageError
 
@@ -177,12 +178,14 @@ def num_classes_of(model, x_sample):
     """The model's number of outputs, from one image; None when there is no image to ask with."""
     if not len(x_sample):
         return None
+    counting.add(model, 1, forward=1)
     return int(numpy(logits_of(model, tensor(x_sample[:1]))).shape[-1])
 
 
 def predict_logits(model, x, batch_size=256):
     """float32 logits of the images `x` (non-empty), `batch_size` at a time, compiled."""
     run = compiled(logits_of, model)
+    counting.add(model, len(x), forward=1)
     return np.concatenate([np.asarray(numpy(run(tensor(x[i:i + batch_size]))),
                                       np.float32)
                            for i in range(0, len(x), batch_size)])

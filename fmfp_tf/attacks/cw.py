@@ -11,7 +11,7 @@ import typing
 
 from keras import ops
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 from fmfp_tf.settings import Settings, setting
 
 
@@ -74,7 +74,7 @@ def _optimise(model, x, onehot, const, best_l2, best_adv, confidence, learning_r
              best_adv, ops.zeros_like(best_l2) > 1.0, ops.convert_to_tensor(1e30, "float32"),
              ops.convert_to_tensor(False))
     out = common.while_loop(lambda i, *s: (i < max_iterations) & ~s[-1], body, start)
-    return out[4], out[5], out[6]
+    return out[4], out[5], out[6], out[0]
 
 
 def _attack(model, x, y, confidence, learning_rate, initial_const, binary_search_steps,
@@ -84,15 +84,17 @@ def _attack(model, x, y, confidence, learning_rate, initial_const, binary_search
     lower, upper = 0.0 * batch_of, 1e10 * batch_of
     const = initial_const * batch_of
     best_l2, best_adv = 1e10 * batch_of, x
+    iterations = ops.convert_to_tensor(0)  # executed, for the pass count (rounds stop early)
     for _ in range(binary_search_steps):
-        best_l2, best_adv, succeeded = _optimise(
+        best_l2, best_adv, succeeded, executed = _optimise(
             model, x, onehot, const, best_l2, best_adv, confidence, learning_rate,
             max_iterations, abort_early)
+        iterations = iterations + executed
         # binary search on c: shrink where an example succeeded, grow where it did not
         upper = ops.where(succeeded, ops.minimum(upper, const), upper)
         lower = ops.where(succeeded, lower, ops.maximum(lower, const))
         const = ops.where(upper < 1e9, (lower + upper) / 2.0, const * 10.0)
-    return best_adv
+    return best_adv, iterations
 
 
 def cw_l2(model, x, y, confidence=0.0, learning_rate=0.01, initial_const=0.01,
@@ -115,10 +117,18 @@ def cw_l2(model, x, y, confidence=0.0, learning_rate=0.01, initial_const=0.01,
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     run = common.compiled(_attack, model)
-    return common.batched(
-        lambda a, b, _: run(common.tensor(a), common.tensor(b),
-                            common.tensor(confidence, "float32"),
-                            common.tensor(learning_rate, "float32"), initial_const=initial_const,
-                            binary_search_steps=binary_search_steps,
-                            max_iterations=max_iterations, abort_early=bool(abort_early)),
-        x, y, batch_size, progress)
+
+    def attack(a, b, _):
+        x_adv, iterations = run(common.tensor(a), common.tensor(b),
+                                common.tensor(confidence, "float32"),
+                                common.tensor(learning_rate, "float32"),
+                                initial_const=initial_const,
+                                binary_search_steps=binary_search_steps,
+                                max_iterations=max_iterations, abort_early=bool(abort_early))
+        # one gradient per executed Adam step, and the one-image forward that reads the classes
+        steps = int(common.numpy(iterations))
+        counting.add(model, len(a), forward=steps, backward=steps)
+        counting.add(model, 1, forward=1)
+        return x_adv
+
+    return common.batched(attack, x, y, batch_size, progress)

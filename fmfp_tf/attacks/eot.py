@@ -18,6 +18,8 @@ class EOTModel(keras.layers.Layer):
         super().__init__(**kwargs)
         self.model = model
         self.samples = common.check_positive_int("samples", samples)
+        # each call runs the model `samples` times: the pass counts say so
+        self.passes_per_call = self.samples * int(getattr(model, "passes_per_call", 1))
 
     def call(self, x, training=False):
         total = 0.0

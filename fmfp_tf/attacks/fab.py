@@ -20,7 +20,7 @@ import typing
 import numpy as np
 from keras import ops
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import Settings, setting
@@ -168,6 +168,8 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
                 radius = np.minimum(closest[index], eps).reshape(-1, 1, 1, 1)
                 scale = np.abs(t).reshape(len(index), -1).max(-1).reshape(-1, 1, 1, 1)
                 start = np.clip(start + 0.5 * radius * t / scale, 0.0, 1.0).astype(np.float32)
+            # per step, the gradient of z_t - z_y and a forward check of the new point
+            counting.add(crafter, len(index), forward=2 * steps, backward=steps)
             found, distance = (common.numpy(t) for t in run(
                 common.tensor(x[index]), common.tensor(y[index]),
                 common.tensor(ranked[index, rank].astype(np.int32)), common.tensor(start),

@@ -1,7 +1,7 @@
 """FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps."""
 from keras import ops
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 
 
 def fgsm_graph(model, x, y, eps, clip_min=0.0, clip_max=1.0):
@@ -26,6 +26,9 @@ def fgsm(model, x, y, eps=8 / 255, batch_size=256, progress=None):
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     run = common.compiled(fgsm_graph, model)
-    return common.batched(lambda a, b, _: run(common.tensor(a), common.tensor(b),
-                                              common.tensor(eps, "float32")),
-                          x, y, batch_size, progress)
+
+    def attack(a, b, _):
+        counting.add(model, len(a), forward=1, backward=1)
+        return run(common.tensor(a), common.tensor(b), common.tensor(eps, "float32"))
+
+    return common.batched(attack, x, y, batch_size, progress)

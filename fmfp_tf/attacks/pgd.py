@@ -6,7 +6,7 @@ import typing
 import numpy as np
 from keras import ops
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 from fmfp_tf.attacks.common import l2_norm, project  # noqa: F401  (part of this module's API)
 from fmfp_tf.settings import Settings, setting
 
@@ -93,6 +93,8 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
         for restart in range(restarts):
             start = (uniform_start(common.rng(seed, first, restart), a.shape, norm)
                      if random_start else np.zeros_like(a))
+            # the loop has no early exit: `steps` gradients, then the logits at the end
+            counting.add(model, len(a), forward=steps + 1, backward=steps)
             candidate, loss, wrong = (common.numpy(t) for t in run(
                 common.tensor(a), common.tensor(b), *scalars, common.tensor(start), norm=norm))
             # keep a restart's result where it fools the model, or where nothing has fooled it

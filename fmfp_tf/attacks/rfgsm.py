@@ -6,7 +6,7 @@ The total perturbation stays within eps.
 import numpy as np
 from keras import ops
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 from fmfp_tf.errors import UsageError
 
 
@@ -29,6 +29,7 @@ def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress
 
     def attack(a, b, first):
         noise = common.rng(seed, first).standard_normal(a.shape).astype(np.float32)
+        counting.add(model, len(a), forward=1, backward=1)
         return run(common.tensor(a), common.tensor(b), common.tensor(eps, "float32"),
                    common.tensor(alpha, "float32"), common.tensor(noise))
 

@@ -13,7 +13,7 @@ import typing
 import numpy as np
 from keras import ops
 
-from fmfp_tf.attacks import common
+from fmfp_tf.attacks import common, counting
 from fmfp_tf.settings import Settings, setting
 
 SEGMENT = 250  # queries between two compactions of the inputs still standing
@@ -74,10 +74,10 @@ def _search(model, x, y, eps, x_best, best, sides, tops, lefts, signs):
                 ops.where(take, value, best))
 
     queries = ops.shape(sides)[0]
-    _, x_best, best = common.while_loop(
+    executed, x_best, best = common.while_loop(
         lambda i, _, best: (i < queries) & ops.any(best >= 0), body,
         (ops.convert_to_tensor(0), x_best, best))
-    return x_best, best
+    return x_best, best, executed
 
 
 def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_size=256,
@@ -118,6 +118,7 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
         part = slice(first, first + batch_size)
         count, _, width, channels = x[part].shape
         stripes = np.sign(common.rng(seed, first).uniform(-1.0, 1.0, (count, 1, width, channels)))
+        counting.add(model, count, forward=2)  # the stripes and the clean input
         x_best, margins = start(common.tensor(x[part]), common.tensor(y[part]), eps_t,
                                 common.tensor(stripes.astype(np.float32)))
         out[part], best[part] = common.numpy(x_best), common.numpy(margins)
@@ -136,11 +137,13 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
             tops = np.stack([draw.integers(0, height - side + 1, count) for side in segment])
             lefts = np.stack([draw.integers(0, width - side + 1, count) for side in segment])
             signs = np.sign(draw.uniform(-1.0, 1.0, (len(segment), count, 1, 1, x.shape[3])))
-            x_best, margins = search(
+            x_best, margins, executed = search(
                 common.tensor(x[index]), common.tensor(y[index]), eps_t,
                 common.tensor(out[index]), common.tensor(best[index]), common.tensor(segment),
                 common.tensor(tops.astype(np.int32)), common.tensor(lefts.astype(np.int32)),
                 common.tensor(signs.astype(np.float32)))
+            # the segment stops early once the whole batch is fooled: count what ran
+            counting.add(model, count, forward=int(common.numpy(executed)))
             out[index], best[index] = common.numpy(x_best), common.numpy(margins)
         common.report(progress, min(first + SEGMENT, queries), queries, float((best >= 0).mean()))
     return out

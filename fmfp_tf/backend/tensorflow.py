@@ -20,7 +20,10 @@ def value_and_grad(fn, x):
     with tf.GradientTape() as tape:
         tape.watch(x)
         value, aux = fn(x)
-    return value, aux, tape.gradient(value, x)
+    # a model with no differentiable path to its input (rounded logits) has a zero gradient,
+    # as on JAX and PyTorch, not None
+    return value, aux, tape.gradient(value, x,
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 def compile(fn, model):

@@ -13,6 +13,7 @@ import typing
 
 from fmfp_tf import registry
 from fmfp_tf import settings as settings_lib
+from fmfp_tf.attacks import counting
 from fmfp_tf.config import MAX_BATCH_SIZE
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import Settings, setting
@@ -51,9 +52,16 @@ class AttackSpec:
     kind: str = "gradient"      # "gradient", "score" (reads outputs only) or "ensemble"
     selectable: bool = True     # False for the internal unbounded-PGD check
     in_worst_case: bool = True  # counts in the per-example worst case over attacks
-    # forward+backward passes per image for these params, at most (a forward-only query counts
-    # 1/3): what the plan's time estimate multiplies; None when unknown
+    # passes per image for these params, at most, in the unit records count
+    # (`counting.Passes` or {"forward": F, "backward": B}; a number n means n gradients): what
+    # the plan's time estimate multiplies; None when unknown
     cost: typing.Optional[typing.Callable] = None
+
+    def planned_passes(self, params):
+        """The declared cost as `counting.Passes` per image (None when undeclared)."""
+        if self.cost is None:
+            return None
+        return as_passes(self.cost(params))
 
     def kwargs(self, settings, eps, randomized=False):
         values = dict(self.arguments(settings, eps, randomized))
@@ -86,6 +94,21 @@ class AttackSpec:
 
 
 ATTACKS = registry.Registry("attack", entry_type=AttackSpec)
+
+
+def as_passes(cost):
+    """A declared cost as `counting.Passes`: Passes, a {"forward", "backward"} dict, or a number
+    of gradients (each a forward and a backward pass)."""
+    if isinstance(cost, counting.Passes):
+        return cost
+    if isinstance(cost, dict):
+        return counting.Passes(float(cost["forward"]), float(cost["backward"]))
+    return counting.Passes(float(cost), float(cost))
+
+
+def _gradients(count, forward=0):
+    """`count` gradients per image, plus `forward` forward-only passes."""
+    return counting.Passes(count + forward, count)
 
 
 def register(spec):
@@ -196,10 +219,22 @@ def label(name):
 def _autoattack_cost(p):
     """Every component on every image: an upper bound, as each later component attacks only the
     images the earlier ones left robust."""
-    from fmfp_tf.attacks.autoattack import passes, plan
+    from fmfp_tf.attacks.autoattack import planned_passes, plan
 
-    return sum(passes(function, kwargs) for _, function, kwargs in plan(
-        p["version"], p["steps"], p["target_classes"], p["queries"]))
+    return sum((planned_passes(function, kwargs) for _, function, kwargs in plan(
+        p["version"], p["steps"], p["target_classes"], p["queries"])), counting.Passes())
+
+
+def _fast_cost(p):
+    """Every stage on every image, Square included (it runs only where gradients look masked)."""
+    from fmfp_tf.attacks.autoattack import planned_passes
+    from fmfp_tf.attacks.fast_autoattack import EOT_DRAWS, plan
+
+    stages = plan(p["steps"], p["target_steps"], p["target_classes"], p["close_targets"],
+                  p["close_fraction"], p["queries"], EOT_DRAWS if p["randomized"] else None)
+    # the masked-gradient check: one gradient per image
+    return sum((planned_passes(function, kwargs) for _, function, kwargs in stages),
+               counting.Passes(1, 1))
 
 
 def _precision(s, randomized=False):
@@ -209,10 +244,10 @@ def _precision(s, randomized=False):
 
 def _fab_cost(p):
     """A gradient and a forward check per iteration, per target (AutoAttack's FAB-T count)."""
-    from fmfp_tf.attacks.autoattack import passes
+    from fmfp_tf.attacks.autoattack import planned_passes
     from fmfp_tf.attacks.fab import fab
 
-    return passes(fab, p)
+    return planned_passes(fab, p)
 
 
 def _apgd(loss, targeted=False):
@@ -234,11 +269,13 @@ _A = "fmfp_tf.attacks"
 register(AttackSpec("fgsm", "FGSM", f"{_A}.fgsm:fgsm", lambda s, eps, r: {}, cost=lambda p: 1))
 register(AttackSpec("ifgsm", "I-FGSM", f"{_A}.pgd:ifgsm",
                     lambda s, eps, r: {"steps": s.ifgsm.steps, "step_size": eps / 4},
-                    settings=(f"{_A}.pgd:IFGSMSettings",), cost=lambda p: p["steps"]))
+                    settings=(f"{_A}.pgd:IFGSMSettings",),
+                    cost=lambda p: _gradients(p["steps"], 1)))
 register(AttackSpec("rfgsm", "R-FGSM", f"{_A}.rfgsm:rfgsm",
-                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed}, cost=lambda p: 1))
+                    lambda s, eps, r: {"alpha": eps / 2, "seed": s.seed},
+                    cost=lambda p: _gradients(1)))
 register(AttackSpec("pgd", "PGD", f"{_A}.pgd:pgd", _pgd, settings=(f"{_A}.pgd:PGDSettings",),
-                    cost=lambda p: p["steps"] * p["restarts"]))
+                    cost=lambda p: _gradients(p["steps"] * p["restarts"], p["restarts"])))
 register(AttackSpec("cw", "C&W-L2", f"{_A}.cw:cw_l2",
                     lambda s, eps, r: {"confidence": s.cw.confidence,
                                        "learning_rate": s.cw.learning_rate,
@@ -246,16 +283,17 @@ register(AttackSpec("cw", "C&W-L2", f"{_A}.cw:cw_l2",
                                        "binary_search_steps": s.cw.binary_search_steps,
                                        "max_iterations": s.cw.iterations},
                     settings=(f"{_A}.cw:CWSettings",), bounded=False, in_worst_case=False,
-                    cost=lambda p: p["binary_search_steps"] * p["max_iterations"]))
+                    cost=lambda p: _gradients(p["binary_search_steps"] * p["max_iterations"])))
 register(AttackSpec("apgd-ce", "APGD-CE", f"{_A}.apgd:apgd", _apgd("ce"),
                     settings=(f"{_A}.apgd:APGDSettings",),
-                    cost=lambda p: p["steps"] * p["restarts"]))
+                    cost=lambda p: _gradients((p["steps"] + 1) * p["restarts"], 1)))
 register(AttackSpec("apgd-dlr", "APGD-DLR", f"{_A}.apgd:apgd", _apgd("dlr"),
                     settings=(f"{_A}.apgd:APGDSettings",),
-                    cost=lambda p: p["steps"] * p["restarts"]))
+                    cost=lambda p: _gradients((p["steps"] + 1) * p["restarts"], 1)))
 register(AttackSpec("apgd-t", "APGD-T", f"{_A}.apgd:apgd", _apgd("dlr", targeted=True),
                     settings=(f"{_A}.apgd:APGDSettings",),
-                    cost=lambda p: p["steps"] * p["restarts"] * p["target_classes"]))
+                    cost=lambda p: _gradients((p["steps"] + 1) * p["restarts"]
+                                              * p["target_classes"], 1)))
 register(AttackSpec("fab-t", "FAB-T", f"{_A}.fab:fab",
                     lambda s, eps, r: {"steps": s.fab.steps,
                                        "target_classes": s.fab.target_classes, "seed": s.seed,
@@ -264,7 +302,7 @@ register(AttackSpec("fab-t", "FAB-T", f"{_A}.fab:fab",
 register(AttackSpec("square", "Square", f"{_A}.square:square",
                     lambda s, eps, r: {"queries": s.square.queries, "seed": s.seed},
                     settings=(f"{_A}.square:SquareSettings",), kind="score",
-                    cost=lambda p: p["queries"] / 3))
+                    cost=lambda p: counting.Passes(p["queries"] + 1, 0)))
 register(AttackSpec("autoattack", "AutoAttack", f"{_A}.autoattack:autoattack",
                     lambda s, eps, r: {"version": "rand" if r else "standard",
                                        "steps": s.autoattack.steps,
@@ -273,6 +311,17 @@ register(AttackSpec("autoattack", "AutoAttack", f"{_A}.autoattack:autoattack",
                                        **_precision(s, r)},
                     settings=(f"{_A}.autoattack:AutoAttackSettings",), kind="ensemble",
                     cost=_autoattack_cost))
+register(AttackSpec("autoattack-fast", "AutoAttack-fast (not the standard AutoAttack)",
+                    f"{_A}.fast_autoattack:autoattack_fast",
+                    lambda s, eps, r: {"steps": s.autoattack_fast.steps,
+                                       "target_steps": s.autoattack_fast.target_steps,
+                                       "target_classes": s.autoattack_fast.target_classes,
+                                       "close_targets": s.autoattack_fast.close_targets,
+                                       "close_fraction": s.autoattack_fast.close_fraction,
+                                       "queries": s.autoattack_fast.queries, "randomized": r,
+                                       "seed": s.seed, **_precision(s, r)},
+                    settings=(f"{_A}.fast_autoattack:FastAutoAttackSettings",), kind="ensemble",
+                    cost=_fast_cost))
 register(AttackSpec("pgd-unbounded", "PGD eps=1 (check)", f"{_A}.pgd:pgd", _pgd,
                     settings=(f"{_A}.pgd:PGDSettings",), selectable=False, in_worst_case=False,
-                    cost=lambda p: p["steps"] * p["restarts"]))
+                    cost=lambda p: _gradients(p["steps"] * p["restarts"], p["restarts"])))

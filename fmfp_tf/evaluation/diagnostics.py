@@ -113,8 +113,9 @@ def _ensemble_checks(records, cells):
     randomized = {r["model"] for r in records if r.get("randomized")}
     for model in sorted(randomized):
         with_eot = [r for r in records if r["model"] == model and (
-            r["threat_model"] == "adaptive" or (r["attack"] == "autoattack"
-                                                and r["params"].get("version") == "rand"))]
+            r["threat_model"] == "adaptive"
+            or (r["attack"] == "autoattack" and r["params"].get("version") == "rand")
+            or (r["attack"] == "autoattack-fast" and r["params"].get("randomized")))]
         attacked = [r for r in records if r["model"] == model and r["attack"] != "none"]
         if attacked and not with_eot:
             warnings.append(

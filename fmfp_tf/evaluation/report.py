@@ -13,7 +13,7 @@ from fmfp_tf.evaluation import attack_specs, diagnostics
 
 COLUMNS = ("model", "defense", "size", "size_pixels", "dataset", "attack", "threat_model", "eps",
            "n", "skip", "accuracy", "ci95_low", "ci95_high", "source_model", "median_l2",
-           "seconds")
+           "seconds", "forward_passes", "backward_passes")
 
 
 def wilson_interval(accuracy, n, z=1.959964):
@@ -39,6 +39,13 @@ def with_intervals(records):
         low, high = wilson_interval(record["accuracy"], record["n"])
         out.append({**record, "ci95_low": round(low, 4), "ci95_high": round(high, 4)})
     return out
+
+
+def _flat(record):
+    """A record with its counted passes as two columns (results.csv)."""
+    passes = record.get("passes") or {}
+    return {**record, "forward_passes": passes.get("forward"),
+            "backward_passes": passes.get("backward")}
 
 
 def format_eps(eps):
@@ -77,7 +84,38 @@ def markdown(records, warnings):
     lines.append("")
     for threat in threats:
         lines += _threat_table(records, models, threat)
-    return "\n".join(lines + _masking_lines(warnings) + _settings_lines(records)) + "\n"
+    return "\n".join(lines + _cost_lines(records, models) + _masking_lines(warnings)
+                     + _settings_lines(records)) + "\n"
+
+
+def _count(value):
+    return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value:,}"
+
+
+def _cost_lines(records, models):
+    """The counted passes of every cell: forward / backward passes over single images, the
+    machine-independent cost (A3's unit), beside the seconds each took on this machine."""
+    rows = list(dict.fromkeys((r["threat_model"], r["attack"], r["eps"]) for r in records
+                              if r.get("passes")))
+    if not rows:
+        return []
+    lines = ["## Cost", "",
+             "Forward / backward passes of single images that each cell ran (counted), and its "
+             "seconds here.", "",
+             "| threat model | attack | " + " | ".join(models) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in models) + " |"]
+    for threat, attack, eps in rows:
+        cells = []
+        for model in models:
+            match = [r for r in records if r["model"] == model and r.get("passes")
+                     and (r["threat_model"], r["attack"], r["eps"]) == (threat, attack, eps)]
+            cells.append("-" if not match else (
+                f"{_count(match[0]['passes']['forward'])} / "
+                f"{_count(match[0]['passes']['backward'])}"
+                + (f" ({match[0]['seconds']:.0f} s)" if match[0].get("seconds") else "")))
+        label = attack_specs.label(attack) + _eps_label(eps if attack != "pgd-unbounded" else None)
+        lines.append(f"| {threat} | {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _threat_table(records, models, threat):
@@ -153,11 +191,22 @@ def _settings_lines(records):
 
 def _components(attack, params):
     """The ensemble's components as they ran, named exactly."""
-    if attack != "autoattack":
-        return ""
-    from fmfp_tf.attacks.autoattack import plan
+    if attack == "autoattack":
+        from fmfp_tf.attacks.autoattack import plan
 
-    names = [attack_specs.label(name) for name, _, _ in plan(params.get("version", "standard"))]
+        stages = plan(params.get("version", "standard"))
+    elif attack == "autoattack-fast":
+        from fmfp_tf.attacks.fast_autoattack import plan
+
+        stages = plan(eot_draws=1 if params.get("randomized") else None)
+        return ("; stages, in order: " + ", ".join(attack_specs.label(name) for name, _, _ in
+                                                  stages)
+                + (" (Square on every image left: the model is random at inference)"
+                   if params.get("randomized") else
+                   " (Square only on images whose gradient is zero or not finite)"))
+    else:
+        return ""
+    names = [attack_specs.label(name) for name, _, _ in stages]
     return f"; components, in order: {', '.join(names)}"
 
 
@@ -171,6 +220,7 @@ def to_csv(records, columns=COLUMNS):
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for record in records:
+        record = _flat(record)
         writer.writerow({k: record.get(k) for k in columns})
     return buffer.getvalue()
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from fmfp_tf import attacks as attack_lib
 from fmfp_tf import data, runs
+from fmfp_tf.attacks import counting
 from fmfp_tf.errors import DataError, ModelError, UsageError
 from fmfp_tf.evaluation import attack_specs, cells, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
@@ -167,10 +168,13 @@ def _worst_case(base, threat, correct, source_entry):
     """Per eps, the share of images that survive every bounded attack run at that eps."""
     records = []
     for eps, by_attack in correct.items():
-        survive = np.logical_and.reduce(list(by_attack.values()))
+        survive = np.logical_and.reduce([bits for bits, _ in by_attack.values()])
         record = {**base, "attack": "worst-case", "threat_model": threat, "eps": eps,
                   "accuracy": float(survive.mean()), "params": {"attacks": list(by_attack)},
                   "seconds": 0.0}
+        spent = [passes for _, passes in by_attack.values()]
+        if all(passes is not None for passes in spent):  # the worst case costs every attack
+            record["passes"] = sum(spent, counting.Passes()).as_dict()
         if source_entry is not None:
             record["source_model"] = source_entry.name
         records.append(record)
@@ -246,24 +250,30 @@ def _duration(seconds):
 
 
 def _seconds_per_pass(entry, settings, n):
-    """Seconds of one forward+backward pass per image on `entry`'s model, measured: FGSM (one
-    pass) on a batch of random images, timed after a first call that compiles it."""
+    """(seconds of one gradient, seconds of one forward pass) per image on `entry`'s model,
+    measured: FGSM (one gradient) and a prediction on a batch of random images, each timed
+    after a first call that compiles it."""
     shape = tuple(getattr(entry.model, "input_shape", None) or ())[1:]
     if not shape or None in shape:
         return None
     batch = max(1, min(settings.batch_size, n))
     x = np.random.default_rng(0).random((batch, *shape)).astype("float32")
     y = np.zeros(batch, np.int32)
-    attack_lib.fgsm(entry.model, x, y, eps=0.01, batch_size=batch)
-    started = time.perf_counter()
-    attack_lib.fgsm(entry.model, x, y, eps=0.01, batch_size=batch)
-    return (time.perf_counter() - started) / batch
+    timed = []
+    for call in (lambda: attack_lib.fgsm(entry.model, x, y, eps=0.01, batch_size=batch),
+                 lambda: attack_lib.common.predict_logits(entry.model, x, batch)):
+        call()
+        started = time.perf_counter()
+        call()
+        timed.append((time.perf_counter() - started) / batch)
+    return tuple(timed)
 
 
 def _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log):
     """Logs what will run and what it will cost, before anything runs: models x threat models
-    x attacks x eps, and a time bound from each attack's declared cost and a measured pass."""
-    units, cells_count, unknown = 0.0, 0, []
+    x attacks x eps, the passes per image each attack declares at most (the unit records count)
+    and a time bound from them and a measured gradient and forward pass."""
+    planned, cells_count, unknown = counting.Passes(), 0, []
     for entry in entries:
         randomized = threat_models.is_randomised_at_test_time(entry.model)
         for threat in threats:
@@ -273,26 +283,36 @@ def _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, s
                                      eps_values, threat, settings):
                 spec = attack_specs.get(attack)
                 cells_count += 1
-                if spec.cost is None:
+                cost = spec.planned_passes(
+                    spec.params(settings, eps, randomized and threat == "white-box"))
+                if cost is None:
                     unknown.append(attack)
                     continue
-                cost = spec.cost(spec.params(settings, eps, randomized and threat == "white-box"))
-                units += cost * (settings.eot_samples if threat == "adaptive" else 1)
-    per_pass = _seconds_per_pass(entries[0], settings, n) if entries and units else None
+                draws = settings.eot_samples if threat == "adaptive" else 1
+                planned = planned + counting.Passes(cost.forward * draws, cost.backward * draws)
+    timed = (_seconds_per_pass(entries[0], settings, n) if entries and planned.forward
+             else None)
     head = (f"plan: {len(entries)} model(s) x {len(threats)} threat model(s) "
             f"({', '.join(threats)}) x attacks ({', '.join(attacks + list(white_box_attacks))}) x "
             f"{len(eps_values)} eps = {cells_count} cells on up to {n} test images each")
-    if per_pass is None:
+    if timed is None:
         log(head + "; no time estimate (the model's input shape is unknown)")
         return
-    # an iterative attack's step costs a little more than the bare pass FGSM times (its own
-    # bookkeeping, a forward pass to keep the best point): 1.25 covers APGD's, measured
-    seconds = 1.25 * units * n * per_pass
-    log(head + f"; about {_duration(seconds)} ({per_pass * 1e3:.2f} ms per image and "
-        "forward+backward pass, measured now, times each attack's passes; AutoAttack, Square "
-        "and C&W stop early on images already broken, and cells kept from an earlier run are "
-        "read back, so it is often less)"
+    per_gradient, per_forward = timed
+    # an iterative attack's step costs a little more than the bare gradient FGSM times (its own
+    # bookkeeping): 1.25 covers APGD's, measured
+    seconds = 1.25 * n * (planned.backward * per_gradient
+                          + max(planned.forward - planned.backward, 0) * per_forward)
+    log(head + f"; at most {_count(planned.forward * n)} forward and "
+        f"{_count(planned.backward * n)} backward passes, about {_duration(seconds)} "
+        f"({per_gradient * 1e3:.2f} ms per image and gradient, {per_forward * 1e3:.2f} ms per "
+        "forward pass, measured now; AutoAttack, Square and C&W stop early on images already "
+        "broken, and cells kept from an earlier run are read back, so it is often less)"
         + (f"; not estimated: {', '.join(sorted(set(unknown)))}" if unknown else ""))
+
+
+def _count(value):
+    return f"{value / 1e6:.1f} M" if value >= 1e6 else f"{int(round(value)):,}"
 
 
 def _model_digest(entry):
@@ -387,7 +407,8 @@ def _evaluate_threat(job, target, threat):
         record, survived = _evaluate_cell(job, target, threat, crafter, source_entry, attack,
                                           eps)
         if attack_specs.get(attack).in_worst_case and eps is not None and survived is not None:
-            correct.setdefault(eps, {})[attack] = survived
+            correct.setdefault(eps, {})[attack] = (
+                survived, counting.Passes.from_dict(record.get("passes")))
         records.append(record)
     return records + _worst_case(target.base, threat, correct, source_entry)
 
@@ -420,15 +441,15 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
         components[name] = share
         job.log(f"{label}: after {attack_specs.label(name)}, robust {share:.4f}")
 
-    x_adv = _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params,
-                              _progress(job.log, label, started),
-                              stages=job.store.stages(cell) if job.store is not None else None,
-                              log=component_done)
+    x_adv, passes = _crafted_examples(
+        job, target, threat, crafter, source_entry, spec, eps, params,
+        _progress(job.log, label, started),
+        stages=job.store.stages(cell) if job.store is not None else None, log=component_done)
     survived = threat_models.predict_labels(threat, entry.model, x_adv,
                                             settings.eot_samples) == target.y
     record = {**target.base, "attack": attack, "threat_model": threat, "eps": eps,
               "accuracy": float(survived.mean()), "params": params,
-              "seconds": round(time.time() - started, 2)}
+              "seconds": round(time.time() - started, 2), "passes": passes.as_dict()}
     if components and threat != "transfer":  # under transfer they are the source's
         record["components"] = components
     if threat == "transfer":
@@ -447,7 +468,8 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
 
 def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, params, progress,
                       **hooks):
-    """The cell's adversarial examples; a transfer source's are crafted once per call chain
+    """The cell's adversarial examples and the passes (`counting.Passes`) crafting them took; a
+    transfer source's are crafted once per call chain
     (`crafted`), keeping every model's white-box examples would hold n images per cell."""
     entry = target.entry
     crafter_path = source_entry.path if threat == "transfer" else entry.path
@@ -458,11 +480,12 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
         threat == "transfer" or source_path == os.path.abspath(entry.path))
     if keep and key in job.crafted:
         return job.crafted[key]
-    x_adv = spec.craft(crafter, target.x, target.y, eps, job.settings, progress,
-                       target.randomized and threat == "white-box", **hooks)
-    if keep:
-        job.crafted[key] = x_adv
-    return x_adv
+    with counting.counted() as passes:
+        x_adv = spec.craft(crafter, target.x, target.y, eps, job.settings, progress,
+                           target.randomized and threat == "white-box", **hooks)
+    if keep:  # a reused example cost what crafting it cost, and the record says so
+        job.crafted[key] = (x_adv, passes)
+    return x_adv, passes
 
 
 def _progress(log, label, started):

@@ -1,0 +1,183 @@
+"""`autoattack-fast`: an ensemble meant to be as strong as the standard AutoAttack at a tenth of
+its forward and backward passes. It is not the standard AutoAttack and reports say so.
+
+Why it can be cheap: on every robust model this project measured, FAB-T and Square took no image
+after APGD-CE and APGD-T, yet the standard ensemble spends about 3,870 passes on each image that
+survives (APGD-CE 100, APGD-T 900, FAB-T 1,200, Square 5,000 queries). A3 (Liu et al., CVPR 2022)
+showed that most of those passes go to images that will not fall, and MM (Gao et al., ICML 2022)
+that a targeted margin loss over the few likeliest classes does most of APGD-T's work.
+
+| stage | what | passes per image at most (defaults) |
+| --- | --- | --- |
+| apgd-ce | APGD, cross-entropy, `steps` iterations | 26 gradients |
+| apgd-t | APGD, targeted DLR, one run per class among the `target_classes` likeliest other classes, `target_steps` each | 3 x 26 gradients |
+| square | Square Attack, `queries` queries, only on images whose input gradient is zero or not finite (masked) or on a model random at inference | 1,000 forward |
+
+Each stage attacks only the images every earlier stage left correctly classified, and a result
+counts per image in the worst case like any attack. The last stage is where the standard
+ensemble's FAB-T and Square earned their place: on models whose gradients carry no signal. On a
+model random at inference the gradient stages attack the EOT average (as AutoAttack's `rand`
+version does) and Square always runs.
+"""
+import dataclasses
+import typing
+
+import numpy as np
+
+from fmfp_tf.attacks import common, counting
+from fmfp_tf.attacks import precision as precision_lib
+from fmfp_tf.attacks.apgd import apgd
+from fmfp_tf.attacks.autoattack import EOT_DRAWS, run_plan
+from fmfp_tf.attacks.square import square
+from fmfp_tf.errors import UsageError
+from fmfp_tf.settings import Settings, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class FastAutoAttackSettings(Settings):
+    """The fast ensemble's budget (`--attacks autoattack-fast`)."""
+
+    prefix: typing.ClassVar[str] = "autoattack_fast"
+    steps: int = setting(25, "APGD-CE's iterations in the fast ensemble", minimum=1)
+    target_steps: int = setting(25, "APGD-T's iterations per target in the fast ensemble",
+                                minimum=1)
+    target_classes: int = setting(3, "APGD-T's targets for every image: the likeliest other "
+                                     "classes by the clean logits", minimum=1)
+    close_targets: int = setting(9, "APGD-T's targets, up to this rank, for the images closest "
+                                    "to the boundary (AutoAttack's 9)", minimum=1)
+    close_fraction: float = setting(0.25, "the share of the images left after the likeliest "
+                                          "targets, those of smallest margin, that get the "
+                                          "further targets", above=0.0, maximum=1.0)
+    queries: int = setting(1000, "Square's queries in the fast ensemble, on images whose "
+                                 "gradient looks masked (every image of a random model)",
+                           minimum=1)
+
+
+def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
+                        close_targets=9, close_fraction=0.25, seed=0, precision="float32",
+                        batch_size=256, progress=None):
+    """APGD-T (targeted DLR) on the `target_classes` likeliest other classes of every image,
+    then on the classes ranked after them, up to `close_targets`, for the `close_fraction` of
+    the images still standing whose margin z_y - max z_other at their highest-loss point is
+    smallest: the images the evidence says are near the boundary get the further targets,
+    the others are not attacked further."""
+    common.check_budget("close_fraction", close_fraction, 0.0, 1.0, low_open=True)
+    close_targets = max(common.check_positive_int("close_targets", close_targets),
+                        target_classes)
+    if not len(x):
+        return x.copy()
+    further = min(close_targets, common.num_classes_of(model, x) - 1) - target_classes
+    planned = target_classes + max(further, 0)  # runs, for the progress
+
+    def report_from(done):
+        return lambda k, total, robust=None: common.report(progress, done + k, planned, robust)
+
+    out = apgd(model, x, y, eps=eps, loss="dlr", targeted=True, steps=steps,
+               target_classes=target_classes, seed=seed, precision=precision,
+               batch_size=batch_size, progress=report_from(0))
+    logits = common.predict_logits(model, out, batch_size)
+    standing = np.flatnonzero(logits.argmax(-1) == y)
+    if further < 1 or not len(standing):
+        common.report(progress, planned, planned, len(standing) / len(x))
+        return out
+    # the evidence: the margin z_y - max z_other at each standing image's highest-loss point
+    others = np.where(np.eye(logits.shape[-1], dtype=bool)[y[standing]], -np.inf,
+                      logits[standing])
+    margins = logits[standing, y[standing]] - others.max(-1)
+    close = standing[np.argsort(margins, kind="stable")[
+        :int(np.ceil(close_fraction * len(standing)))]]
+    ranked = np.argsort(-common.predict_logits(model, x[close], batch_size), axis=-1,
+                        kind="stable")
+    out[close] = apgd(model, x[close], y[close], eps=eps, loss="dlr", targeted=True,
+                      steps=steps, targets=ranked[:, 1 + target_classes:1 + target_classes
+                                                  + further],
+                      seed=seed + 1, precision=precision, batch_size=batch_size,
+                      progress=report_from(target_classes))
+    return out
+
+
+def _targets_passes(kwargs):
+    """Every image through the likeliest targets, the close share through the further ones."""
+    gradients = (kwargs["steps"] + 1) * (
+        kwargs["target_classes"] + kwargs["close_fraction"]
+        * max(kwargs["close_targets"] - kwargs["target_classes"], 0))
+    return counting.Passes(gradients + 3, gradients)
+
+
+targets_by_evidence.planned_passes = _targets_passes
+
+
+def masked_gradient(model, x, y, batch_size=256):
+    """Per image, whether the cross-entropy's input gradient is all zero or not finite: a
+    gradient attack has nothing to follow there."""
+    flagged = np.zeros(len(x), bool)
+    for start in range(0, len(x), batch_size):
+        part = slice(start, start + batch_size)
+        grad = common.numpy(common.loss_gradient(model, common.tensor(x[part]),
+                                                 common.tensor(y[part]))[0])
+        counting.add(model, len(grad), forward=1, backward=1)
+        grad = grad.reshape(len(grad), -1)
+        flagged[part] = np.all(grad == 0, axis=1) | ~np.all(np.isfinite(grad), axis=1)
+    return flagged
+
+
+def plan(steps=25, target_steps=25, target_classes=3, close_targets=9, close_fraction=0.25,
+         queries=1000, eot_draws=None):
+    """The fast ensemble's stages, in order, as (name, function, keyword arguments);
+    `eot_draws` (a model random at inference) averages each gradient over that many draws and
+    runs Square on every image left."""
+    gradient = {"eot_draws": eot_draws} if eot_draws else {}
+    select = None if eot_draws else masked_gradient
+    return [("apgd-ce", apgd, {"loss": "ce", "steps": steps, **gradient}),
+            ("apgd-t", targets_by_evidence,
+             {"steps": target_steps, "target_classes": target_classes,
+              "close_targets": close_targets, "close_fraction": close_fraction, **gradient}),
+            ("square", square, {"queries": queries, "select": select})]
+
+
+def autoattack_fast(model, x, y, eps=8 / 255, steps=25, target_steps=25, target_classes=3,
+                    close_targets=9, close_fraction=0.25, queries=1000, randomized=False,
+                    eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,
+                    progress=None, log=None, stages=None):
+    """Per image, the first adversarial example any stage finds (else the input), L-inf.
+
+    Args:
+        model: a Keras model (called with training=False) or a callable x -> logits.
+        x, y: images in [0, 1] (N, H, W, C) and their true labels.
+        eps: L-inf budget, a number or a string like '8/255'.
+        steps: APGD-CE's iterations; target_steps, target_classes: APGD-T's iterations per
+            target and its targets for every image, the classes ranked 2nd.. by the clean
+            logits (at most the classes other than the true one).
+        close_targets, close_fraction: the further targets, up to rank `close_targets`, for
+            the `close_fraction` of the images left whose margin is smallest.
+        queries: Square's budget on the images whose gradient is zero or not finite (all images
+            left when `randomized`).
+        randomized: the model is random at inference: the gradient stages attack the average
+            over `eot_draws` draws and Square runs on every image left.
+        precision: "bfloat16" runs the APGD stages on a bfloat16 twin; every success is decided
+            in float32 on the model itself.
+        progress, log, stages: as `autoattack` (progress in passes, the share robust after each
+            stage, the finished stages kept for a resume).
+
+    Returns float32 images within eps and in [0, 1].
+    """
+    eps = common.parse_eps(eps)
+    x = common.check_images(x)
+    num_classes = common.num_classes_of(model, x)
+    y = common.check_labels(y, len(x), num_classes)
+    for name, value in (("steps", steps), ("target_steps", target_steps),
+                        ("target_classes", target_classes), ("close_targets", close_targets),
+                        ("queries", queries), ("eot_draws", eot_draws)):
+        common.check_positive_int(name, value)
+    common.check_budget("close_fraction", close_fraction, 0.0, 1.0, low_open=True)
+    if num_classes is not None:
+        target_classes = min(target_classes, num_classes - 1)
+    precision_lib.check(precision)
+    if precision != "float32" and randomized:
+        raise UsageError("precision='bfloat16' is for deterministic models; a model random at "
+                         "inference is attacked through an average over draws")
+    stages_plan = plan(steps, target_steps, target_classes, min(close_targets, num_classes - 1)
+                       if num_classes is not None else close_targets, close_fraction, queries,
+                       eot_draws if randomized else None)
+    return run_plan(model, x, y, eps, stages_plan, seed, precision, batch_size, progress, log,
+                    stages)
