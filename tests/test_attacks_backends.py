@@ -157,6 +157,17 @@ def test_a_model_random_at_inference_draws_anew_on_every_call_and_eot_attacks_it
     attacks.autoattack(randomised, x[:16], y[:16], eps=EPS, version="rand", steps=3,
                        eot_draws=2, log=lambda name, robust: seen.append(name))
     assert seen == ["apgd-ce", "apgd-dlr"]
+    # the fast ensemble attacks the average over draws and runs Square on every image left,
+    # each draw counted as a pass
+    from fmfp_tf.attacks import counting
+
+    seen = []
+    with counting.counted() as passes:
+        attacks.autoattack_fast(randomised, x[:16], y[:16], eps=EPS, steps=2, target_steps=2,
+                                target_classes=1, close_targets=2, queries=20, randomized=True,
+                                eot_draws=2, log=lambda name, robust: seen.append(name))
+    assert seen == ["apgd-ce", "apgd-t", "square"]
+    assert passes.backward >= 2 * 16 * 3  # APGD-CE's 3 gradients per image, 2 draws each
 
 
 SAME_ON_ANOTHER_BACKEND = """

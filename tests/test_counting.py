@@ -140,9 +140,11 @@ def test_the_fast_ensemble_checks_its_settings_and_the_registry_labels_it():
     planned = spec.planned_passes(spec.params(settings, 8 / 255))
     standard = attack_specs.get("autoattack")
     full = standard.planned_passes(standard.params(settings, 8 / 255))
-    # a tenth of the standard's gradients per image even if every stage ran on every image
-    # (Square counted although it runs only where gradients look masked)
-    assert planned.backward * 10 <= full.backward
+    # a tenth of the standard's gradients per image even if every stage ran on every image;
+    # Square, run only where gradients look masked, is planned as its check alone
+    assert planned.backward * 10 <= full.backward and planned.forward * 10 <= full.forward
+    randomized = spec.planned_passes(spec.params(settings, 8 / 255, randomized=True))
+    assert randomized.forward >= settings.autoattack_fast_queries  # Square on every image left
     assert "precision" not in spec.params(attack_specs.AttackSettings(precision="bfloat16"),
                                           8 / 255, randomized=True)
 

@@ -24,6 +24,7 @@ strategy).
 CleverHans 4.0.0 is the reference the tests check FGSM, I-FGSM and C&W against (its Keras 3 fixes
 live with the tests, in `tests/cleverhans_compat.py`).
 """
+from fmfp_tf.attacks import counting
 from fmfp_tf.attacks.apgd import apgd
 from fmfp_tf.attacks.autoattack import autoattack
 from fmfp_tf.attacks.common import parse_eps
@@ -36,6 +37,6 @@ from fmfp_tf.attacks.pgd import ifgsm, pgd
 from fmfp_tf.attacks.rfgsm import rfgsm
 from fmfp_tf.attacks.square import square
 
-__all__ = ["fgsm", "ifgsm", "rfgsm", "pgd", "cw_l2", "apgd", "fab", "square", "autoattack",
+__all__ = ["counting", "fgsm", "ifgsm", "rfgsm", "pgd", "cw_l2", "apgd", "fab", "square", "autoattack",
            "autoattack_fast",
            "eot", "eot_model", "parse_eps"]
