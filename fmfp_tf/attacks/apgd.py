@@ -292,5 +292,10 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
             best[index[take]] = candidate[take]
             best_loss[index[take]] = loss[take]
             fooled[index] |= wrong
-        common.report(progress, number + 1, len(runs), float((~fooled).mean()))
+            # after every batch, in thousandths of a run: a long run is not silent
+            common.report(progress, common.run_share(number, start + len(index), len(todo)),
+                          len(runs) * common.RUN_UNITS, float((~fooled).mean()))
+        if not len(todo):
+            common.report(progress, (number + 1) * common.RUN_UNITS,
+                          len(runs) * common.RUN_UNITS, float((~fooled).mean()))
     return best

@@ -202,6 +202,15 @@ def batched(fn, x, y, batch_size, progress=None):
     return out
 
 
+RUN_UNITS = 1000  # an attack made of runs reports its progress in thousandths of a run
+
+
+def run_share(number, done, total):
+    """Progress after `done` of the `total` images of run `number` (counted from 0), in
+    RUN_UNITS per run."""
+    return number * RUN_UNITS + (RUN_UNITS * done // total if total else RUN_UNITS)
+
+
 def report(progress, done, total, robust=None):
     """Calls an attack's progress callback with (done, total), and with `robust` (the share of
     the images not yet fooled) as a third argument when the callback takes one, so callbacks of

@@ -182,5 +182,10 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
             out[index[take]] = np.clip(found[take], x[index[take]] - eps, x[index[take]] + eps)
             closest[index] = np.minimum(closest[index], distance)
             fooled[index[take]] = True
-        common.report(progress, number + 1, len(runs), float((~fooled).mean()))
+            # after every batch, in thousandths of a run: a long run is not silent
+            common.report(progress, common.run_share(number, first + len(index), len(todo)),
+                          len(runs) * common.RUN_UNITS, float((~fooled).mean()))
+        if not len(todo):
+            common.report(progress, (number + 1) * common.RUN_UNITS,
+                          len(runs) * common.RUN_UNITS, float((~fooled).mean()))
     return out

@@ -70,7 +70,8 @@ def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
     planned = target_classes + max(further, 0)  # runs, for the progress
 
     def report_from(done):
-        return lambda k, total, robust=None: common.report(progress, done + k, planned, robust)
+        return lambda k, total, robust=None: common.report(
+            progress, done * common.RUN_UNITS + k, planned * common.RUN_UNITS, robust)
 
     out = apgd(model, x, y, eps=eps, loss="dlr", targeted=True, steps=steps,
                target_classes=target_classes, seed=seed, precision=precision,
@@ -78,7 +79,8 @@ def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
     logits = common.predict_logits(model, out, batch_size)
     standing = np.flatnonzero(logits.argmax(-1) == y)
     if further < 1 or not len(standing):
-        common.report(progress, planned, planned, len(standing) / len(x))
+        common.report(progress, planned * common.RUN_UNITS, planned * common.RUN_UNITS,
+                      len(standing) / len(x))
         return out
     # the evidence: the margin z_y - max z_other at each standing image's highest-loss point
     others = np.where(np.eye(logits.shape[-1], dtype=bool)[y[standing]], -np.inf,
