@@ -38,7 +38,11 @@ def cells(folder):
     store = CellStore(os.path.join(folder, "cells"))
     found = {}
     for path in glob.glob(os.path.join(folder, "cells", "*.json")):
-        record, survival = store.get(os.path.basename(path)[:-5])
+        found = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
+            f"{where}: {why}; not joined"))
+        if found is None:
+            continue
+        record, survival = found
         found[(record["attack"], record["threat_model"])] = (record, survival)
     return found
 

@@ -273,3 +273,87 @@ def test_every_record_carries_its_counted_passes_and_the_reports_show_them(tmp_p
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "## Cost" in markdown and "| white-box | FGSM eps=8/255 | 21 / 20" in markdown
     assert "AutoAttack-fast (not the standard AutoAttack)" in markdown
+
+
+def test_a_forged_or_damaged_cell_is_never_reported_and_is_measured_again(tmp_path):
+    """Issue 41's forgeries: an edited accuracy, survival bits all set, another cell renamed onto
+    this key, a link to a forged file, a record that is a list, a wrong image count, a missing
+    accuracy: each is refused with one line naming the file and why, measured again, and the
+    results are those of an honest run."""
+    import json
+
+    import keras
+
+    from fmfp_tf.evaluation.attack_specs import AttackSettings
+    from fmfp_tf.evaluation.cells import CellStore
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry, test_images
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(43)])
+    model.save(tmp_path / "m.keras")
+    # fitted to the very images it is tested on, so that the attacks break some, not all
+    x, y, _, _ = test_images(load_entry(str(tmp_path / "m.keras")), 16, dataset="synthetic")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=40, verbose=0)
+    model.save(tmp_path / "m.keras")
+    settings = AttackSettings(pgd_steps=2, unbounded_check=False)
+    folder = tmp_path / "out" / "cells"
+
+    def run():
+        lines = []
+        records = evaluate([load_entry(str(tmp_path / "m.keras"))], ["fgsm", "pgd"], n=16,
+                           eps_values=["16/255"], dataset="synthetic", settings=settings,
+                           store=CellStore(str(folder)), log=lines.append)
+        return {r["attack"]: r for r in records}, lines
+
+    honest, _ = run()
+    # a test of something: per-image bits of both kinds
+    assert 0 < honest["fgsm"]["accuracy"] < 1 and 0 < honest["worst-case"]["accuracy"] < 1
+    paths = {json.loads(p.read_text())["record"]["attack"]: p for p in folder.glob("*.json")}
+    original = {attack: path.read_text() for attack, path in paths.items()}
+
+    def forged(edit):
+        saved = json.loads(original["fgsm"])
+        edit(saved)
+        return json.dumps(saved)
+
+    def all_bits_set(saved):
+        saved["correct"]["bits"] = "ff" * len(bytes.fromhex(saved["correct"]["bits"]))
+        saved["record"]["accuracy"] = 1.0
+
+    forgeries = {
+        "does not follow from its per-image results":
+            forged(lambda s: s["record"].update(accuracy=0.99)),
+        "a cell of another measurement": original["pgd"],  # renamed onto fgsm's key
+        "is not its key's": forged(lambda s: s["record"].update(attack="pgd")),
+        "not a cell": json.dumps({"record": [1, 2]}),
+        "per-image results for 99 images": forged(
+            lambda s: s["correct"].update(n=99)),
+        "is not a number in [0, 1]": forged(lambda s: s["record"].pop("accuracy")),
+        "symbolic link": "link",
+    }
+    for reason, content in forgeries.items():
+        target = paths["fgsm"]
+        target.unlink()
+        if content == "link":
+            (tmp_path / "forged.json").write_text(forged(lambda s: s["record"].update(
+                accuracy=0.0, correct=None)))
+            target.symlink_to(tmp_path / "forged.json")
+        else:
+            target.write_text(content)
+        records, lines = run()
+        said = [line for line in lines if "the kept cell" in line]
+        assert len(said) == 1 and reason in said[0] and str(target) in said[0], (reason, lines)
+        assert records["fgsm"]["accuracy"] == honest["fgsm"]["accuracy"], reason
+        assert records["worst-case"]["accuracy"] == honest["worst-case"]["accuracy"], reason
+        assert not target.is_symlink()  # measured again and replaced by a real cell
+    # all bits set with a matching accuracy is consistent, yet not this measurement's: a cell
+    # whose parts were edited to fit no longer hashes to its name
+    saved = json.loads(original["fgsm"])
+    all_bits_set(saved)
+    saved["parts"]["eps"] = 0.5
+    paths["fgsm"].write_text(json.dumps(saved))
+    records, lines = run()
+    assert any("another measurement" in line for line in lines)
+    assert records["worst-case"]["accuracy"] == honest["worst-case"]["accuracy"]

@@ -12,7 +12,15 @@ EOT samples. Anything changed gives another key, so a stale cell is never read b
 A cell that runs for hours (AutoAttack) also keeps its stages under `OUT/cells/stages/`: arrays
 saved after each attack of the ensemble, read back when the same cell is run again after an
 interruption, and removed when the cell is done.
+
+A cell is checked before it is believed: it carries the parts its key was made from, which must
+hash to its file name (a cell renamed onto another key is refused), its record must name the
+attack, threat model and eps of those parts, its accuracy must follow from its per-image bits
+and its passes be counts; a symbolic link is never read. A cell that fails is measured again,
+and the caller is told why in one line. (Cells written before parts were kept are checked for
+everything but the parts.)
 """
+import math
 import glob
 import hashlib
 import io
@@ -47,6 +55,59 @@ def cell_key(**parts):
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+class DamagedCell(ValueError):
+    """A kept cell that is not to be believed; its message says why."""
+
+
+def _json_form(parts):
+    """The parts as they read back from JSON (tuples become lists), for comparing."""
+    return json.loads(json.dumps(parts, sort_keys=True, default=str))
+
+
+def _check(saved, key, parts):
+    """(record, bits or None) of a cell read from disk, or DamagedCell naming what is wrong."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("record"), dict):
+        raise DamagedCell("not a cell (no record)")
+    record = saved["record"]
+    kept_parts = saved.get("parts")
+    if kept_parts is not None:
+        if not isinstance(kept_parts, dict) or cell_key(**kept_parts) != key:
+            raise DamagedCell("a cell of another measurement (its parts do not give its name)")
+        if parts is not None and kept_parts != _json_form(parts):
+            raise DamagedCell("a cell of another measurement (its parts differ)")
+        for field in ("attack", "threat", "eps"):
+            recorded = record.get("threat_model" if field == "threat" else field)
+            if field in kept_parts and recorded != kept_parts[field]:
+                raise DamagedCell(f"its record's {field} {recorded!r} is not its key's "
+                                  f"{kept_parts[field]!r}")
+    accuracy, n = record.get("accuracy"), record.get("n")
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not (
+            math.isfinite(accuracy) and 0 <= accuracy <= 1):
+        raise DamagedCell(f"its accuracy {accuracy!r} is not a number in [0, 1]")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DamagedCell(f"its image count {n!r} is not a positive integer")
+    passes = record.get("passes")
+    if passes is not None and not (isinstance(passes, dict) and all(
+            isinstance(passes.get(k), int) and not isinstance(passes.get(k), bool)
+            and passes[k] >= 0 for k in ("forward", "backward"))):
+        raise DamagedCell(f"its passes {passes!r} are not two counts")
+    correct = saved.get("correct")
+    if correct is None:
+        return record, None
+    try:
+        raw = bytes.fromhex(correct["bits"])
+        count = correct["n"]
+    except (TypeError, KeyError, ValueError):
+        raise DamagedCell("its per-image results are unreadable") from None
+    if count != n or len(raw) != (n + 7) // 8:
+        raise DamagedCell(f"it holds per-image results for {count!r} images, its record says {n}")
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8))[:n].astype(bool)
+    if abs(float(bits.mean()) - accuracy) > 1e-9:
+        raise DamagedCell(f"its accuracy {accuracy!r} does not follow from its per-image "
+                          f"results ({float(bits.mean()):.4f})")
+    return record, bits
+
+
 class CellStore:
     """The finished cells under `folder` (created on the first write)."""
 
@@ -56,29 +117,35 @@ class CellStore:
     def _path(self, key):
         return os.path.join(self.folder, f"{key}.json")
 
-    def get(self, key):
-        """(record, per-image survival as a bool array or None), or None when not done."""
+    def get(self, key, parts=None, on_damage=None):
+        """(record, per-image survival as a bool array or None), or None when not done or not
+        to be believed: `parts` (those `cell_key` made `key` from) must be the cell's own;
+        `on_damage(path, reason)` hears why a cell present was not believed (it is then
+        measured again and replaced)."""
         path = self._path(key)
         try:
+            if os.path.islink(path):
+                raise DamagedCell("a symbolic link (cells are never read through links)")
             with open(path, encoding="utf-8") as handle:
                 saved = json.load(handle)
-            record = saved["record"]
-            correct = saved.get("correct")
-            if correct is not None:
-                bits = np.unpackbits(np.frombuffer(bytes.fromhex(correct["bits"]), np.uint8))
-                correct = bits[:correct["n"]].astype(bool)
-            return record, correct
+            return _check(saved, key, parts)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # a damaged cell is measured again, and replaced
+        except (OSError, ValueError, RecursionError) as error:
+            if on_damage is not None:
+                on_damage(path, str(error) if isinstance(error, DamagedCell)
+                          else f"unreadable ({type(error).__name__})")
+            return None
 
     def stages(self, key):
         """Where the cell `key` keeps its finished stages until it is done."""
         return _Stages(os.path.join(self.folder, "stages"), key)
 
-    def put(self, key, record, correct=None):
+    def put(self, key, record, correct=None, parts=None):
+        """Keeps a finished cell: its record, per-image survival and the parts of its key."""
         saved = {"record": record}
+        if parts is not None:
+            saved["parts"] = _json_form(parts)
         if correct is not None:
             correct = np.asarray(correct, bool)
             saved["correct"] = {"n": int(len(correct)),

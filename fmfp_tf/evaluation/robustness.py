@@ -423,12 +423,18 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
     cell = None
     if job.store is not None:
         crafter_digest = _model_digest(source_entry) if source_entry else target.model_digest
-        cell = cells.cell_key(
+        parts = dict(
             model=target.model_digest, crafter=crafter_digest, images=target.images_digest,
             labels=target.labels_digest, threat=threat, attack=attack, eps=eps, params=params,
             eot_samples=settings.eot_samples, name=entry.name,
             source=source_entry and source_entry.name)
-        found = job.store.get(cell)
+        cell = cells.cell_key(**parts)
+
+        def damaged(path, reason):
+            job.log(f"{_cell_label(entry, threat, attack, eps)}: the kept cell {path} is "
+                    f"{reason}; measuring it again")
+
+        found = job.store.get(cell, parts, on_damage=damaged)
         if found is not None:
             job.log(_cell_label(entry, threat, attack, eps)
                     + f": accuracy {found[0]['accuracy']:.4f} (done earlier, read back)")
@@ -460,7 +466,7 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
         l2 = np.sqrt(((x_adv - target.x) ** 2).reshape(len(target.x), -1).sum(-1))
         record["median_l2"] = float(np.median(l2))
     if job.store is not None:
-        job.store.put(cell, record, survived)
+        job.store.put(cell, record, survived, parts)
     job.log(_cell_label(entry, threat, attack, eps)
             + f": accuracy {record['accuracy']:.4f} ({record['seconds']:.0f} s)")
     return record, (survived if spec.in_worst_case and eps is not None else None)
