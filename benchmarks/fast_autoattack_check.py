@@ -39,11 +39,11 @@ def standard_cells(folders):
     for folder in folders:
         store = CellStore(os.path.join(folder, "cells"))
         for path in glob.glob(os.path.join(folder, "cells", "*.json")):
-            found = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
+            kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
             f"{where}: {why}; not joined"))
-        if found is None:
+        if kept is None:
             continue
-        record, survival = found
+        record, survival = kept
             if record["attack"] == "autoattack" and record["threat_model"] == "white-box":
                 parts.append((record.get("skip") or 0, record, survival))
     parts.sort(key=lambda part: part[0])

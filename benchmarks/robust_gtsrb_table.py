@@ -38,11 +38,11 @@ def cells(folder):
     store = CellStore(os.path.join(folder, "cells"))
     found = {}
     for path in glob.glob(os.path.join(folder, "cells", "*.json")):
-        found = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
+        kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
             f"{where}: {why}; not joined"))
-        if found is None:
+        if kept is None:
             continue
-        record, survival = found
+        record, survival = kept
         found[(record["attack"], record["threat_model"])] = (record, survival)
     return found
 
