@@ -19,7 +19,7 @@ import inspect
 import typing
 
 from fmfp_tf.errors import UsageError
-from fmfp_tf.registry import Registry
+from fmfp_tf.registry import Registry, passes_registrations_on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,15 +84,20 @@ ADVERSARIAL_TRAINING = Registry("adversarial-training method", {method.name: met
 COMMON_LAYER_ARGUMENTS = ("size", "fill", "seed", "test_time", "name", "data_format")
 
 
-def register_layer(name, layer_class):
+def register_layer(name, layer_class, replace=False):
     """Adds a defense layer (a `RandomImageDefense` subclass, or "module:Class") under `name`;
-    returns `layer_class`, so it can decorate the class."""
-    return LAYERS.register(name, layer_class)
+    returns `layer_class`, so it can decorate the class. A name another module registered is
+    an error unless `replace=True`."""
+    return LAYERS.register(name, layer_class, replace=replace)
 
 
-def register_method(method):
-    """Adds an `AdversarialTraining` method (its defense name is NAME-at); returns it."""
-    return ADVERSARIAL_TRAINING.register(method.name, method)
+def register_method(method, replace=False):
+    """Adds an `AdversarialTraining` method (its defense name is NAME-at); returns it. A name
+    another module registered is an error unless `replace=True`."""
+    return ADVERSARIAL_TRAINING.register(method.name, method, replace=replace)
+
+
+passes_registrations_on(__name__)
 
 
 def layer_names():

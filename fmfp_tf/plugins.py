@@ -45,7 +45,7 @@ def commands():
     for entry in _entry_points(COMMANDS_GROUP):
         try:
             found[entry.name] = entry.load()
-        except Exception as error:  # noqa: BLE001 - a broken plugin is named, never a traceback
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - named, never a traceback
             raise UsageError(f"command {entry.name!r} ({entry.value}): cannot load "
                              f"({type(error).__name__}: {error})") from None
     return found
@@ -65,5 +65,8 @@ def _import(module, what):
             raise UsageError(f"{what}: no module named {error.name!r} on the Python path (install "
                              "it, or add its folder to PYTHONPATH)") from None
         raise UsageError(f"{what}: cannot import ({error})") from None
+    except SystemExit as error:  # a plugin may not end the process: say which one tried
+        raise UsageError(f"{what}: exited while being imported (sys.exit({error.code!r}))") \
+            from None
     except Exception as error:  # noqa: BLE001 - one line naming the plugin, not its traceback
         raise UsageError(f"{what}: cannot import ({type(error).__name__}: {error})") from None

@@ -11,6 +11,7 @@ Example:
 """
 import collections.abc
 import importlib
+import sys
 
 from fmfp_tf.errors import UsageError
 
@@ -20,6 +21,28 @@ class UnknownName(UsageError, KeyError):
 
     def __str__(self):
         return self.args[0]
+
+
+# modules whose functions only pass a registration on (`attack_specs.register`, ...): the
+# origin of an entry is the module that called them
+_PASSING_ON = {__name__}
+
+
+def passes_registrations_on(module_name):
+    """Declares that functions of `module_name` register on behalf of their caller."""
+    _PASSING_ON.add(module_name)
+
+
+def _origin():
+    """The module that made the registration under way: the first frame outside the modules
+    that pass registrations on (or their own module-level code, for their built-in entries)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "?")
+        if module not in _PASSING_ON or frame.f_code.co_name == "<module>":
+            return module
+        frame = frame.f_back
+    return "?"
 
 
 def resolve(reference):
@@ -41,6 +64,7 @@ class Registry(collections.abc.Mapping):
         self._check = check if entry_type is None else self._check_type
         self._check_name = check_name
         self._entries = {}
+        self._origins = {}
         for name, entry in dict(entries).items():
             self.register(name, entry)
 
@@ -49,16 +73,29 @@ class Registry(collections.abc.Mapping):
             raise TypeError(f"{self.kind} {name!r}: {entry!r} is not a "
                             f"{self._entry_type.__name__} named {name!r}")
 
-    def register(self, name, entry):
-        """Adds `entry` under `name` (a later one of the same name replaces it); returns entry."""
+    def register(self, name, entry, replace=False):
+        """Adds `entry` under `name`; returns entry. A name another module registered is an
+        error naming both (a plugin never replaces a built-in, or another plugin's entry,
+        silently); `replace=True` replaces it on purpose. The same module registering a name
+        again (imported twice) replaces its own entry."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
+        origin = _origin()
+        if name in self._entries and not replace and self._origins[name] != origin:
+            raise UsageError(f"{self.kind} {name!r} is registered by {self._origins[name]} and "
+                             f"again by {origin}; choose another name, or register it with "
+                             "replace=True to replace it on purpose")
         if self._check_name is not None:
             self._check_name(name)
         if self._check is not None and not isinstance(entry, str):
             self._check(name, entry)
         self._entries[name] = entry
+        self._origins[name] = origin
         return entry
+
+    def origin(self, name):
+        """The module that registered `name`."""
+        return self._origins[name]
 
     def __getitem__(self, name):
         if name not in self._entries:

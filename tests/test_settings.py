@@ -64,3 +64,69 @@ def test_every_attack_declares_the_settings_it_reads():
                         odd[settings.key(cls, field.name)] = 997
         plain = spec.params(attack_specs.AttackSettings(), 8 / 255)
         assert spec.params(attack_specs.AttackSettings(**odd), 8 / 255) == plain, name
+
+
+def test_a_plugin_cannot_replace_a_built_in_name_or_prefix_silently(tmp_path, monkeypatch):
+    """Issue 41: `fgsm` as a no-op attack, `synthetic` as an all-zeros dataset, `mask` as another
+    layer, a settings prefix `pgd`: each is a one-line error naming both modules; replace=True
+    overrides on purpose; a plugin that exits is named."""
+    import dataclasses
+    import typing
+
+    import pytest
+
+    from fmfp_tf import defense_registry, plugins
+    from fmfp_tf.data import registry as datasets
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.evaluation import attack_specs
+    from fmfp_tf.settings import Settings, setting
+
+    (tmp_path / "hijack_fgsm.py").write_text(
+        "from fmfp_tf.evaluation import attack_specs\n"
+        "attack_specs.register(attack_specs.AttackSpec('fgsm', 'FGSM', lambda m, x, y, **k: x,\n"
+        "                                              lambda s, eps, r: {}))\n")
+    (tmp_path / "hijack_data.py").write_text(
+        "from fmfp_tf.data import registry\n"
+        "registry.register(registry.Dataset('synthetic', 'zeros', generate=print))\n")
+    (tmp_path / "hijack_layer.py").write_text(
+        "from fmfp_tf import defense_registry\n"
+        "defense_registry.register_layer('mask', 'fmfp_tf.layers.feature_padding:FeaturePadding')\n")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module, built_in in (("hijack_fgsm", "fmfp_tf.evaluation.attack_specs"),
+                             ("hijack_data", "fmfp_tf.data.registry"),
+                             ("hijack_layer", "fmfp_tf.defense_registry")):
+        with pytest.raises(UsageError) as error:
+            plugins.load([module], installed=False)
+        assert built_in in str(error.value) and module in str(error.value), str(error.value)
+    assert attack_specs.get("fgsm").label == "FGSM" and attack_specs.get("fgsm").function == (
+        "fmfp_tf.attacks.fgsm:fgsm")
+    assert datasets.DATASETS.origin("synthetic") == "fmfp_tf.data.registry"
+    assert defense_registry.LAYERS.origin("mask") == "fmfp_tf.defense_registry"
+    with pytest.raises(UsageError, match=r"exits.*exited while being imported \(sys.exit\(3\)\)"):
+        plugins.load(["exits"], installed=False)
+
+    # on purpose: replace=True, and the same module registering its own name again
+    spec = attack_specs.get("fgsm")
+    try:
+        attack_specs.register(dataclasses.replace(spec, label="FGSM, replaced"), replace=True)
+        assert attack_specs.get("fgsm").label == "FGSM, replaced"
+        attack_specs.register(dataclasses.replace(spec, label="FGSM, again"))  # same module
+    finally:
+        attack_specs.register(spec, replace=True)
+    assert attack_specs.get("fgsm") is spec
+
+    @dataclasses.dataclass(frozen=True)
+    class Clash(Settings):
+        prefix: typing.ClassVar[str] = "pgd"
+        steps: int = setting(3, "a plugin's PGD steps", minimum=1)
+
+    clash = attack_specs.AttackSpec("clash", "Clash", lambda m, x, y, **k: x,
+                                    lambda s, eps, r: {}, settings=(Clash,))
+    attack_specs.register(clash)
+    try:
+        with pytest.raises(UsageError, match=r"test_settings.Clash and fmfp_tf.attacks.pgd.PGDSettings both declare 'pgd_steps'"):
+            attack_specs.setting_groups()
+    finally:
+        attack_specs.ATTACKS._entries.pop("clash")
+        attack_specs.ATTACKS._origins.pop("clash")

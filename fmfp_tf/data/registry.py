@@ -14,7 +14,7 @@ Example:
 import dataclasses
 import typing
 
-from fmfp_tf.registry import Registry
+from fmfp_tf.registry import Registry, passes_registrations_on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +59,15 @@ DATASETS = Registry("dataset", {
 }, entry_type=Dataset)
 
 
-def register(dataset):
-    """Adds a `Dataset` (or replaces one of the same name); returns it."""
+def register(dataset, replace=False):
+    """Adds a `Dataset`; returns it. A name another module registered is an error unless
+    `replace=True` (`Registry.register`)."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"register() needs a fmfp_tf.data.registry.Dataset; got {dataset!r}")
-    return DATASETS.register(dataset.name, dataset)
+    return DATASETS.register(dataset.name, dataset, replace=replace)
+
+
+passes_registrations_on(__name__)
 
 
 def names():

@@ -111,9 +111,13 @@ def _gradients(count, forward=0):
     return counting.Passes(count + forward, count)
 
 
-def register(spec):
-    """Adds `spec` to the registry (a later spec of the same name replaces it)."""
-    return ATTACKS.register(spec.name, spec)
+def register(spec, replace=False):
+    """Adds `spec` to the registry; a name registered by another module is an error unless
+    `replace=True` (`Registry.register`)."""
+    return ATTACKS.register(spec.name, spec, replace=replace)
+
+
+registry.passes_registrations_on(__name__)
 
 
 def setting_groups():
@@ -122,7 +126,22 @@ def setting_groups():
     groups = [EvaluationSettings]
     for spec in ATTACKS.values():
         groups += [group for group in spec.setting_groups() if group not in groups]
+    _check_prefixes(groups)
     return groups
+
+
+def _check_prefixes(groups):
+    """Two settings classes may not share a prefix, nor spell one flat key (`pgd_steps`): one
+    would take the other's options over."""
+    seen = {}
+    for group in groups:
+        for key in (settings_lib.key(group, f.name) for f in settings_lib.fields(group)):
+            other = seen.setdefault(key, group)
+            if other is not group:
+                raise UsageError(
+                    f"settings {group.__module__}.{group.__name__} and "
+                    f"{other.__module__}.{other.__name__} both declare {key!r} (prefix "
+                    f"{group.prefix!r}); give one of them another prefix")
 
 
 class AttackSettings:
