@@ -51,6 +51,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, 
     # each model gets its own traces of the attack graphs, which TensorFlow reports as retracing
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
+    from fmfp_tf.atomic import file_lock
     from fmfp_tf.budgets import parse_eps
     from fmfp_tf.errors import UsageError
     from fmfp_tf.evaluation import evaluate as run, load_entry, write_report
@@ -77,18 +78,25 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, 
     os.makedirs(out, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise UsageError(f"{out}: output folder is not writable")
-    entries = [load_entry(path, unsafe=unsafe_load) for path in models]
-    source = load_entry(source_model, unsafe=unsafe_load) if source_model else None
-    # every finished cell is kept in OUT/cells at once: the same command again continues
-    store = CellStore(os.path.join(out, "cells"))
-    kept = store.count()
-    if kept:
-        click.echo(f"{out}: {kept} finished cell(s) of an earlier run are read back, "
-                   "not attacked again", err=True)
-    records = run(entries, names, eps_values, _split(threat), n, source, settings, dataset,
-                  data_dir, log=lambda m: click.echo(m, err=True), crafted={}, store=store,
-                  skip=skip)
-    paths, warnings = write_report(records, out, command=" ".join(["fmfp-tf"] + sys.argv[1:]))
+    cells_folder = os.path.join(out, "cells")
+    if os.path.lexists(cells_folder) and not os.path.isdir(cells_folder):
+        raise UsageError(f"{cells_folder}: is not a folder; the finished cells are kept there "
+                         "(move it away, or choose another --out)")
+    # one evaluation writes into a folder at a time: a second one would replace its results
+    with file_lock(os.path.join(out, ".evaluate.lock"), out, "this evaluation folder is"):
+        entries = [load_entry(path, unsafe=unsafe_load) for path in models]
+        source = load_entry(source_model, unsafe=unsafe_load) if source_model else None
+        # every finished cell is kept in OUT/cells at once: the same command again continues
+        store = CellStore(cells_folder)
+        kept = store.count()
+        if kept:
+            click.echo(f"{out}: {kept} finished cell(s) of an earlier run are read back, "
+                       "not attacked again", err=True)
+        records = run(entries, names, eps_values, _split(threat), n, source, settings, dataset,
+                      data_dir, log=lambda m: click.echo(m, err=True), crafted={}, store=store,
+                      skip=skip)
+        paths, warnings = write_report(records, out,
+                                       command=" ".join(["fmfp-tf"] + sys.argv[1:]))
     for warning in warnings:
         click.echo(f"WARNING: {warning}", err=True)
     click.echo("\n".join(paths))

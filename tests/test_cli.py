@@ -533,3 +533,40 @@ def test_a_model_trained_on_tensorflow_is_evaluated_on_jax_without_tensorflow(ru
     for attack, accuracy in accuracies["tf"].items():
         # the same random starts on both backends; only rounding differs
         assert abs(accuracies["jax"][attack] - accuracy) <= 2 / 48 + 1e-9, (attack, accuracies)
+
+
+def test_one_evaluation_at_a_time_writes_into_a_folder_and_cells_must_be_a_folder(tmp_path):
+    """Issue 41: two evaluations into one folder both exited 0 and the last replaced the
+    other's results; OUT/cells as a file was refused only after the first attack."""
+    import keras
+
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(43)]).save(tmp_path / "tiny.keras")
+    command = [sys.executable, "-m", "fmfp_tf_cli_start", "evaluate", "--model", "tiny.keras",
+               "--dataset", "synthetic", "--n", "200", "--attacks", "pgd", "--pgd-steps",
+               "100000", "--out", "out"]  # minutes: it is killed once the second has tried
+    first = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+
+        deadline = time.time() + 300
+        while not (tmp_path / "out" / ".evaluate.lock").exists() or not (
+                tmp_path / "out" / ".evaluate.lock").read_text().strip():
+            assert first.poll() is None, first.stderr.read()[-2000:]
+            assert time.time() < deadline
+            time.sleep(0.1)
+        second = fmfp("evaluate", "--model", "tiny.keras", "--dataset", "synthetic", "--n",
+                      "10", "--attacks", "fgsm", "--out", "out", cwd=tmp_path)
+        assert first.poll() is None  # still running while the second tried
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"this evaluation folder is in use by process {first.pid}" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "cells").write_text("")
+    result = fmfp("evaluate", "--model", "tiny.keras", "--dataset", "synthetic", "--n", "10",
+                  "--attacks", "fgsm", "--out", "other", cwd=tmp_path)
+    assert result.returncode == 2 and "cells: is not a folder" in result.stderr
+    assert "accuracy" not in result.stderr  # refused before any attack
