@@ -34,7 +34,8 @@ from fmfp_tf.evaluation.report import wilson_interval  # noqa: E402
 
 
 def cells(folder):
-    """{(attack, threat): (record, survival)} of one evaluation folder."""
+    """{(attack, threat, eps): (record, survival)} of one evaluation folder (cells at two eps
+    values are two cells, never one)."""
     store = CellStore(os.path.join(folder, "cells"))
     found = {}
     for path in glob.glob(os.path.join(folder, "cells", "*.json")):
@@ -43,8 +44,24 @@ def cells(folder):
         if kept is None:
             continue
         record, survival = kept
-        found[(record["attack"], record["threat_model"])] = (record, survival)
+        found[(record["attack"], record["threat_model"], record["eps"])] = (record, survival)
     return found
+
+
+def _same_measurement(shards, parts):
+    """Shards join only when they measured one model with one set of settings: the same
+    model, dataset and defense, and per cell the same attack parameters."""
+    first_base, first_cells = parts[0]
+    for folder, (base, kept) in zip(shards[1:], parts[1:]):
+        for field in ("model", "dataset", "defense", "size"):
+            if base.get(field) != first_base.get(field):
+                sys.exit(f"{'+'.join(shards)}: {folder} measured {field} {base.get(field)!r}, "
+                         f"the first shard {first_base.get(field)!r}; not joined")
+        for key in set(kept) & set(first_cells):
+            if kept[key][0].get("params") != first_cells[key][0].get("params"):
+                sys.exit(f"{'+'.join(shards)}: {folder}'s {key[0]} ran with other settings "
+                         f"({kept[key][0].get('params')} against "
+                         f"{first_cells[key][0].get('params')}); not joined")
 
 
 def clean(folder):
@@ -65,6 +82,7 @@ def joined(shards):
             sys.exit(f"{'+'.join(shards)}: the shards do not follow one another (a shard starts "
                      f"at image {base.get('skip') or 0} of the sample, expected {start})")
         start += base["n"]
+    _same_measurement([folder for folder in shards], parts)
     keys = set.intersection(*(set(kept) for _, kept in parts))
     found = {}
     for key in keys:
@@ -108,16 +126,18 @@ def main():
     print("| --- | ---: | ---: | --- | ---: | ---: |")
     for name in folders:
         base = bases[name]
-        for (attack, threat), (record, _) in sorted(found[name].items()):
+        for (attack, threat, eps), (record, _) in sorted(found[name].items(),
+                                                         key=lambda item: str(item[0])):
+            budget = "" if eps is None or attack == "pgd-unbounded" else f", eps {eps:.4g}"
             print(f"| {name} | {record['n']} | {percent(base['accuracy'], base['n'])} | "
-                  f"{attack} ({threat}) | {percent(record['accuracy'], record['n'])} | "
+                  f"{attack} ({threat}{budget}) | {percent(record['accuracy'], record['n'])} | "
                   f"{record['seconds']:.0f} |")
             for component, share in record.get("components", {}).items():  # AutoAttack's
                 print(f"| {name} | {record['n']} | | {attack}: after {component} | "
                       f"{percent(share, record['n'])} | |")
     for pair in args.pair:
         first, second = pair.split(":")
-        for key in sorted(set(found[first]) & set(found[second])):
+        for key in sorted(set(found[first]) & set(found[second]), key=str):
             a, b = found[first][key][1], found[second][key][1]
             if a is None or b is None or key[0] == "pgd-unbounded":
                 continue
@@ -139,7 +159,7 @@ def seed_comparison(pair, found):
     attacks = set.intersection(*(set(key for name, keys in found.items()
                                      if name.split("@")[0] == recipe for key in keys)
                                  for recipe in recipes))
-    for key in sorted(attacks):
+    for key in sorted(attacks, key=str):
         if key[0] == "pgd-unbounded":
             continue
         means, errors, counts = [], [], []

@@ -357,3 +357,39 @@ def test_a_forged_or_damaged_cell_is_never_reported_and_is_measured_again(tmp_pa
     records, lines = run()
     assert any("another measurement" in line for line in lines)
     assert records["worst-case"]["accuracy"] == honest["worst-case"]["accuracy"]
+
+
+def test_the_table_script_keeps_eps_apart_and_never_joins_two_models(tmp_path):
+    """Issue 41: a folder with cells at two eps gave the 2/255 cell's number for both; shards
+    of two models were joined."""
+    import subprocess
+    import sys
+
+    import keras
+
+    from fmfp_tf.evaluation import write_report
+    from fmfp_tf.evaluation.attack_specs import AttackSettings
+    from fmfp_tf.evaluation.cells import CellStore
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry
+
+    settings = AttackSettings(unbounded_check=False)
+    for name, seed in (("a", 0), ("b", 1)):
+        keras.utils.set_random_seed(seed)
+        keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                          keras.layers.Dense(43)]).save(tmp_path / f"{name}.keras")
+    for name, skip, eps in (("a", 0, ["1/255", "64/255"]), ("b", 8, ["1/255"])):
+        out = tmp_path / f"{name}{skip}"
+        records = evaluate([load_entry(str(tmp_path / f"{name}.keras"))], ["fgsm"], eps, n=8,
+                           dataset="synthetic", settings=settings, skip=skip,
+                           store=CellStore(str(out / "cells")), log=lambda line: None)
+        write_report(records, str(out))
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks",
+                          "robust_gtsrb_table.py")
+    table = subprocess.run([sys.executable, script, f"a={tmp_path / 'a0'}"], capture_output=True,
+                           text=True, timeout=300)
+    assert table.returncode == 0, table.stderr[-2000:]
+    rows = [line for line in table.stdout.splitlines() if "fgsm (white-box" in line]
+    assert len(rows) == 2 and "eps 0.003922" in rows[0] + rows[1] and "eps 0.251" in "".join(rows)
+    joined = subprocess.run([sys.executable, script, f"ab={tmp_path / 'a0'}+{tmp_path / 'b8'}"],
+                            capture_output=True, text=True, timeout=300)
+    assert joined.returncode != 0 and "not joined" in joined.stderr, joined.stderr[-2000:]
