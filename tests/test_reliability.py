@@ -177,6 +177,12 @@ def test_damaged_state_gets_one_line_and_a_damaged_checkpoint_falls_back(tmp_pat
                             capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "state.json: damaged training state" in result.stderr
+    # a missing state after whole epochs: refused, not resumed with an empty history (which
+    # recorded 1 epoch for a 3-epoch run)
+    state.unlink()
+    result = subprocess.run(command("train", "--resume", "--out", str(out), "--quiet"),
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2 and "state.json: missing training state" in result.stderr
     state.write_text(good_state)
     # truncate the newest checkpoint's data: the resume falls back to the one before
     newest = sorted((out / "checkpoints").glob("ckpt-*.data-*"),
@@ -187,6 +193,17 @@ def test_damaged_state_gets_one_line_and_a_damaged_checkpoint_falls_back(tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     assert "is damaged" in result.stderr and "trying the one before" in result.stderr
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
+    # a finished run without checkpoints (as committed models are kept): --resume would have
+    # trained from scratch and replaced model.keras; it is refused in one line
+    import shutil
+
+    shutil.rmtree(out / "checkpoints")
+    model_bytes = (out / "model.keras").read_bytes()
+    result = subprocess.run(command("train", "--resume", "--out", str(out), "--quiet"),
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "a finished run without checkpoints; nothing to resume" in result.stderr
+    assert (out / "model.keras").read_bytes() == model_bytes
 
 
 def test_a_full_disk_during_a_checkpoint_gets_one_line_and_leaves_no_half_checkpoint(tmp_path):

@@ -191,7 +191,10 @@ class _Checkpoints:
         if not self.manager.checkpoints:
             return history, partial
         restored = self._restore_newest_whole()
-        if os.path.exists(self.state_path):
+        # without its state the history of the epochs done would restart empty (and the run's
+        # metadata be wrong); before the first whole epoch there is no history to lose (a kill
+        # between the checkpoint and its state): only that epoch's running totals restart
+        if int(self.epoch.numpy()) or os.path.exists(self.state_path):
             state = _read_state(self.state_path)
             history = state["history"][: int(self.epoch.numpy())]
             partial = state["partial"] if int(self.step.numpy()) else partial
@@ -248,6 +251,10 @@ def _read_state(path):
         if not isinstance(state.get("history"), list) or len(state.get("partial", ())) != 3:
             raise ValueError("missing history or partial totals")
         return state
+    except FileNotFoundError:
+        raise UsageError(f"{path}: missing training state; the checkpoints beside it cannot be "
+                         "resumed without it: start the run again with overwrite=True",
+                         {"overwrite=True": "overwrite"}) from None
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
         raise UsageError(f"{path}: damaged training state ({error}); the checkpoints cannot be "
                          "resumed without it: start the run again with overwrite=True",

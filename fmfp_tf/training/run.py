@@ -93,6 +93,13 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
     if resume:
         if not runs.is_started(out_dir):
             raise UsageError(f"{out_dir}: nothing to resume (no config.json)")
+        checkpoints = os.path.join(out_dir, "checkpoints")
+        if runs.is_complete(out_dir) and not (os.path.isdir(checkpoints) and os.listdir(
+                checkpoints)):
+            # resuming from nothing would train from scratch and replace the finished model
+            raise UsageError(f"{out_dir}: a finished run without checkpoints; nothing to resume "
+                             "(overwrite=True trains it again, the old run kept until the new "
+                             "one completes)", {"overwrite=True": "overwrite"})
         config = runs.read_config(out_dir)
     elif not isinstance(config, TrainConfig):
         raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
