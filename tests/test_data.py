@@ -263,3 +263,18 @@ def test_folder_with_an_empty_class_one_class_or_only_bad_images_is_refused(tmp_
             (tmp_path / "bad" / name / f"{i}.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"all 8 images of the train split were skipped as bad"):
         load_arrays("folder", str(tmp_path / "bad"), on_bad_image="skip", use_cache=False)
+
+
+@pytest.mark.parametrize("class_id", [-1, 43, 99])
+def test_out_of_range_test_labels_are_one_line_naming_the_image(tmp_path, class_id):
+    """Issue 41: the GTSRB test split's ClassId was not range-checked (TensorFlow's
+    InvalidArgumentError from train and evaluate)."""
+    from fmfp_tf.errors import DataError
+
+    base = gtsrb_fixture(str(tmp_path))
+    csv_path = os.path.join(base, "Final_Test", "GT-final_test.csv")
+    lines = open(csv_path).read().splitlines()
+    lines[2] = lines[2].rsplit(";", 1)[0] + f";{class_id}"
+    open(csv_path, "w").write("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"00001.ppm: label {class_id} outside 0..42"):
+        data.load_arrays("gtsrb", str(tmp_path), "test", (16, 16))

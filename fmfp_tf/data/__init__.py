@@ -82,6 +82,10 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
     if dataset.generate is not None:
         return dataset.generate(split, (height, width), synthetic_seed, limit)
     paths, labels, class_names, root = dataset.files(data_dir, split, split_seed)
+    for path, label in zip(paths, labels):  # every split, every layout: one line, never deep
+        if not 0 <= label < len(class_names):
+            raise DataError(f"{path}: label {label} outside 0..{len(class_names) - 1} "
+                            f"({name} has {len(class_names)} classes)")
 
     def build():
         pixels, kept, skipped = images.read_images(
