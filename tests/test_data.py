@@ -222,6 +222,42 @@ def test_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     assert not np.array_equal(first.images, third.images)
 
 
+def test_a_planted_cache_entry_is_never_served(tmp_path, monkeypatch):
+    """Issue 41: a valid .npz planted under an entry's name (every label 3; images of another
+    shape) was served unchecked; a FIFO in its place hung the loader."""
+    import threading
+
+    monkeypatch.setenv("FMFP_TF_CACHE", str(tmp_path / "cache"))
+    gtsrb_fixture(str(tmp_path / "d"))
+    honest = data.load_arrays("gtsrb", str(tmp_path / "d"), "train")
+    (entry,) = (tmp_path / "cache").iterdir()
+    names = np.asarray(honest.class_names, dtype=str)
+    plants = {
+        "every label 3": dict(images=honest.images, labels=np.full(6, 3, np.int32),
+                              class_names=names, skipped=np.asarray("[]"),
+                              key=np.asarray(entry.name)),
+        "another shape": dict(images=np.zeros((6, 8, 8, 1), np.uint8), labels=honest.labels,
+                              class_names=names, skipped=np.asarray("[]"),
+                              key=np.asarray(entry.name)),
+        "another entry's": dict(images=honest.images, labels=honest.labels, class_names=names,
+                                skipped=np.asarray("[]"), key=np.asarray("gtsrb-other.npz")),
+    }
+    for what, arrays in plants.items():
+        with open(entry, "wb") as handle:
+            np.savez(handle, **arrays)
+        again = data.load_arrays("gtsrb", str(tmp_path / "d"), "train")
+        np.testing.assert_array_equal(again.labels, honest.labels, err_msg=what)
+        np.testing.assert_array_equal(again.images, honest.images, err_msg=what)
+    entry.unlink()
+    os.mkfifo(entry)
+    done = []
+    reader = threading.Thread(target=lambda: done.append(
+        data.load_arrays("gtsrb", str(tmp_path / "d"), "train")), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert done and np.array_equal(done[0].labels, honest.labels), "the loader hung on a FIFO"
+
+
 @pytest.mark.real_data
 def test_real_gtsrb_counts():
     root = shared_dataset("gtsrb")
