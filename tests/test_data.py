@@ -314,3 +314,31 @@ def test_out_of_range_test_labels_are_one_line_naming_the_image(tmp_path, class_
     open(csv_path, "w").write("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=rf"00001.ppm: label {class_id} outside 0..42"):
         data.load_arrays("gtsrb", str(tmp_path), "test", (16, 16))
+
+
+def test_a_class_folder_or_image_linked_outside_the_data_folder_is_refused(tmp_path):
+    """Issue 41: a GTSRB class folder linked to another tree, and a folder dataset's image or
+    class folder that is a link, were read, against the README's confinement promise."""
+    from fmfp_tf.errors import DataError
+
+    base = gtsrb_fixture(str(tmp_path / "d"))
+    outside = gtsrb_fixture(str(tmp_path / "elsewhere"), classes=(7,))
+    images = os.path.join(base, "Final_Training", "Images")
+    os.symlink(os.path.join(outside, "Final_Training", "Images", "00007"),
+               os.path.join(images, "00007"))
+    with pytest.raises(DataError, match=r"00007.*leads outside the data folder"):
+        data.load_arrays("gtsrb", str(tmp_path / "d"), "train")
+    # a folder dataset: an image that is a link out, then a class folder that is one
+    root = tmp_path / "folder"
+    for label in ("a", "b"):
+        for i in range(3):
+            write_ppm(str(root / label / f"{i}.png"), value=60 * i)
+    write_ppm(str(tmp_path / "secret.png"))
+    os.symlink(tmp_path / "secret.png", root / "a" / "3.png")
+    with pytest.raises(DataError, match=r"3.png: leads outside the data folder"):
+        data.load_arrays("folder", str(root), "train")
+    (root / "a" / "3.png").unlink()
+    os.symlink(tmp_path / "elsewhere", root / "c")
+    write_ppm(str(tmp_path / "elsewhere" / "x.png"))
+    with pytest.raises(DataError, match=r"leads outside the data folder"):
+        data.load_arrays("folder", str(root), "train")

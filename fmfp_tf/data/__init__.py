@@ -12,6 +12,7 @@
 Images are float32 in [0, 1], resized to `image_size`; labels are int32.
 """
 import dataclasses
+import os
 
 import numpy as np
 
@@ -82,10 +83,15 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
     if dataset.generate is not None:
         return dataset.generate(split, (height, width), synthetic_seed, limit)
     paths, labels, class_names, root = dataset.files(data_dir, split, split_seed)
+    inside = os.path.join(os.path.realpath(root), "")
     for path, label in zip(paths, labels):  # every split, every layout: one line, never deep
         if not 0 <= label < len(class_names):
             raise DataError(f"{path}: label {label} outside 0..{len(class_names) - 1} "
                             f"({name} has {len(class_names)} classes)")
+        # confined to the data folder: a linked image or class folder leading out is refused
+        if not os.path.realpath(path).startswith(inside):
+            raise DataError(f"{path}: leads outside the data folder {root} (through a link); "
+                            "data files are read only inside it")
 
     def build():
         pixels, kept, skipped = images.read_images(
