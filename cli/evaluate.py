@@ -68,12 +68,19 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, 
     if not eps_values:
         raise UsageError("--eps is empty: give at least one budget, e.g. --eps 8/255 (the "
                          "bounded attacks need one)")
+    if 0.0 in eps_values:
+        raise UsageError("--eps 0 is no attack (the clean row already measures it); give "
+                         "budgets above 0, e.g. --eps 8/255")
+    _refuse_repeats("--eps", eps_values, _split(eps))
     # every option is checked before the first model is loaded or attacked
     names = attack_specs.check_names(_split(attacks), "--attacks")
-    check_threats(_split(threat))
+    _refuse_repeats("--attacks", names, names)
+    threats = check_threats(_split(threat))
+    _refuse_repeats("--threat", threats, threats)
     given = given_settings(attack_specs.setting_groups(), settings)
     settings = attack_specs.AttackSettings(spell=flag, **given)
-    _refuse_unread(given, attacks_run(names, _split(threat), settings))
+    _refuse_unread(given, attacks_run(names, threats, settings))
+    _refuse_unused(given, names, threats, source_model)
     # the output folder is made (or refused) before hours of attacks, not after
     os.makedirs(out, exist_ok=True)
     if not os.access(out, os.W_OK):
@@ -100,6 +107,39 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, 
     for warning in warnings:
         click.echo(f"WARNING: {warning}", err=True)
     click.echo("\n".join(paths))
+
+
+def _refuse_repeats(flag_name, values, texts):
+    """A value named twice would give two records of one measurement."""
+    from fmfp_tf.errors import UsageError
+
+    def same(a, b):  # budgets a millionth apart are one budget (0.0313725 is 8/255)
+        return a == b if isinstance(a, str) else abs(a - b) < 1e-6
+
+    for index, value in enumerate(values):
+        for earlier in range(index):
+            if same(values[earlier], value):
+                also = "" if texts[earlier] == texts[index] else f" (as {texts[earlier]} too)"
+                raise UsageError(f"{flag_name} names {texts[index]} twice{also}; give each once")
+
+
+def _refuse_unused(given, names, threats, source_model):
+    """The shared options no attack or threat model of this run would read are errors."""
+    from fmfp_tf.errors import UsageError
+
+    takes_precision = [name for name in attack_specs.names_selectable()
+                       if "precision" in attack_specs.get(name).params(
+                           attack_specs.AttackSettings(precision="bfloat16"), 8 / 255)]
+    if given.get("precision", "float32") != "float32" and not set(names) & set(takes_precision):
+        raise UsageError(f"--attack-precision {given['precision']} is given but no attack that "
+                         f"takes it is run ({', '.join(takes_precision)}); add one to "
+                         "--attacks, or drop the option")
+    if source_model and "transfer" not in threats:
+        raise UsageError("--source-model crafts the transfer attacks, but --threat has no "
+                         "transfer; add it (--threat white-box,transfer) or drop the option")
+    if "unbounded_check" in given and "white-box" not in threats:
+        raise UsageError("--unbounded-check/--no-unbounded-check is a white-box check, but "
+                         "--threat has no white-box; add it or drop the option")
 
 
 def _refuse_unread(given, run):

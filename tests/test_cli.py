@@ -229,6 +229,21 @@ print("ok")
      "--at-steps is not read"),
     (["train", "--defense", "none", "--fill", "mean"], 2, "--fill is not read"),
     (["train", "--face-crop", "mtcnn"], 2, "--face-crop is not read by this run"),
+    # issue 41: silently accepted before
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "fgsm",
+      "--attack-precision", "bfloat16"], 2, "--attack-precision bfloat16 is given but no attack"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--source-model", "m.keras"],
+     2, "--source-model crafts the transfer attacks, but --threat has no transfer"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--threat", "transfer",
+      "--unbounded-check"], 2, "is a white-box check, but --threat has no white-box"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "fgsm,pgd,fgsm"],
+     2, "--attacks names fgsm twice"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--eps", "8/255,0.0313725490"],
+     2, "--eps names 0.0313725490 twice (as 8/255 too)"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--eps", "0"], 2,
+     "--eps 0 is no attack"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--autoattack-fast-steps", "0"],
+     2, "--autoattack-fast-steps = 0 is invalid"),
 ])
 def test_bad_input_gives_one_line_error_without_traceback(tmp_path, args, code, message,
                                                           monkeypatch, capsys):
