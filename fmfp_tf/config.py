@@ -11,6 +11,7 @@ import typing
 
 from fmfp_tf import budgets, defense_registry, sizes
 from fmfp_tf.errors import UsageError
+from fmfp_tf.settings import MAX_COUNT
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 FACE_CROPS = ("auto", "none", "center", "mtcnn")
@@ -311,11 +312,12 @@ def _check_defense_layer(config):
 
 
 def _check_ranges(config):
-    for key, low in (("epochs", 1), ("batch_size", 1), ("at_steps", 1), ("cw_at_iterations", 1)):
-        if getattr(config, key) < low:
-            _fail(key, getattr(config, key), f"an integer >= {low}")
-    if config.batch_size > MAX_BATCH_SIZE:  # beyond int32 tensors, and beyond any memory
-        _fail("batch_size", config.batch_size, f"an integer in 1..{MAX_BATCH_SIZE}")
+    # a batch beyond int32 tensors, and beyond any memory, is refused too
+    for key, low, high in (("epochs", 1, 100_000), ("batch_size", 1, MAX_BATCH_SIZE),
+                           ("at_steps", 1, MAX_COUNT), ("cw_at_iterations", 1, MAX_COUNT)):
+        # above the bound a value is mistyped (--epochs 1e23 would run for ever)
+        if not low <= getattr(config, key) <= high:
+            _fail(key, getattr(config, key), f"an integer in {low}..{high}")
     for key in ("train_limit", "test_limit"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
             _fail(key, getattr(config, key), "a positive integer or null")

@@ -21,6 +21,11 @@ import typing
 from fmfp_tf.errors import UsageError
 
 
+# the most iterations, queries, targets or restarts any count setting takes: beyond it a run
+# would plan years (--square-queries 1e21), so it is a mistyped value, refused in one line
+MAX_COUNT = 10 ** 7
+
+
 def setting(default, help, minimum=None, maximum=None, above=None, choices=None, flag=None,
             aliases=()):
     """A settings field: its default, one line of help, an inclusive range (or `above`, an

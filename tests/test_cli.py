@@ -244,6 +244,9 @@ print("ok")
      "--eps 0 is no attack"),
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--autoattack-fast-steps", "0"],
      2, "--autoattack-fast-steps = 0 is invalid"),
+    (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "square",
+      "--square-queries", "1" + "0" * 21], 2, "expected an integer in 1..10000000"),
+    (["train", "--epochs", "9" * 23], 2, "an integer in 1..100000"),
 ])
 def test_bad_input_gives_one_line_error_without_traceback(tmp_path, args, code, message,
                                                           monkeypatch, capsys):

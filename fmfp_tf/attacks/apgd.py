@@ -21,7 +21,7 @@ from fmfp_tf.attacks import common, counting
 from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.attacks.common import per_example, project
 from fmfp_tf.errors import UsageError
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 LOSSES = ("ce", "dlr")
 MOMENTUM = 0.75
@@ -33,10 +33,11 @@ class APGDSettings(Settings):
     """APGD-CE's, APGD-DLR's and APGD-T's effort in an evaluation."""
 
     prefix: typing.ClassVar[str] = "apgd"
-    steps: int = setting(100, "APGD iterations per restart (and per target)", minimum=1)
-    restarts: int = setting(1, "APGD's random restarts", minimum=1)
+    steps: int = setting(100, "APGD iterations per restart (and per target)",
+                         minimum=1, maximum=MAX_COUNT)
+    restarts: int = setting(1, "APGD's random restarts", minimum=1, maximum=MAX_COUNT)
     target_classes: int = setting(9, "APGD-T: one run per class ranked 2nd.. by the clean logits",
-                                  minimum=1)
+                                  minimum=1, maximum=MAX_COUNT)
 
 
 def checkpoint_lengths(steps):

@@ -22,7 +22,7 @@ from fmfp_tf.attacks.eot import eot_model
 from fmfp_tf.attacks.fab import fab
 from fmfp_tf.attacks.square import square
 from fmfp_tf.errors import UsageError
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 VERSIONS = ("standard", "rand")
 EOT_DRAWS = 20
@@ -33,9 +33,11 @@ class AutoAttackSettings(Settings):
     """The ensemble's effort in an evaluation, shared by its components as in AutoAttack."""
 
     prefix: typing.ClassVar[str] = "autoattack"
-    steps: int = setting(100, "APGD's and FAB-T's iterations inside AutoAttack", minimum=1)
-    target_classes: int = setting(9, "APGD-T's and FAB-T's targets inside AutoAttack", minimum=1)
-    queries: int = setting(5000, "Square's queries inside AutoAttack", minimum=1)
+    steps: int = setting(100, "APGD's and FAB-T's iterations inside AutoAttack",
+                         minimum=1, maximum=MAX_COUNT)
+    target_classes: int = setting(9, "APGD-T's and FAB-T's targets inside AutoAttack",
+                                  minimum=1, maximum=MAX_COUNT)
+    queries: int = setting(5000, "Square's queries inside AutoAttack", minimum=1, maximum=MAX_COUNT)
 
 
 def plan(version="standard", steps=100, target_classes=9, queries=5000, eot_draws=EOT_DRAWS):

@@ -12,7 +12,7 @@ import typing
 from keras import ops
 
 from fmfp_tf.attacks import common, counting
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,8 +20,10 @@ class CWSettings(Settings):
     """C&W-L2's optimisation (Carlini & Wagner 2017); the defaults are the paper's reading."""
 
     prefix: typing.ClassVar[str] = "cw"
-    iterations: int = setting(100, "Adam steps per binary-search step", minimum=1)
-    binary_search_steps: int = setting(5, "binary-search steps over the constant c", minimum=1,
+    iterations: int = setting(100, "Adam steps per binary-search step",
+                              minimum=1, maximum=MAX_COUNT)
+    binary_search_steps: int = setting(5, "binary-search steps over the constant c",
+                                       minimum=1, maximum=MAX_COUNT,
                                        aliases=("--cw-binary-steps",))
     confidence: float = setting(0.0, "logit margin the example must reach", minimum=0.0)
     learning_rate: float = setting(0.01, "Adam's learning rate", above=0.0)

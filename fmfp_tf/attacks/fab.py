@@ -23,7 +23,7 @@ from keras import ops
 from fmfp_tf.attacks import common, counting
 from fmfp_tf.attacks import precision as precision_lib
 from fmfp_tf.errors import UsageError
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +31,9 @@ class FABSettings(Settings):
     """FAB-T's effort in an evaluation (AutoAttack's: 100 iterations, 9 targets)."""
 
     prefix: typing.ClassVar[str] = "fab"
-    steps: int = setting(100, "FAB-T iterations per target", minimum=1)
+    steps: int = setting(100, "FAB-T iterations per target", minimum=1, maximum=MAX_COUNT)
     target_classes: int = setting(9, "FAB-T: one run per class ranked 2nd.. by the clean logits",
-                                  minimum=1)
+                                  minimum=1, maximum=MAX_COUNT)
 
 
 def project_linf(point, w, b):

@@ -30,7 +30,7 @@ from fmfp_tf.attacks.apgd import apgd
 from fmfp_tf.attacks.autoattack import EOT_DRAWS, run_plan
 from fmfp_tf.attacks.square import square
 from fmfp_tf.errors import UsageError
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,19 +38,21 @@ class FastAutoAttackSettings(Settings):
     """The fast ensemble's budget (`--attacks autoattack-fast`)."""
 
     prefix: typing.ClassVar[str] = "autoattack_fast"
-    steps: int = setting(25, "APGD-CE's iterations in the fast ensemble", minimum=1)
+    steps: int = setting(25, "APGD-CE's iterations in the fast ensemble",
+                         minimum=1, maximum=MAX_COUNT)
     target_steps: int = setting(25, "APGD-T's iterations per target in the fast ensemble",
-                                minimum=1)
+                                minimum=1, maximum=MAX_COUNT)
     target_classes: int = setting(3, "APGD-T's targets for every image: the likeliest other "
-                                     "classes by the clean logits", minimum=1)
+                                     "classes by the clean logits", minimum=1, maximum=MAX_COUNT)
     close_targets: int = setting(9, "APGD-T's targets, up to this rank, for the images closest "
-                                    "to the boundary (AutoAttack's 9)", minimum=1)
+                                    "to the boundary (AutoAttack's 9)",
+                                 minimum=1, maximum=MAX_COUNT)
     close_fraction: float = setting(0.25, "the share of the images left after the likeliest "
                                           "targets, those of smallest margin, that get the "
                                           "further targets", above=0.0, maximum=1.0)
     queries: int = setting(1000, "Square's queries in the fast ensemble, on images whose "
                                  "gradient looks masked (every image of a random model)",
-                           minimum=1)
+                           minimum=1, maximum=MAX_COUNT)
 
 
 def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,

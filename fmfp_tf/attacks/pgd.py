@@ -8,7 +8,7 @@ from keras import ops
 
 from fmfp_tf.attacks import common, counting
 from fmfp_tf.attacks.common import l2_norm, project  # noqa: F401  (part of this module's API)
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 NORMS = ("inf", "2")
 
@@ -18,8 +18,8 @@ class PGDSettings(Settings):
     """PGD's effort in an evaluation (its step is 2.5 eps / steps, Madry et al. 2018)."""
 
     prefix: typing.ClassVar[str] = "pgd"
-    steps: int = setting(20, "PGD iterations per restart", minimum=1)
-    restarts: int = setting(1, "PGD's independent random starts", minimum=1)
+    steps: int = setting(20, "PGD iterations per restart", minimum=1, maximum=MAX_COUNT)
+    restarts: int = setting(1, "PGD's independent random starts", minimum=1, maximum=MAX_COUNT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,7 @@ class IFGSMSettings(Settings):
     """I-FGSM's effort in an evaluation (its step is eps / 4)."""
 
     prefix: typing.ClassVar[str] = "ifgsm"
-    steps: int = setting(10, "I-FGSM iterations", minimum=1)
+    steps: int = setting(10, "I-FGSM iterations", minimum=1, maximum=MAX_COUNT)
 
 
 def uniform_start(rng, shape, norm):

@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from fmfp_tf.attacks import common, counting
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 SEGMENT = 250  # queries between two compactions of the inputs still standing
 # the paper's schedule of p, written for a budget of 10,000 queries and rescaled to the budget
@@ -27,7 +27,7 @@ class SquareSettings(Settings):
     """The Square Attack's budget in an evaluation (AutoAttack's: 5,000 queries)."""
 
     prefix: typing.ClassVar[str] = "square"
-    queries: int = setting(5000, "Square's queries per image", minimum=1)
+    queries: int = setting(5000, "Square's queries per image", minimum=1, maximum=MAX_COUNT)
 
 
 def window_share(query, queries, p_init=0.8):

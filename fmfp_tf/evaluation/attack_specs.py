@@ -16,7 +16,7 @@ from fmfp_tf import settings as settings_lib
 from fmfp_tf.attacks import counting
 from fmfp_tf.config import MAX_BATCH_SIZE
 from fmfp_tf.errors import UsageError
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,7 @@ class EvaluationSettings(Settings):
     """What every attack of an evaluation shares (the paper's readings by default)."""
 
     eot_samples: int = setting(10, "draws averaged per EOT gradient and per prediction of a "
-                                   "model random at inference", minimum=1)
+                                   "model random at inference", minimum=1, maximum=MAX_COUNT)
     precision: str = setting("float32", "bfloat16: APGD's and FAB-T's steps on a bfloat16 twin "
                                         "of the model; every success is decided in float32",
                              choices=("float32", "bfloat16"), flag="--attack-precision")
