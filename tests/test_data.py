@@ -342,3 +342,43 @@ def test_a_class_folder_or_image_linked_outside_the_data_folder_is_refused(tmp_p
     write_ppm(str(tmp_path / "elsewhere" / "x.png"))
     with pytest.raises(DataError, match=r"leads outside the data folder"):
         data.load_arrays("folder", str(root), "train")
+
+
+def _rewrite_test_csv(base, edit):
+    csv_path = os.path.join(base, "Final_Test", "GT-final_test.csv")
+    lines = open(csv_path, encoding="utf-8").read().splitlines()
+    open(csv_path, "w", encoding="utf-8").write("\n".join(edit(lines)) + "\n")
+
+
+def test_label_files_a_careless_hand_writes_get_the_right_one_line(tmp_path):
+    """Issue 41: a CSV with a byte-order mark, an empty Filename, one file listed many times, a
+    Filename that is a folder: each gave a message naming another problem, or none."""
+    base = gtsrb_fixture(str(tmp_path))
+    csv_path = os.path.join(base, "Final_Test", "GT-final_test.csv")
+    text = open(csv_path, encoding="utf-8").read()
+    open(csv_path, "w", encoding="utf-8-sig").write(text)  # a spreadsheet's BOM: read as is
+    assert data.load_arrays("gtsrb", str(tmp_path), "test", (16, 16)).labels.tolist() == [
+        0, 5, 42, 0]
+    cases = {
+        r"GT-final_test.csv:3: empty Filename": lambda lines: lines[:2] + [
+            ";1;1;0;0;1;1;5"] + lines[3:],
+        r"GT-final_test.csv:4: lists 00000.ppm again \(first on line 2\)": lambda lines: lines[
+            :3] + [lines[1]] + lines[4:],
+        r"GT-final_test.csv:2: points at a folder": lambda lines: [lines[0], "sub;1;1;0;0;1;1;0"]
+        + lines[2:],
+    }
+    os.makedirs(os.path.join(base, "Final_Test", "Images", "sub"))
+    for message, edit in cases.items():
+        open(csv_path, "w", encoding="utf-8").write(text)
+        _rewrite_test_csv(base, edit)
+        with pytest.raises(DataError, match=message):
+            data.load_arrays("gtsrb", str(tmp_path), "test", (16, 16))
+
+
+def test_a_hidden_folder_is_no_class(tmp_path):
+    root = tmp_path / "folder"
+    for label in ("a", "b", ".b"):
+        for i in range(3):
+            write_ppm(str(root / label / f"{i}.png"), value=60 * i)
+    arrays = data.load_arrays("folder", str(root), "train", (8, 8))
+    assert arrays.class_names == ["a", "b"]

@@ -134,6 +134,11 @@ def test_two_models_whose_folders_share_a_name_get_distinct_labels(tmp_path):
     assert len(records) == 2 * len({r["attack"] for r in records})
     with pytest.raises(UsageError, match="the same model is given twice"):
         unique_names([load_entry(paths[0]), load_entry(paths[0])])
+    # issue 41: the same model as its run folder and its model.keras, or through a link
+    os.symlink(paths[0], tmp_path / "alias")
+    for other in (os.path.join(paths[0], "model.keras"), str(tmp_path / "alias")):
+        with pytest.raises(UsageError, match="the same model is given twice"):
+            unique_names([load_entry(paths[0]), load_entry(other)])
 
 
 def test_a_missing_transfer_twin_stops_the_evaluation_before_any_attack(tmp_path):

@@ -16,14 +16,17 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".webp")
 
 
 def _class_files(root):
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    # hidden folders (.git, .ipynb_checkpoints, a .b/ left by a tool) are no classes
+    classes = sorted(d for d in os.listdir(root)
+                     if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not classes:
         raise DataError(f"{root}: no class sub-folders; expected one folder of images per class")
     files = {}
     for name in classes:
         folder = os.path.join(root, name)
         files[name] = sorted(
-            os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(EXTENSIONS)
+            os.path.join(folder, f) for f in os.listdir(folder)
+            if f.lower().endswith(EXTENSIONS) and not f.startswith(".")
         )
     if not any(files.values()):
         raise DataError(f"{root}: the class folders hold no images ({', '.join(EXTENSIONS)})")

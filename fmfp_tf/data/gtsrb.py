@@ -39,7 +39,8 @@ GTSRB_TEST_GT_CANDIDATES = (
 def read_csv(csv_path, folder):
     """(file paths, class ids) of one GT csv; file paths are resolved against `folder`."""
     try:
-        with open(csv_path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle, delimiter=";"))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"{csv_path}: cannot read label file ({error})") from None
@@ -47,16 +48,25 @@ def read_csv(csv_path, folder):
         raise DataError(
             f"{csv_path}: expected a ';'-separated CSV with columns Filename and ClassId"
         )
-    paths, labels = [], []
+    paths, labels, listed = [], [], {}
     inside = os.path.join(os.path.realpath(folder), "")
     for line, row in enumerate(rows, start=2):
-        path = os.path.join(folder, row["Filename"] or "")
+        name = (row["Filename"] or "").strip()
+        if not name:
+            raise DataError(f"{csv_path}:{line}: empty Filename")
+        if name in listed:  # one image counted many times would weigh its class wrongly
+            raise DataError(f"{csv_path}:{line}: lists {name} again (first on line "
+                            f"{listed[name]})")
+        listed[name] = line
+        path = os.path.join(folder, name)
         # an index names files of its own folder: an absolute path, '..' or a link out is refused
         if not os.path.realpath(path).startswith(inside):
             raise DataError(f"{csv_path}:{line}: Filename {row['Filename']!r} lies outside the "
                             f"data folder {folder}; the loader reads only files inside it")
         if not os.path.isfile(path):
-            raise DataError(f"{csv_path}:{line}: points at a missing file {path}")
+            what = "a folder" if os.path.isdir(path) else (
+                "not a regular file" if os.path.exists(path) else "a missing file")
+            raise DataError(f"{csv_path}:{line}: points at {what} {path}")
         try:
             labels.append(int(row["ClassId"]))
         except (TypeError, ValueError):

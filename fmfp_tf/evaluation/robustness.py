@@ -49,8 +49,10 @@ def unique_names(entries):
     """Gives entries whose folders share a name (`A/run`, `B/run`) the shortest path suffix that
     tells them apart (`A/run`, `B/run`), so records and report columns never mix two models."""
     paths = [os.path.normpath(os.path.abspath(entry.path)) for entry in entries]
-    if len(set(paths)) != len(paths):
-        repeated = sorted({p for p in paths if paths.count(p) > 1})
+    # the same file however named: a run folder and its model.keras, or through a link
+    files = [os.path.realpath(_model_file(entry.path)) for entry in entries]
+    if len(set(files)) != len(files):
+        repeated = sorted({entry.path for entry, f in zip(entries, files) if files.count(f) > 1})
         raise UsageError(f"the same model is given twice: {', '.join(repeated)}")
     parts = [p.split(os.sep) for p in paths]
     depth = 1
@@ -62,6 +64,13 @@ def unique_names(entries):
             entry.name = os.sep.join(part[-depth:]).removesuffix(".keras").removesuffix(
                 os.sep + "model")
     return entries
+
+
+def _model_file(path):
+    try:
+        return resolve_model_path(path)
+    except Exception:  # noqa: BLE001 - an entry made by hand may name no file: its own path
+        return path
 
 
 def load_entry(path, unsafe=False):
