@@ -5,7 +5,9 @@
 
 `--standard` reads the standard ensemble's per-image survival from `fmfp-tf evaluate --attacks
 autoattack` folders (their kept cells; shards joined in sample order) and attacks the same images;
-without it, both ensembles run here on the seeded sample's first N images. Prints one row of the
+without it, both ensembles run here on the seeded sample's first N images. `--both EVAL_DIR`
+attacks nothing: it compares the two cells of one `fmfp-tf evaluate --attacks
+autoattack,autoattack-fast` folder (both counted; resumable, as every evaluation is). Prints one row of the
 table in docs/evaluation.md: both robust accuracies with 95 % Wilson intervals, the images the
 fast ensemble calls robust that the standard broke (and the reverse), and the forward and
 backward pass ratios. Passes are counted (`fmfp_tf.attacks.counting`); for a standard read from
@@ -40,10 +42,10 @@ def standard_cells(folders):
         store = CellStore(os.path.join(folder, "cells"))
         for path in glob.glob(os.path.join(folder, "cells", "*.json")):
             kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
-            f"{where}: {why}; not joined"))
-        if kept is None:
-            continue
-        record, survival = kept
+                f"{where}: {why}; not read"))
+            if kept is None:
+                continue
+            record, survival = kept
             if record["attack"] == "autoattack" and record["threat_model"] == "white-box":
                 parts.append((record.get("skip") or 0, record, survival))
     parts.sort(key=lambda part: part[0])
@@ -55,6 +57,22 @@ def standard_cells(folders):
         sys.exit(f"no white-box autoattack cell in {', '.join(folders)}")
     return (np.concatenate([survival for _, _, survival in parts]), parts[0][0],
             [record for _, record, _ in parts])
+
+
+def both_cells(folder):
+    """{attack: (record, survival)} of the white-box ensembles in one evaluation folder."""
+    store = CellStore(os.path.join(folder, "cells"))
+    found = {}
+    for path in glob.glob(os.path.join(folder, "cells", "*.json")):
+        kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
+            f"{where}: {why}"))
+        if kept and kept[0]["threat_model"] == "white-box" and kept[0]["attack"] in (
+                "autoattack", "autoattack-fast"):
+            found[kept[0]["attack"]] = kept
+    if len(found) != 2:
+        sys.exit(f"{folder}: expected an autoattack and an autoattack-fast cell; found "
+                 f"{', '.join(found) or 'none'}")
+    return found
 
 
 def standard_lower_bound(records, clean_correct, params):
@@ -91,14 +109,27 @@ def run(attack, entry, x, y, settings, label):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--model")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--both", help="EVAL_DIR holding both ensembles' cells")
     parser.add_argument("--standard", help="EVAL_DIR[+EVAL_DIR...] with the standard cells")
     parser.add_argument("--n", type=int, help="images, when the standard runs here")
     parser.add_argument("--eps", type=float, default=8 / 255)
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--out", help="where the result (per-image bits too) is written")
     args = parser.parse_args()
+    if args.both:
+        found = both_cells(args.both)
+        (standard_record, standard), (fast_record, fast) = (found["autoattack"],
+                                                           found["autoattack-fast"])
+        report(args, argparse.Namespace(
+            model=standard_record["model"], precision="float32", eps=standard_record["eps"]),
+            standard, fast, counting.Passes.from_dict(standard_record["passes"]),
+            counting.Passes.from_dict(fast_record["passes"]), True,
+            standard_record["seconds"], fast_record["seconds"])
+        return
+    if not (args.model and args.data_dir):
+        parser.error("--model and --data-dir are needed unless --both is given")
     entry = load_entry(args.model)
     settings = argparse.Namespace(eps=args.eps, settings=AttackSettings(
         precision=args.precision))
@@ -119,8 +150,15 @@ def main():
         counted = True
     fast, fast_passes, fast_seconds = run("autoattack-fast", entry, x, y, settings,
                                           "autoattack-fast")
-    n = len(y)
-    row = {"model": args.model, "n": n, "eps": args.eps, "precision": args.precision,
+    report(args, args, standard, fast, standard_passes, fast_passes, counted, standard_seconds,
+           fast_seconds)
+
+
+def report(args, what, standard, fast, standard_passes, fast_passes, counted, standard_seconds,
+           fast_seconds):
+    """Prints (and with --out writes) the comparison of the two ensembles' per-image results."""
+    n = len(standard)
+    row = {"model": what.model, "n": n, "eps": what.eps, "precision": what.precision,
            "standard": float(standard.mean()), "fast": float(fast.mean()),
            "standard_ci95": wilson_interval(float(standard.mean()), n),
            "fast_ci95": wilson_interval(float(fast.mean()), n),
@@ -134,7 +172,7 @@ def main():
            "machine": bench.machine_line()}
     print(json.dumps({k: v for k, v in row.items()}, indent=1))
     bound = "" if counted else " (standard's passes: a lower bound)"
-    print(f"| {os.path.basename(os.path.normpath(args.model))} | {n} | "
+    print(f"| {os.path.basename(os.path.normpath(what.model))} | {n} | "
           f"{100 * row['standard']:.2f} ({100 * row['standard_ci95'][0]:.1f}-"
           f"{100 * row['standard_ci95'][1]:.1f}) | {100 * row['fast']:.2f} "
           f"({100 * row['fast_ci95'][0]:.1f}-{100 * row['fast_ci95'][1]:.1f}) | "
