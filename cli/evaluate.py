@@ -97,8 +97,11 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, 
         store = CellStore(cells_folder)
         kept = store.count()
         if kept:
-            click.echo(f"{out}: {kept} finished cell(s) of an earlier run are read back, "
-                       "not attacked again", err=True)
+            # only the cells of this very measurement are read back: a changed model file,
+            # image set or setting gives other keys, measured anew (each read-back is logged)
+            click.echo(f"{out}: {kept} finished cell(s) kept from an earlier run; those of "
+                       "this very measurement (same model files, images and settings) are "
+                       "read back, not attacked again", err=True)
         records = run(entries, names, eps_values, _split(threat), n, source, settings, dataset,
                       data_dir, log=lambda m: click.echo(m, err=True), crafted={}, store=store,
                       skip=skip)

@@ -226,3 +226,23 @@ def test_every_training_setting_is_in_exactly_one_group_and_the_twin_resets_the_
     assert twin.group("defense") == TrainConfig().group("defense")
     for name in ("data", "model", "optimisation", "runtime"):
         assert twin.group(name) == config.group(name)
+
+
+def test_a_config_that_is_no_file_is_named_for_what_it_is(tmp_path):
+    """Issue 41: a config that is a link loop, a FIFO or /dev/zero was "not found"."""
+    import os
+
+    import pytest
+
+    from fmfp_tf.config import read_yaml
+    from fmfp_tf.errors import UsageError
+
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "folder").mkdir()
+    for path, words in ((tmp_path / "loop", "a link that loops"),
+                        (tmp_path / "fifo", "a pipe (FIFO)"), ("/dev/zero", "a device"),
+                        (tmp_path / "folder", "a folder"),
+                        (tmp_path / "absent", "config file not found")):
+        with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            read_yaml(str(path))
