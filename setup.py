@@ -28,7 +28,8 @@ setup(
     package_dir={"fmfp_tf.cli": "cli", "fmfp_tf.configs": "configs"},
     # the console script's quiet start: outside the package, so it runs before `import fmfp_tf`
     py_modules=["fmfp_tf_cli_start"],
-    package_data={"fmfp_tf.configs": ["*.yaml"], "fmfp_tf.reproduction": ["paper_tables.csv"]},
+    package_data={"fmfp_tf": ["py.typed"], "fmfp_tf.configs": ["*.yaml"],
+                  "fmfp_tf.reproduction": ["paper_tables.csv"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",  # Keras 3 era; 2.16 is the first release with Keras 3 as tf.keras
         # the layers build on Keras's image preprocessing base (3.8+); tested up to 3.15

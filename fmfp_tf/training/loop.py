@@ -244,6 +244,19 @@ def _remove_temporary_checkpoints(checkpoint_dir):
             shutil.rmtree(os.path.join(checkpoint_dir, name), ignore_errors=True)
 
 
+def _epoch_line(record):
+    """One epoch's numbers as a person reads them: losses and accuracies to 4 places, the
+    seconds to 1, the memory in whole MB (not `seconds 13.5448, rss_mb 794.3000`)."""
+    def shown(key, value):
+        if key == "seconds":
+            return f"{value:.1f} s"
+        if key == "rss_mb":
+            return f"{value:.0f} MB resident"
+        return f"{key} {value:.4f}"
+
+    return ", ".join(shown(key, value) for key, value in record.items() if key != "epoch")
+
+
 def _read_state(path):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -316,8 +329,7 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
             checkpoints.step.assign(0)
             checkpoints.save((epoch + 1) * steps, history, totals)
             _write_summaries(writer, record)
-            logger.info("  %s", ", ".join(f"{k} {v:.4f}" for k, v in record.items()
-                                          if k != "epoch"))
+            logger.info("  %s", _epoch_line(record))
             if on_epoch_end is not None:
                 on_epoch_end(record)
             if stop.signal is not None and epoch + 1 < epochs:
