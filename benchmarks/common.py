@@ -87,3 +87,18 @@ def shared_data(name):
     """../shared/data/<name> when present (the real datasets beside the repository), else None."""
     path = os.path.join(os.path.dirname(ROOT), "shared", "data", name)
     return path if os.path.isdir(path) else None
+
+
+def kept_cells(folder):
+    """(record, per-image survival) of each kept cell of an `fmfp-tf evaluate` folder; a cell the
+    store refuses (forged, damaged) stops the script with its reason."""
+    import glob
+
+    from fmfp_tf.evaluation.cells import CellStore
+
+    store = CellStore(os.path.join(folder, "cells"))
+    for path in sorted(glob.glob(os.path.join(folder, "cells", "*.json"))):
+        kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
+            f"{where}: {why}; not read"))
+        if kept is not None:
+            yield kept

@@ -16,7 +16,6 @@ image's APGD-CE run, one APGD-T target for the images APGD-T broke, and every at
 the survivors), so the ratio shown is then an upper bound.
 """
 import argparse
-import glob
 import json
 import os
 import sys
@@ -30,7 +29,6 @@ import common as bench  # noqa: E402,F401  (sets up the import path and quiet lo
 from fmfp_tf.attacks import counting  # noqa: E402
 from fmfp_tf.evaluation import attack_specs  # noqa: E402
 from fmfp_tf.evaluation.attack_specs import AttackSettings  # noqa: E402
-from fmfp_tf.evaluation.cells import CellStore  # noqa: E402
 from fmfp_tf.evaluation.report import wilson_interval  # noqa: E402
 from fmfp_tf.evaluation.robustness import load_entry, test_images  # noqa: E402
 
@@ -39,13 +37,7 @@ def standard_cells(folders):
     """(survival, first skip, record of each shard) of the standard AutoAttack in `folders`."""
     parts = []
     for folder in folders:
-        store = CellStore(os.path.join(folder, "cells"))
-        for path in glob.glob(os.path.join(folder, "cells", "*.json")):
-            kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
-                f"{where}: {why}; not read"))
-            if kept is None:
-                continue
-            record, survival = kept
+        for record, survival in bench.kept_cells(folder):
             if record["attack"] == "autoattack" and record["threat_model"] == "white-box":
                 parts.append((record.get("skip") or 0, record, survival))
     parts.sort(key=lambda part: part[0])
@@ -61,12 +53,9 @@ def standard_cells(folders):
 
 def both_cells(folder):
     """{attack: (record, survival)} of the white-box ensembles in one evaluation folder."""
-    store = CellStore(os.path.join(folder, "cells"))
     found = {}
-    for path in glob.glob(os.path.join(folder, "cells", "*.json")):
-        kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
-            f"{where}: {why}"))
-        if kept and kept[0]["threat_model"] == "white-box" and kept[0]["attack"] in (
+    for kept in bench.kept_cells(folder):
+        if kept[0]["threat_model"] == "white-box" and kept[0]["attack"] in (
                 "autoattack", "autoattack-fast"):
             found[kept[0]["attack"]] = kept
     if len(found) != 2:

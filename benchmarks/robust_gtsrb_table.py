@@ -18,7 +18,6 @@ Every folder must come from the same --n and --seed (the same test images) for a
 anything; the script checks the image counts and refuses a pair of different sizes.
 """
 import argparse
-import glob
 import json
 import math
 import os
@@ -29,21 +28,15 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from fmfp_tf.evaluation.cells import CellStore  # noqa: E402
+from common import kept_cells  # noqa: E402  (benchmarks/common.py, beside this script)
 from fmfp_tf.evaluation.report import wilson_interval  # noqa: E402
 
 
 def cells(folder):
     """{(attack, threat, eps): (record, survival)} of one evaluation folder (cells at two eps
     values are two cells, never one)."""
-    store = CellStore(os.path.join(folder, "cells"))
     found = {}
-    for path in glob.glob(os.path.join(folder, "cells", "*.json")):
-        kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
-            f"{where}: {why}; not joined"))
-        if kept is None:
-            continue
-        record, survival = kept
+    for record, survival in kept_cells(folder):
         found[(record["attack"], record["threat_model"], record["eps"])] = (record, survival)
     return found
 
