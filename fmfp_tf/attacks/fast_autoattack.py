@@ -10,7 +10,7 @@ that a targeted margin loss over the few likeliest classes does most of APGD-T's
 | stage | what | passes per image at most (defaults) |
 | --- | --- | --- |
 | apgd-ce | APGD, cross-entropy, `steps` iterations | 26 gradients |
-| apgd-t | APGD, targeted DLR, one run per class among the `target_classes` likeliest other classes, `target_steps` each | 3 x 26 gradients |
+| apgd-t | APGD, targeted DLR, `target_steps` each: one run per class among the `target_classes` likeliest other classes, then the classes ranked after them (up to `close_targets`) for the `close_fraction` of survivors of smallest margin | 3 x 26 + 0.25 x 6 x 26 gradients |
 | square | Square Attack, `queries` queries, only on images whose input gradient is zero or not finite (masked) or on a model random at inference | 1,000 forward |
 
 Each stage attacks only the images every earlier stage left correctly classified, and a result
@@ -85,9 +85,8 @@ def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
                       len(standing) / len(x))
         return out
     # the evidence: the margin z_y - max z_other at each standing image's highest-loss point
-    others = np.where(np.eye(logits.shape[-1], dtype=bool)[y[standing]], -np.inf,
-                      logits[standing])
-    margins = logits[standing, y[standing]] - others.max(-1)
+    margins = common.numpy(common.margin(common.tensor(logits[standing]),
+                                         common.tensor(y[standing])))
     close = standing[np.argsort(margins, kind="stable")[
         :int(np.ceil(close_fraction * len(standing)))]]
     ranked = np.argsort(-common.predict_logits(model, x[close], batch_size), axis=-1,
