@@ -32,6 +32,11 @@ def _split(value):
 @click.option("--skip", type=int, default=0, show_default=True,
               help="Start after this many images of the seeded test sample: one shard of a long "
                    "evaluation (--n 1000 --skip 1000 is the second thousand of --n 2000).")
+@click.option("--shard", metavar="K/N",
+              help="Only the K-th of N contiguous parts of the --n images (K from 1): one job "
+                   "of an array over hosts (Slurm: --shard $((SLURM_ARRAY_TASK_ID+1))/N); each "
+                   "image's result is the one the whole run would give, and `fmfp-tf report` "
+                   "joins the parts' folders.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output directory; finished cells are kept in OUT/cells as they finish, and "
                    "the same command again continues with the missing ones.")
@@ -39,7 +44,7 @@ def _split(value):
 @click.option("--data-dir", help="Override the data directory recorded in the run directory.")
 @click.option("--unsafe-load", is_flag=True,
               help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
-def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, data_dir,
+def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, out, dataset, data_dir,
              unsafe_load, **settings):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots.
 
@@ -64,6 +69,10 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, 
         raise UsageError(f"--n must be a positive integer; got {n}")
     if skip < 0:
         raise UsageError(f"--skip must be 0 or more; got {skip}")
+    if shard is not None:
+        from fmfp_tf.evaluation.shards import parse_shard, shard_range
+
+        shard_range(*parse_shard(shard), n)  # refused before any model is loaded
     eps_values = [parse_eps(e) for e in _split(eps)]
     if not eps_values:
         raise UsageError("--eps is empty: give at least one budget, e.g. --eps 8/255 (the "
@@ -104,7 +113,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, out, dataset, 
                        "read back, not attacked again", err=True)
         records = run(entries, names, eps_values, _split(threat), n, source, settings, dataset,
                       data_dir, log=lambda m: click.echo(m, err=True), crafted={}, store=store,
-                      skip=skip)
+                      skip=skip, shard=shard)
         paths, warnings = write_report(records, out,
                                        command=" ".join(["fmfp-tf"] + sys.argv[1:]))
     for warning in warnings:

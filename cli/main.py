@@ -8,6 +8,7 @@ from fmfp_tf.cli import errors
 from fmfp_tf.cli.evaluate import evaluate
 from fmfp_tf.cli.export import export
 from fmfp_tf.cli.extract import extract
+from fmfp_tf.cli.report import report
 from fmfp_tf.cli.reproduce import reproduce
 from fmfp_tf.cli.train import train
 from fmfp_tf.version import __version__
@@ -52,6 +53,7 @@ cli.add_command(evaluate)
 cli.add_command(export)
 cli.add_command(extract)
 cli.add_command(reproduce)
+cli.add_command(report)
 
 
 def show_library_messages(level=logging.INFO):

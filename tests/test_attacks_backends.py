@@ -11,6 +11,7 @@ import pytest
 from fmfp_tf import FeatureMask, attacks
 from fmfp_tf.attacks import common
 from fmfp_tf.attacks.fab import project_linf
+from fmfp_tf.errors import UsageError
 
 EPS = 8 / 255
 BACKEND = keras.backend.backend()
@@ -72,6 +73,46 @@ def test_the_same_seed_gives_the_same_examples(toy):
                            (attacks.fab, {"steps": 5, "target_classes": 2, "restarts": 2})):
         first = attack(model, x, y, eps=EPS, seed=4, **kwargs)
         np.testing.assert_array_equal(first, attack(model, x, y, eps=EPS, seed=4, **kwargs))
+
+
+SPLIT_ATTACKS = [("rfgsm", {}), ("pgd", {"steps": 3, "restarts": 2}), ("apgd", {"steps": 5}),
+                 ("apgd", {"steps": 5, "loss": "dlr", "targeted": True, "target_classes": 2}),
+                 ("fab", {"steps": 5, "target_classes": 2, "restarts": 2}),
+                 ("square", {"queries": 60}),
+                 ("autoattack", {"steps": 4, "target_classes": 2, "queries": 40}),
+                 ("autoattack_fast", {"steps": 4, "target_steps": 4, "queries": 40})]
+
+
+def _fooled(model, x_adv, y):
+    return common.predict_logits(model, x_adv).argmax(-1) != y
+
+
+@pytest.mark.parametrize("name, kwargs", SPLIT_ATTACKS)
+def test_an_images_result_does_not_depend_on_its_batch_or_shard(toy, name, kwargs):
+    """Every random draw for an image derives from (seed, its id): batch 60 and batch 7, and
+    two shards attacked apart (ids kept), give the same example per image; other ids give
+    other draws."""
+    model, x, y = toy
+    attack = getattr(attacks, name)
+    ids = np.arange(100, 160)
+    whole = attack(model, x, y, eps=EPS, seed=5, batch_size=60, ids=ids, **kwargs)
+    small = attack(model, x, y, eps=EPS, seed=5, batch_size=7, ids=ids, **kwargs)
+    shards = np.concatenate([attack(model, x[part], y[part], eps=EPS, seed=5, batch_size=60,
+                                    ids=ids[part], **kwargs)
+                             for part in (slice(0, 23), slice(23, 60))])
+    for other in (small, shards):
+        np.testing.assert_array_equal(_fooled(model, other, y), _fooled(model, whole, y))
+        np.testing.assert_allclose(other, whole, atol=1e-5)
+    if name in ("rfgsm", "pgd", "apgd", "square"):  # (FAB's first run starts at the input)
+        moved = attack(model, x, y, eps=EPS, seed=5, batch_size=60, ids=ids + 1000, **kwargs)
+        assert np.abs(moved - whole).max() > 1e-3
+
+
+def test_image_ids_are_checked(toy):
+    model, x, y = toy
+    for bad in (np.arange(59), -np.arange(60), np.linspace(0, 1, 60)):
+        with pytest.raises(UsageError, match="ids"):
+            attacks.apgd(model, x, y, eps=EPS, steps=2, ids=bad)
 
 
 def test_l2_attacks_stay_in_the_l2_ball(toy):

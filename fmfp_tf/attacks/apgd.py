@@ -198,7 +198,7 @@ def _check_targets(targets, targeted, count, num_classes):
 
 def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
          targeted=False, target_classes=9, targets=None, seed=0, precision="float32",
-         batch_size=256, progress=None):
+         batch_size=256, progress=None, ids=None):
     """Auto-PGD, untargeted (CE or DLR loss) or targeted (DLR over the top `target_classes`).
 
     Args:
@@ -216,6 +216,8 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
         seed: the same seed gives the same examples.
         precision: "bfloat16" computes the steps on a bfloat16 twin of the model; whether an
             example fools the model is decided in float32 on the model itself.
+        ids: one integer per image naming it in the evaluation's sample (default 0..N-1): its
+            random starts derive from (seed, id), whatever batch it is crafted in.
 
     Returns float32 adversarial images within the budget and in [0, 1]. Gradients and losses are
     computed in float32 whatever the model's compute dtype.
@@ -240,6 +242,7 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     x = common.check_images(x)
     num_classes = common.num_classes_of(model, x)
     y = common.check_labels(y, len(x), num_classes)
+    seed, ids = common.seed_of(seed), common.image_ids(ids, len(x))
     if targeted:
         if num_classes is not None and target_classes > num_classes - 1:
             raise UsageError(f"target_classes = {target_classes} exceeds the {num_classes - 1} "
@@ -277,7 +280,8 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
         for start in range(0, len(todo), batch_size):
             index = todo[start:start + batch_size]
             target = ranked[index, rank].astype(np.int32) if targeted else y[index]
-            begin = random_start(common.rng(seed, rank, restart, start), x[index].shape, norm)
+            begin = common.per_image(seed, ids[index], (rank, restart), lambda draw: random_start(
+                draw, (1, *x.shape[1:]), norm)[0])
             # a gradient at the start and one per step (the loop has no early exit)
             counting.add(crafter, len(index), forward=steps + 1, backward=steps + 1)
             candidate, wrong, loss, highest = (common.numpy(t) for t in run(

@@ -78,7 +78,7 @@ def passes(function, kwargs):
 
 def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
                queries=5000, eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,
-               progress=None, log=None, stages=None):
+               progress=None, log=None, stages=None, ids=None):
     """Per image, the first adversarial example any attack of the ensemble finds (else the input).
 
     Each attack runs only on the images that every earlier attack left correctly classified, so
@@ -93,6 +93,9 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
     last attack it finished: an object with `save(name, arrays)` and `load(name)` -> the dict of
     arrays saved, or None (`cells.CellStore.stages(key)`); the caller keys it on everything the
     result depends on (model, images, labels, parameters).
+    `ids`: one integer per image naming it in the evaluation's sample (default 0..N-1); every
+    random draw for an image derives from (seed, id), so its result does not depend on the
+    batch, shard or device it is crafted in.
 
     Returns float32 images within eps (L-inf) and in [0, 1].
     """
@@ -110,22 +113,23 @@ def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_c
                          "attacks an average over draws, which has no bfloat16 twin")
     attacks = plan(version, steps, target_classes, queries, eot_draws)
     return run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, log,
-                    stages)
+                    stages, ids)
 
 
 def run_plan(model, x, y, eps, attacks, seed=0, precision="float32", batch_size=256,
-             progress=None, log=None, stages=None):
+             progress=None, log=None, stages=None, ids=None):
     """Runs an ensemble's `attacks` ((name, function, kwargs), in order), each on the images
     every earlier one left correctly classified; returns the examples (the inputs where none
     was found). A kwargs entry `select(model, x, y) -> bool mask` limits an attack to some of
     those images (a gradient-free stage only where gradients look masked). Checked inputs."""
+    seed, ids = common.seed_of(seed), common.image_ids(ids, len(x))
     with counting.counted() as spent:  # this call's passes, kept with the stages
         return _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, log,
-                         stages, spent)
+                         stages, spent, ids)
 
 
 def _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, log, stages,
-              spent):
+              spent, ids):
     out = x.copy()
     robust = _correct(model, x, y, batch_size)
     history = []  # the share still robust after each attack, for `log` and the stages
@@ -162,7 +166,7 @@ def _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, 
             if function is not square and precision != "float32":
                 kwargs["precision"] = precision
             found = function(attacked, x[todo], y[todo], eps=eps, seed=seed + index,
-                             batch_size=batch_size, **kwargs)
+                             batch_size=batch_size, ids=ids[todo], **kwargs)
             fooled = ~_correct(attacked, found, y[todo], batch_size)
             out[todo[fooled]] = found[fooled]
             robust[todo[fooled]] = False

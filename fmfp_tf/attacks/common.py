@@ -4,7 +4,9 @@ Written once with `keras.ops`; what `keras.ops` lacks (a gradient with respect t
 compiling a function, a loop that compiles) comes from `fmfp_tf.backend` for the Keras backend in
 use (TensorFlow: `GradientTape`, `tf.function`; JAX: `jax.value_and_grad`, `jit`; PyTorch:
 `torch.autograd`, eager). Randomness is drawn with NumPy outside the compiled parts, so one seed
-gives the same random starts on every backend.
+gives the same random starts on every backend, and it is drawn per image (`per_image`), from the
+seed and the image's id, so an image's result does not depend on the batch, shard or device it is
+crafted in.
 """
 import inspect
 import weakref
@@ -191,12 +193,14 @@ def predict_logits(model, x, batch_size=256):
                            for i in range(0, len(x), batch_size)])
 
 
-def batched(fn, x, y, batch_size, progress=None):
-    """Applies fn(x_batch, y_batch, start) -> adversarial batch over the whole arrays."""
+def batched(fn, x, y, batch_size, progress=None, ids=None):
+    """Applies fn(x_batch, y_batch, ids_batch) -> adversarial batch over the whole arrays
+    (`ids`: the images' ids, `image_ids`)."""
+    ids = image_ids(ids, len(x))
     out = np.empty_like(x)
     for start in range(0, len(x), batch_size):
         stop = min(start + batch_size, len(x))
-        out[start:stop] = numpy(fn(x[start:stop], y[start:stop], start))
+        out[start:stop] = numpy(fn(x[start:stop], y[start:stop], ids[start:stop]))
         if progress is not None:
             progress(stop, len(x))
     return out
@@ -228,8 +232,36 @@ def report(progress, done, total, robust=None):
     progress(done, total)
 
 
-def rng(seed, *stream):
-    """A NumPy generator for one stream of an attack's randomness (None: drawn at random)."""
+def seed_of(seed):
+    """An attack's seed: the int given, or one drawn at random for None, fixed for the call (so
+    every image of a seedless call draws from one seed)."""
     if seed is None:
-        seed = int(np.random.randint(0, 2**31 - 1))
-    return np.random.default_rng([int(seed), *[int(s) for s in stream]])
+        return int(np.random.randint(0, 2**31 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"seed must be a non-negative integer or None; got {seed!r}")
+    return int(seed)
+
+
+def image_ids(ids, count):
+    """The images' ids: one non-negative integer per image naming it in the evaluation's seeded
+    sample (default 0..count-1). An image's random draws derive from its id, not its place in
+    the batch."""
+    if ids is None:
+        return np.arange(count, dtype=np.int64)
+    ids = np.asarray(ids)
+    if ids.shape != (count,) or (count and not np.issubdtype(ids.dtype, np.integer)):
+        raise UsageError(f"ids must be {count} integers, one per image; got {ids.dtype} "
+                         f"{ids.shape}")
+    if count and ids.min() < 0:
+        raise UsageError(f"ids must be non-negative; got {ids.min()}")
+    return ids.astype(np.int64)
+
+
+def per_image(seed, ids, stream, draw):
+    """`draw(generator)` for each image, stacked: the image's generator is seeded by (seed,
+    *stream, its id), so its draws are the same whatever batch, batch size, shard or device it
+    is crafted in (the evaluation's answer does not depend on how the work is split)."""
+    drawn = [draw(np.random.default_rng([int(seed), *map(int, stream), int(i)])) for i in ids]
+    if drawn and isinstance(drawn[0], tuple):  # several arrays per image: each stacked
+        return tuple(np.stack(parts) for parts in zip(*drawn))
+    return np.stack(drawn)

@@ -113,7 +113,8 @@ def fab_graph(model, x, y, target, start, steps, alpha_max, eta, beta):
 
 
 def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha_max=0.1,
-        eta=1.05, beta=0.9, seed=0, precision="float32", batch_size=256, progress=None):
+        eta=1.05, beta=0.9, seed=0, precision="float32", batch_size=256, progress=None,
+        ids=None):
     """Targeted L-inf FAB (FAB-T) with AutoAttack's settings as defaults.
 
     Args:
@@ -127,6 +128,8 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
         alpha_max, eta, beta: the largest weight of the input in a step, the extrapolation
             beyond the boundary, the step back from an adversarial point (the paper's values).
         seed: the same seed gives the same examples.
+        ids: one integer per image naming it in the evaluation's sample (default 0..N-1): its
+            random restarts derive from (seed, id), whatever batch it is crafted in.
         precision: "bfloat16" computes the steps on a bfloat16 twin of the model; whether an
             example fools the model is decided in float32 on the model itself.
 
@@ -143,6 +146,7 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
     x = common.check_images(x)
     num_classes = common.num_classes_of(model, x)
     y = common.check_labels(y, len(x), num_classes)
+    seed, ids = common.seed_of(seed), common.image_ids(ids, len(x))
     if num_classes is not None and target_classes > num_classes - 1:
         raise UsageError(f"target_classes = {target_classes} exceeds the {num_classes - 1} "
                          "classes other than the true one")
@@ -164,7 +168,8 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
             index = todo[first:first + batch_size]
             start = x[index]
             if restart:
-                t = common.rng(seed, rank, restart, first).uniform(-1.0, 1.0, start.shape)
+                t = common.per_image(seed, ids[index], (rank, restart),
+                                     lambda draw: draw.uniform(-1.0, 1.0, x.shape[1:]))
                 radius = np.minimum(closest[index], eps).reshape(-1, 1, 1, 1)
                 scale = np.abs(t).reshape(len(index), -1).max(-1).reshape(-1, 1, 1, 1)
                 start = np.clip(start + 0.5 * radius * t / scale, 0.0, 1.0).astype(np.float32)

@@ -57,7 +57,7 @@ class FastAutoAttackSettings(Settings):
 
 def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
                         close_targets=9, close_fraction=0.25, seed=0, precision="float32",
-                        batch_size=256, progress=None):
+                        batch_size=256, progress=None, ids=None):
     """APGD-T (targeted DLR) on the `target_classes` likeliest other classes of every image,
     then on the classes ranked after them, up to `close_targets`, for the `close_fraction` of
     the images still standing whose margin z_y - max z_other at their highest-loss point is
@@ -68,6 +68,7 @@ def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
                         target_classes)
     if not len(x):
         return x.copy()
+    ids = common.image_ids(ids, len(x))
     further = min(close_targets, common.num_classes_of(model, x) - 1) - target_classes
     planned = target_classes + max(further, 0)  # runs, for the progress
 
@@ -77,7 +78,7 @@ def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
 
     out = apgd(model, x, y, eps=eps, loss="dlr", targeted=True, steps=steps,
                target_classes=target_classes, seed=seed, precision=precision,
-               batch_size=batch_size, progress=report_from(0))
+               batch_size=batch_size, progress=report_from(0), ids=ids)
     logits = common.predict_logits(model, out, batch_size)
     standing = np.flatnonzero(logits.argmax(-1) == y)
     if further < 1 or not len(standing):
@@ -95,7 +96,7 @@ def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
                       steps=steps, targets=ranked[:, 1 + target_classes:1 + target_classes
                                                   + further],
                       seed=seed + 1, precision=precision, batch_size=batch_size,
-                      progress=report_from(target_classes))
+                      progress=report_from(target_classes), ids=ids[close])
     return out
 
 
@@ -141,7 +142,7 @@ def plan(steps=25, target_steps=25, target_classes=3, close_targets=9, close_fra
 def autoattack_fast(model, x, y, eps=8 / 255, steps=25, target_steps=25, target_classes=3,
                     close_targets=9, close_fraction=0.25, queries=1000, randomized=False,
                     eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,
-                    progress=None, log=None, stages=None):
+                    progress=None, log=None, stages=None, ids=None):
     """Per image, the first adversarial example any stage finds (else the input), L-inf.
 
     Args:
@@ -161,6 +162,8 @@ def autoattack_fast(model, x, y, eps=8 / 255, steps=25, target_steps=25, target_
             in float32 on the model itself.
         progress, log, stages: as `autoattack` (progress in passes, the share robust after each
             stage, the finished stages kept for a resume).
+        ids: one integer per image naming it in the evaluation's sample (default 0..N-1): its
+            random draws derive from (seed, id), whatever batch, shard or device it is in.
 
     Returns float32 images within eps and in [0, 1].
     """
@@ -183,4 +186,4 @@ def autoattack_fast(model, x, y, eps=8 / 255, steps=25, target_steps=25, target_
                        if num_classes is not None else close_targets, close_fraction, queries,
                        eot_draws if randomized else None)
     return run_plan(model, x, y, eps, stages_plan, seed, precision, batch_size, progress, log,
-                    stages)
+                    stages, ids)

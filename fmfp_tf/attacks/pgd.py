@@ -63,7 +63,7 @@ def _run(model, x, y, eps, step_size, steps, start, norm):
 
 
 def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_start=True,
-        restarts=1, seed=0, batch_size=256, progress=None):
+        restarts=1, seed=0, batch_size=256, progress=None, ids=None):
     """Untargeted PGD; with restarts, each example keeps the first restart that fools the model
     (or the highest-loss one).
 
@@ -73,6 +73,8 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
         steps, restarts: iterations per run and independent random starts.
         seed: seeds the random starts (int); the same seed gives the same result on every
             backend.
+        ids: one integer per image naming it in the evaluation's sample (default 0..N-1): its
+            random starts derive from (seed, id), whatever batch it is crafted in.
 
     Returns float32 adversarial images within the budget and in [0, 1].
     """
@@ -84,15 +86,16 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
         "step_size", step_size, 0.0, 1.0 if norm == "inf" else 1e3, low_open=True)
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
+    seed = common.seed_of(seed)
     run = common.compiled(_run, model)
     scalars = [common.tensor(v, "float32") for v in (eps, step_size)] + [common.tensor(steps)]
 
-    def attack(a, b, first):
+    def attack(a, b, batch_ids):
         best, best_loss = a.copy(), np.full(len(a), -np.inf, np.float32)
         fooled = np.zeros(len(a), bool)
         for restart in range(restarts):
-            start = (uniform_start(common.rng(seed, first, restart), a.shape, norm)
-                     if random_start else np.zeros_like(a))
+            start = (common.per_image(seed, batch_ids, (restart,), lambda draw: uniform_start(
+                draw, (1, *a.shape[1:]), norm)[0]) if random_start else np.zeros_like(a))
             # the loop has no early exit: `steps` gradients, then the logits at the end
             counting.add(model, len(a), forward=steps + 1, backward=steps)
             candidate, loss, wrong = (common.numpy(t) for t in run(
@@ -104,7 +107,7 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
             fooled |= wrong
         return best
 
-    return common.batched(attack, x, y, batch_size, progress)
+    return common.batched(attack, x, y, batch_size, progress, ids)
 
 
 def ifgsm(model, x, y, eps=8 / 255, steps=10, step_size=None, batch_size=256, progress=None):

@@ -17,8 +17,9 @@ def rfgsm_graph(model, x, y, eps, alpha, noise, clip_min=0.0, clip_max=1.0):
     return ops.clip(x_prime + (eps - alpha) * ops.sign(grad), clip_min, clip_max)
 
 
-def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress=None):
-    """Untargeted R+FGSM; alpha defaults to eps / 2 and must satisfy 0 <= alpha < eps."""
+def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress=None, ids=None):
+    """Untargeted R+FGSM; alpha defaults to eps / 2 and must satisfy 0 <= alpha < eps. An
+    image's noise derives from (seed, its id in `ids`, default 0..N-1), not from its batch."""
     eps = common.parse_eps(eps)
     alpha = eps / 2 if alpha is None else common.check_budget("alpha", alpha)
     if not 0 <= alpha < eps or eps == 0:
@@ -26,11 +27,13 @@ def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     run = common.compiled(rfgsm_graph, model)
+    seed = common.seed_of(seed)
 
-    def attack(a, b, first):
-        noise = common.rng(seed, first).standard_normal(a.shape).astype(np.float32)
+    def attack(a, b, batch_ids):
+        noise = common.per_image(seed, batch_ids, (), lambda draw: draw.standard_normal(
+            a.shape[1:])).astype(np.float32)
         counting.add(model, len(a), forward=1, backward=1)
         return run(common.tensor(a), common.tensor(b), common.tensor(eps, "float32"),
                    common.tensor(alpha, "float32"), common.tensor(noise))
 
-    return common.batched(attack, x, y, batch_size, progress)
+    return common.batched(attack, x, y, batch_size, progress, ids)

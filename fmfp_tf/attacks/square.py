@@ -81,7 +81,7 @@ def _search(model, x, y, eps, x_best, best, sides, tops, lefts, signs):
 
 
 def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_size=256,
-           progress=None):
+           progress=None, ids=None):
     """Untargeted L-inf Square Attack with a budget of `queries` model evaluations per image.
 
     Args:
@@ -93,6 +93,8 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
             every image in it is misclassified.
         p_init: the share of the image the first squares cover (0.8 in the paper for L-inf).
         seed: the same seed gives the same examples.
+        ids: one integer per image naming it in the evaluation's sample (default 0..N-1): its
+            stripes and squares derive from (seed, id), whatever batch it is crafted in.
 
     Returns float32 adversarial images within eps and in [0, 1].
     """
@@ -102,6 +104,7 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
     x = common.check_images(x)
     num_classes = common.num_classes_of(model, x)
     y = common.check_labels(y, len(x), num_classes)
+    seed, ids = common.seed_of(seed), common.image_ids(ids, len(x))
     height, width = x.shape[1], x.shape[2]
     shorter = min(height, width)
     # the square's side at each query: sqrt(p * pixels), between 1 and side - 1
@@ -117,7 +120,8 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
     for first in range(0, len(x), batch_size):
         part = slice(first, first + batch_size)
         count, _, width, channels = x[part].shape
-        stripes = np.sign(common.rng(seed, first).uniform(-1.0, 1.0, (count, 1, width, channels)))
+        stripes = np.sign(common.per_image(seed, ids[part], (0,), lambda draw: draw.uniform(
+            -1.0, 1.0, (1, width, channels))))
         counting.add(model, count, forward=2)  # the stripes and the clean input
         x_best, margins = start(common.tensor(x[part]), common.tensor(y[part]), eps_t,
                                 common.tensor(stripes.astype(np.float32)))
@@ -132,11 +136,12 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
         segment = sides[first:first + SEGMENT]
         for begin in range(0, len(todo), batch_size):
             index = todo[begin:begin + batch_size]
-            draw = common.rng(seed, 1 + int(index[0]), first)
             count = len(index)
-            tops = np.stack([draw.integers(0, height - side + 1, count) for side in segment])
-            lefts = np.stack([draw.integers(0, width - side + 1, count) for side in segment])
-            signs = np.sign(draw.uniform(-1.0, 1.0, (len(segment), count, 1, 1, x.shape[3])))
+            # per image and query: where the square goes and its signs (queries on axis 0)
+            tops, lefts, signs = common.per_image(seed, ids[index], (1, first), lambda draw: (
+                draw.integers(0, height - segment + 1), draw.integers(0, width - segment + 1),
+                np.sign(draw.uniform(-1.0, 1.0, (len(segment), 1, 1, x.shape[3])))))
+            tops, lefts, signs = tops.T, lefts.T, np.moveaxis(signs, 0, 1)
             x_best, margins, executed = search(
                 common.tensor(x[index]), common.tensor(y[index]), eps_t,
                 common.tensor(out[index]), common.tensor(best[index]), common.tensor(segment),

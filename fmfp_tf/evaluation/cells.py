@@ -64,7 +64,7 @@ def _json_form(parts):
     return json.loads(json.dumps(parts, sort_keys=True, default=str))
 
 
-def _check(saved, key, parts):
+def check(saved, key, parts=None):
     """(record, bits or None) of a cell read from disk, or DamagedCell naming what is wrong."""
     if not isinstance(saved, dict) or not isinstance(saved.get("record"), dict):
         raise DamagedCell("not a cell (no record)")
@@ -128,7 +128,7 @@ class CellStore:
                 raise DamagedCell("a symbolic link (cells are never read through links)")
             with open(path, encoding="utf-8") as handle:
                 saved = json.load(handle)
-            return _check(saved, key, parts)
+            return check(saved, key, parts)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError) as error:

@@ -18,7 +18,7 @@ from fmfp_tf import attacks as attack_lib
 from fmfp_tf import data, runs
 from fmfp_tf.attacks import counting
 from fmfp_tf.errors import DataError, ModelError, UsageError
-from fmfp_tf.evaluation import attack_specs, cells, threat_models
+from fmfp_tf.evaluation import attack_specs, cells, shards, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
 from fmfp_tf.evaluation.report import format_eps
 from fmfp_tf.models_io import check_compatible, load_model, resolve_model_path
@@ -192,7 +192,7 @@ def _worst_case(base, threat, correct, source_entry):
 
 def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
              n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
-             crafted=None, white_box_attacks=(), store=None, skip=0):
+             crafted=None, white_box_attacks=(), store=None, skip=0, shard=None):
     """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
     from `attack_specs`, by default every selectable one).
 
@@ -211,9 +211,19 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     is read back instead of attacked again: an interrupted evaluation continues where it stopped.
     `skip`: evaluate the seeded test sample's images skip+1 .. skip+n (one shard of a longer
     evaluation; each record says its `skip`).
+    `shard`: "K/N" or (K, N): only the K-th of N contiguous parts of those n images (one job of
+    an array over hosts; `shards.join` puts the parts together). Every image's random draws
+    derive from (seed, its place in the sample), so a part's per-image results are the whole
+    run's.
     """
     if isinstance(skip, bool) or not isinstance(skip, (int, np.integer)) or skip < 0:
         raise UsageError(f"skip must be a non-negative integer; got {skip!r}")
+    sample_n, shard_text = None, None
+    if shard is not None:
+        k, count = shards.parse_shard(shard if isinstance(shard, str) else
+                                      "/".join(map(str, shard)))
+        first, stop = shards.shard_range(k, count, n)
+        sample_n, shard_text, skip, n = n, f"{k}/{count}", skip + first, stop - first
     settings = settings or AttackSettings()
     log = log or logger.info
     attacks = attack_specs.names_selectable() if attacks is None else attacks
@@ -233,7 +243,7 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     unique_names(entries)  # one label per model in records and reports
     _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
     job = _Job(attacks, white_box_attacks, eps_values, threats, n, source, settings, dataset,
-               data_dir, log, crafted, store, int(skip))
+               data_dir, log, crafted, store, int(skip), shard_text, sample_n)
     records = []
     for entry in entries:
         records += _evaluate_one(job, entry)
@@ -345,6 +355,8 @@ class _Job:
     crafted: typing.Optional[dict]
     store: typing.Optional[cells.CellStore]
     skip: int = 0
+    shard: typing.Optional[str] = None     # "K/N" when this is one part of a split sample
+    sample_n: typing.Optional[int] = None  # the images of the whole split sample
 
 
 @dataclasses.dataclass
@@ -361,6 +373,7 @@ class _Target:
     images_digest: str
     labels_digest: str
     model_digest: typing.Optional[str]
+    ids: np.ndarray = None  # each image's place in the seeded sample: its random draws' key
 
 
 def _target(job, entry):
@@ -370,12 +383,15 @@ def _target(job, entry):
     randomized = threat_models.is_randomised_at_test_time(entry.model)
     base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
             "size_pixels": entry.size_pixels, "dataset": dataset_name, "n": int(len(y)),
-            "skip": job.skip, "randomized": randomized}
+            "skip": job.skip, "randomized": randomized, "seed": job.settings.seed}
+    if job.shard:  # which part of which sample, for `fmfp-tf report` to join and check
+        base.update(shard=job.shard, sample_n=job.sample_n)
     # examples are reused only for the very same test images
     return _Target(entry, x, y, num_classes, dataset_name, randomized, base,
                    hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
                    hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()[:16],
-                   _model_digest(entry) if job.store is not None else None)
+                   _model_digest(entry) if job.store is not None else None,
+                   job.skip + np.arange(len(y), dtype=np.int64))
 
 
 def _evaluate_one(job, entry):
@@ -387,7 +403,9 @@ def _evaluate_one(job, entry):
                 "accuracy": float((clean == target.y).mean()), "params": {}, "seconds": 0.0,
                 "zero_gradient_share": zero_gradient_share(entry.model, target.x, target.y,
                                                            settings.batch_size)}]
-    shard = f" (the sample's images {job.skip + 1}-{job.skip + len(target.y)})" if job.skip else ""
+    shard = (f" (the sample's images {job.skip + 1}-{job.skip + len(target.y)}"
+             + (f", shard {job.shard} of {job.sample_n}" if job.shard else "") + ")"
+             if job.skip or job.shard else "")
     job.log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(target.y)} "
             f"images{shard}")
     for threat in job.threats:
@@ -437,6 +455,8 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
             labels=target.labels_digest, threat=threat, attack=attack, eps=eps, params=params,
             eot_samples=settings.eot_samples, name=entry.name,
             source=source_entry and source_entry.name)
+        if "seed" in params:  # random draws per image, keyed by its place in the sample
+            parts["draws"] = ["per image", int(target.ids[0]), len(target.ids)]
         cell = cells.cell_key(**parts)
 
         def damaged(path, reason):
@@ -497,7 +517,8 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
         return job.crafted[key]
     with counting.counted() as passes:
         x_adv = spec.craft(crafter, target.x, target.y, eps, job.settings, progress,
-                           target.randomized and threat == "white-box", **hooks)
+                           target.randomized and threat == "white-box", ids=target.ids,
+                           **hooks)
     if keep:  # a reused example cost what crafting it cost, and the record says so
         job.crafted[key] = (x_adv, passes)
     return x_adv, passes

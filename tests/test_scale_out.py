@@ -1,0 +1,137 @@
+"""Evaluation split over hosts: `evaluate --shard K/N` parts joined by `fmfp-tf report` give the
+records of one whole run, image for image (every random draw derives from the seed and the
+image's place in the sample), and what must not be joined is refused by name."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from fmfp_tf.errors import UsageError
+from fmfp_tf.evaluation import AttackSettings, evaluate, load_entry, write_report
+from fmfp_tf.evaluation.cells import CellStore
+from fmfp_tf.evaluation.shards import join, parse_shard, shard_range
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+ATTACKS = ["apgd-ce", "square"]
+
+
+def _model(path, seed):
+    keras.utils.set_random_seed(seed)
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                      keras.layers.Flatten(), keras.layers.Dense(43)]).save(path)
+    return load_entry(str(path))
+
+
+def _run(entry, out, batch_size=256, shard=None, n=40, seed=0, steps=4):
+    settings = AttackSettings(apgd_steps=steps, square_queries=30, batch_size=batch_size,
+                              unbounded_check=False, seed=seed)
+    records = evaluate([entry], ATTACKS, eps_values=["2/255"], n=n, settings=settings,
+                       dataset="synthetic", log=lambda _: None, store=CellStore(
+                           os.path.join(out, "cells")), shard=shard)
+    write_report(records, str(out))
+    return records
+
+
+def _comparable(records):
+    return sorted(json.dumps({k: v for k, v in r.items() if k not in ("seconds", "skip")},
+                             sort_keys=True) for r in records)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("split")
+    entry = _model(root / "m.keras", 0)
+    whole = _run(entry, root / "whole")
+    _run(entry, root / "one", batch_size=7, shard="1/2")
+    _run(entry, root / "two", batch_size=7, shard="2/2")
+    return root, entry, whole
+
+
+def test_two_shards_joined_are_the_whole_run_image_for_image(split):
+    root, _, whole = split
+    joined = join([str(root / "two"), str(root / "one")])  # in any order
+    by_cell = {(r["attack"], r["threat_model"]): r for r in joined}
+    for record in whole:
+        got = by_cell[(record["attack"], record["threat_model"])]
+        assert (got["n"], got["accuracy"]) == (record["n"], record["accuracy"]), record["attack"]
+        if record.get("passes"):  # each image costs what it cost in the whole run, and each
+            # further call one forward pass of one image (reading the number of classes)
+            assert got["passes"]["backward"] == record["passes"]["backward"], record["attack"]
+            assert 0 <= got["passes"]["forward"] - record["passes"]["forward"] <= 2
+    shard = json.loads((root / "two" / "results.json").read_text())["records"][0]
+    assert (shard["shard"], shard["sample_n"], shard["skip"], shard["n"]) == ("2/2", 40, 20, 20)
+    # the kept cells of a part are those of the whole run's images: the bits concatenate
+    assert any(0 < r["accuracy"] < 1 for r in joined if r["attack"] in ATTACKS)
+
+
+def test_report_joins_from_the_command_line_and_re_renders_one_folder(split, tmp_path):
+    root, _, whole = split
+    done = subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", "report", str(root / "one"),
+                           str(root / "two"), "--out", str(tmp_path / "joined")],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    joined = json.loads((tmp_path / "joined" / "results.json").read_text())["records"]
+    worst = next(r for r in joined if r["attack"] == "worst-case")
+    expected = next(r for r in whole if r["attack"] == "worst-case")
+    assert (worst["accuracy"], worst["n"]) == (expected["accuracy"], 40)
+    assert worst["ci95_low"] < worst["accuracy"] < worst["ci95_high"] or worst["accuracy"] in (0, 1)
+    assert "40 test images" in (tmp_path / "joined" / "results.md").read_text()
+    again = subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", "report",
+                            str(root / "whole"), "--out", str(tmp_path / "again")],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _comparable(json.loads((tmp_path / "again" / "results.json").read_text())["records"]) \
+        == _comparable(json.loads((root / "whole" / "results.json").read_text())["records"])
+    refused = subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", "report", str(root / "one"),
+                              str(root / "two"), "--out", str(root / "one")],
+                             capture_output=True, text=True, env=ENV, timeout=300)
+    assert refused.returncode != 0 and "is one of the shard folders" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_what_must_not_be_joined_is_refused(split, tmp_path):
+    root, entry, _ = split
+    with pytest.raises(UsageError, match=r"shard\(s\) 2/2 missing"):
+        join([str(root / "one")])
+    with pytest.raises(UsageError, match="hold the same images"):
+        join([str(root / "one"), str(root / "whole")])
+    other = _model(tmp_path / "m.keras", 1)
+    _run(other, tmp_path / "other", shard="2/2")
+    with pytest.raises(UsageError, match="different model file"):
+        join([str(root / "one"), str(tmp_path / "other")])
+    _run(entry, tmp_path / "steps", shard="2/2", steps=5)
+    with pytest.raises(UsageError, match=r"measured m.keras differently .* only one has \[white-box\] apgd-ce"):
+        join([str(root / "one"), str(tmp_path / "steps")])
+    _run(entry, tmp_path / "seed", shard="2/2", seed=1)
+    with pytest.raises(UsageError, match="different seed"):
+        join([str(root / "one"), str(tmp_path / "seed")])
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(root / "two", unfinished)
+    (unfinished / "results.json").unlink()
+    with pytest.raises(UsageError, match="no results.json"):
+        join([str(root / "one"), str(unfinished)])
+    no_cells = tmp_path / "no-cells"
+    shutil.copytree(root / "two", no_cells)
+    shutil.rmtree(no_cells / "cells")
+    with pytest.raises(UsageError, match="kept cell of m.keras \\[white-box\\] apgd-ce is missing"):
+        join([str(root / "one"), str(no_cells)])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0/2", "K must lie in 1..2"), ("3/2", "K must lie in 1..2"), ("1/0", "N .* must be 1"),
+    ("a/b", "must be K/N"), ("1", "must be K/N")])
+def test_bad_shards_are_one_line_errors(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_shard(text)
+
+
+def test_shards_partition_the_sample_and_an_empty_shard_is_refused():
+    parts = [shard_range(k, 3, 10) for k in (1, 2, 3)]
+    assert parts == [(0, 3), (3, 6), (6, 10)]
+    with pytest.raises(UsageError, match="some shard would hold no image"):
+        shard_range(3, 3, 2)
