@@ -37,6 +37,11 @@ def _split(value):
                    "of an array over hosts (Slurm: --shard $((SLURM_ARRAY_TASK_ID+1))/N); each "
                    "image's result is the one the whole run would give, and `fmfp-tf report` "
                    "joins the parts' folders.")
+@click.option("--devices", default="auto", show_default=True, metavar="N|all|auto",
+              help="Local devices the attacks run data-parallel over (JAX: a "
+                   "keras.distribution.DataParallel mesh; TensorFlow: a MirroredStrategy). auto: "
+                   "every accelerator, one CPU device when there is none; all: every local "
+                   "device. Results do not depend on it, image for image.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output directory; finished cells are kept in OUT/cells as they finish, and "
                    "the same command again continues with the missing ones.")
@@ -44,8 +49,8 @@ def _split(value):
 @click.option("--data-dir", help="Override the data directory recorded in the run directory.")
 @click.option("--unsafe-load", is_flag=True,
               help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
-def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, out, dataset, data_dir,
-             unsafe_load, **settings):
+def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, devices, out, dataset,
+             data_dir, unsafe_load, **settings):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots.
 
     Each (model, threat model, attack, eps) cell is written to OUT/cells the moment it is done:
@@ -57,6 +62,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, out, da
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
     from fmfp_tf.atomic import file_lock
+    from fmfp_tf.attacks import devices as devices_lib
     from fmfp_tf.budgets import parse_eps
     from fmfp_tf.errors import UsageError
     from fmfp_tf.evaluation import evaluate as run, load_entry, write_report
@@ -73,6 +79,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, out, da
         from fmfp_tf.evaluation.shards import parse_shard, shard_range
 
         shard_range(*parse_shard(shard), n)  # refused before any model is loaded
+    device_count = devices_lib.count(devices)
     eps_values = [parse_eps(e) for e in _split(eps)]
     if not eps_values:
         raise UsageError("--eps is empty: give at least one budget, e.g. --eps 8/255 (the "
@@ -99,7 +106,12 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, out, da
         raise UsageError(f"{cells_folder}: is not a folder; the finished cells are kept there "
                          "(move it away, or choose another --out)")
     # one evaluation writes into a folder at a time: a second one would replace its results
-    with file_lock(os.path.join(out, ".evaluate.lock"), out, "this evaluation folder is"):
+    with file_lock(os.path.join(out, ".evaluate.lock"), out, "this evaluation folder is"), \
+            devices_lib.data_parallel(device_count):
+        if device_count > 1:
+            click.echo(f"attacks run data-parallel over {device_count} devices "
+                       f"({', '.join(devices_lib.local_devices()[0][:device_count])})", err=True)
+        # loaded inside: on TensorFlow each replica gets its copy of the variables
         entries = [load_entry(path, unsafe=unsafe_load) for path in models]
         source = load_entry(source_model, unsafe=unsafe_load) if source_model else None
         # every finished cell is kept in OUT/cells at once: the same command again continues

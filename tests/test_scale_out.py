@@ -135,3 +135,50 @@ def test_shards_partition_the_sample_and_an_empty_shard_is_refused():
     assert parts == [(0, 3), (3, 6), (6, 10)]
     with pytest.raises(UsageError, match="some shard would hold no image"):
         shard_range(3, 3, 2)
+
+
+TWO_DEVICES = {
+    # TensorFlow: two logical CPU devices, made before TensorFlow starts, then the CLI in-process
+    "tensorflow": ("import sys, tensorflow as tf\n"
+                   "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+                   "tf.config.set_logical_device_configuration(\n"
+                   "    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+                   "from fmfp_tf.cli.main import main\n"
+                   "sys.argv = ['fmfp-tf', *sys.argv[1:]]\n"
+                   "main()\n"),
+    # JAX: two virtual CPU devices from XLA's flag
+    "jax": "import sys\nfrom fmfp_tf.cli.main import main\nsys.argv = ['fmfp-tf', *sys.argv[1:]]\n"
+           "main()\n",
+}
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_one_and_two_devices_give_the_same_records(split, tmp_path, backend):
+    """`evaluate --devices 2` (a MirroredStrategy over two logical CPU devices on TensorFlow, a
+    DataParallel mesh over two XLA host devices on JAX) gives the records of one device, image
+    for image; a count above the machine's devices is one line."""
+    pytest.importorskip("jax")
+    root = split[0]
+    env = {**ENV, "KERAS_BACKEND": backend,
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    script = tmp_path / "cli.py"
+    script.write_text(TWO_DEVICES[backend])
+
+    def evaluate(devices, out):
+        return subprocess.run(
+            [sys.executable, str(script), "evaluate", "--model", str(root / "m.keras"),
+             "--dataset", "synthetic", "--n", "40", "--attacks", "apgd-ce,square",
+             "--apgd-steps", "4", "--square-queries", "30", "--eps", "2/255", "--batch-size",
+             "20", "--no-unbounded-check", "--devices", devices, "--out", str(out)],
+            capture_output=True, text=True, env=env, timeout=600)
+
+    one, two = evaluate("1", tmp_path / "one"), evaluate("2", tmp_path / "two")
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "data-parallel over 2 devices" in two.stderr
+    records = [json.loads((tmp_path / name / "results.json").read_text())["records"]
+               for name in ("one", "two")]
+    assert _comparable(records[0]) == _comparable(records[1])
+    too_many = evaluate("3", tmp_path / "three")
+    assert too_many.returncode != 0 and "devices 3: this machine has 2 local device(s)" in \
+        too_many.stderr and "Traceback" not in too_many.stderr

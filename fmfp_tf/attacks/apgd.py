@@ -260,7 +260,7 @@ def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
     is_end, interval = (common.tensor(a) for a in schedule(steps))
     scalars = (common.tensor(eps, "float32"), common.tensor(steps))
     crafter = precision_lib.crafting_model(model, precision)
-    run = common.compiled(apgd_graph, crafter)
+    run = common.compiled(apgd_graph, crafter, batch=("x", "y", "target", "start"))
     logits = common.predict_logits(model, x, batch_size)
     best = x.copy()
     fooled = logits.argmax(-1) != y  # already misclassified inputs are left as they are

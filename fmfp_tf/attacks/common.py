@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from fmfp_tf import backend
-from fmfp_tf.attacks import counting
+from fmfp_tf.attacks import counting, devices
 from fmfp_tf.budgets import parse_eps  # noqa: F401  (the attacks' API: common.parse_eps)
 from fmfp_tf.errors import UsageError
 
@@ -149,11 +149,15 @@ def steepest(grad, norm):
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def compiled(fn, model):
+def compiled(fn, model, batch=()):
     """`fn(model, *tensors, **python_values)` compiled for `model` on the current backend, once
     per model, called as `run(*tensors, **python_values)` (the model's variables are read where
     they live on TensorFlow and passed in on JAX). The compiled function holds the model weakly,
-    so a model dropped by its caller is freed with its compiled attacks."""
+    so a model dropped by its caller is freed with its compiled attacks.
+
+    `batch` names the parameters that hold one row per image (axis 0): inside
+    `devices.data_parallel(...)` those are split over the devices and the rest is replicated,
+    so one call runs data-parallel (outputs of rank 0 are the largest over the devices)."""
     try:
         cache = _COMPILED.setdefault(model, {})
         reference = weakref.ref(model)
@@ -164,7 +168,13 @@ def compiled(fn, model):
         def bound(*args, **kwargs):
             return fn(reference(), *args, **kwargs)
 
-        cache[key] = backend.current().compile(bound, model)
+        names = list(inspect.signature(fn).parameters)[1:]  # after the model
+        unknown = set(batch) - set(names)
+        if unknown:
+            raise TypeError(f"{fn.__name__} has no parameter(s) {sorted(unknown)}")
+        positions = tuple(index for index, name in enumerate(names) if name in batch)
+        cache[key] = devices.parallel(backend.current().compile(bound, model), positions,
+                                      reference)
     return cache[key]
 
 
@@ -186,7 +196,7 @@ def num_classes_of(model, x_sample):
 
 def predict_logits(model, x, batch_size=256):
     """float32 logits of the images `x` (non-empty), `batch_size` at a time, compiled."""
-    run = compiled(logits_of, model)
+    run = compiled(logits_of, model, batch=("x",))
     counting.add(model, len(x), forward=1)
     return np.concatenate([np.asarray(numpy(run(tensor(x[i:i + batch_size]))),
                                       np.float32)

@@ -118,7 +118,7 @@ def cw_l2(model, x, y, confidence=0.0, learning_rate=0.01, initial_const=0.01,
     max_iterations = common.check_positive_int("max_iterations", max_iterations)
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
-    run = common.compiled(_attack, model)
+    run = common.compiled(_attack, model, batch=("x", "y"))
 
     def attack(a, b, _):
         x_adv, iterations = run(common.tensor(a), common.tensor(b),

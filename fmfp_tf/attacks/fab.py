@@ -153,7 +153,7 @@ def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha
     if not len(x):
         return x.copy()
     crafter = precision_lib.crafting_model(model, precision)
-    run = common.compiled(fab_graph, crafter)
+    run = common.compiled(fab_graph, crafter, batch=("x", "y", "target", "start"))
     settings = (common.tensor(steps), common.tensor(alpha_max, "float32"),
                 common.tensor(eta, "float32"), common.tensor(beta, "float32"))
     logits = common.predict_logits(model, x, batch_size)

@@ -25,7 +25,7 @@ def fgsm(model, x, y, eps=8 / 255, batch_size=256, progress=None):
     eps = common.parse_eps(eps)
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
-    run = common.compiled(fgsm_graph, model)
+    run = common.compiled(fgsm_graph, model, batch=("x", "y"))
 
     def attack(a, b, _):
         counting.add(model, len(a), forward=1, backward=1)

@@ -87,7 +87,7 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
     seed = common.seed_of(seed)
-    run = common.compiled(_run, model)
+    run = common.compiled(_run, model, batch=("x", "y", "start"))
     scalars = [common.tensor(v, "float32") for v in (eps, step_size)] + [common.tensor(steps)]
 
     def attack(a, b, batch_ids):

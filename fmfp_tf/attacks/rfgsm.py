@@ -26,7 +26,7 @@ def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress
         raise UsageError(f"rfgsm needs 0 <= alpha < eps; got alpha {alpha:g}, eps {eps:g}")
     x = common.check_images(x)
     y = common.check_labels(y, len(x), common.num_classes_of(model, x))
-    run = common.compiled(rfgsm_graph, model)
+    run = common.compiled(rfgsm_graph, model, batch=("x", "y", "noise"))
     seed = common.seed_of(seed)
 
     def attack(a, b, batch_ids):

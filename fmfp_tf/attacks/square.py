@@ -54,18 +54,19 @@ def _start(model, x, y, eps, stripes):
 
 def _search(model, x, y, eps, x_best, best, sides, tops, lefts, signs):
     """One segment of the random search: query k redraws a square of side `sides[k]` at
-    (`tops[k]`, `lefts[k]`) with per-channel signs `signs[k]`, for every image."""
+    (`tops[:, k]`, `lefts[:, k]`) with per-channel signs `signs[:, k]`, for every image (one row
+    per image, so the draws split over devices with the images)."""
     height, width = ops.shape(x)[1], ops.shape(x)[2]
     rows = ops.arange(height)[None, :]
     cols = ops.arange(width)[None, :]
 
     def body(i, x_best, best):
         side = ops.take(sides, i)
-        top, left = ops.take(tops, i, axis=0)[:, None], ops.take(lefts, i, axis=0)[:, None]
+        top, left = ops.take(tops, i, axis=1)[:, None], ops.take(lefts, i, axis=1)[:, None]
         in_rows = (rows >= top) & (rows < top + side)
         in_cols = (cols >= left) & (cols < left + side)
         window = ops.expand_dims(in_rows[:, :, None] & in_cols[:, None, :], -1)
-        delta = ops.where(window, eps * ops.take(signs, i, axis=0), x_best - x)
+        delta = ops.where(window, eps * ops.take(signs, i, axis=1), x_best - x)
         candidate = ops.clip(x + delta, 0.0, 1.0)
         value = common.margin(common.logits_of(model, candidate), y)
         # only inputs not yet fooled are updated; fooled ones keep their example
@@ -113,7 +114,9 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
                       for q in range(queries)], np.int32)
     if not len(x):
         return x.copy()
-    start, search = common.compiled(_start, model), common.compiled(_search, model)
+    start = common.compiled(_start, model, batch=("x", "y", "stripes"))
+    search = common.compiled(_search, model, batch=("x", "y", "x_best", "best", "tops", "lefts",
+                                                    "signs"))
     eps_t = common.tensor(eps, "float32")
     out = np.empty_like(x)
     best = np.empty(len(x), np.float32)
@@ -137,11 +140,10 @@ def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_siz
         for begin in range(0, len(todo), batch_size):
             index = todo[begin:begin + batch_size]
             count = len(index)
-            # per image and query: where the square goes and its signs (queries on axis 0)
+            # per image and query: where the square goes and its signs
             tops, lefts, signs = common.per_image(seed, ids[index], (1, first), lambda draw: (
                 draw.integers(0, height - segment + 1), draw.integers(0, width - segment + 1),
                 np.sign(draw.uniform(-1.0, 1.0, (len(segment), 1, 1, x.shape[3])))))
-            tops, lefts, signs = tops.T, lefts.T, np.moveaxis(signs, 0, 1)
             x_best, margins, executed = search(
                 common.tensor(x[index]), common.tensor(y[index]), eps_t,
                 common.tensor(out[index]), common.tensor(best[index]), common.tensor(segment),

@@ -5,6 +5,8 @@ JAX compiles pure functions, so a model's variables enter a compiled attack as a
 state of a layer random at test time) is carried through every loop and gradient explicitly and
 written back after the call: the next batch draws new randomness, as it would on TensorFlow.
 """
+import contextlib
+
 import jax
 from keras import StatelessScope
 from keras.src.backend.common.stateless_scope import get_stateless_scope
@@ -117,3 +119,37 @@ def compile(fn, model):
         return out
 
     return run
+
+
+def local_devices():
+    devices = jax.local_devices()
+    return ([str(d) for d in devices], [str(d) for d in devices if d.platform != "cpu"])
+
+
+class Replicas:
+    """A compiled attack over a `keras.distribution.DataParallel` mesh of the first `count`
+    local devices: per-image arguments sharded on the batch axis, everything else replicated,
+    one program (XLA partitions it). A batch that does not divide evenly runs unsharded."""
+
+    def __init__(self, count):
+        import keras
+
+        self.count = count
+        self.distribution = keras.distribution.DataParallel(
+            devices=keras.distribution.list_devices()[:count])
+
+    def scope(self):
+        return contextlib.nullcontext()  # variables are replicated as the program needs them
+
+    def call(self, run, args, static, positions, model):
+        import keras
+
+        del model  # its variables enter the program as arguments, replicated as needed
+        rows = args[positions[0]].shape[0]
+        if rows % self.count:
+            return run(*args, **static)
+        args = list(args)
+        for index in positions:
+            layout = self.distribution.get_data_layout(args[index].shape)
+            args[index] = keras.distribution.distribute_tensor(args[index], layout)
+        return run(*args, **static)

@@ -44,3 +44,20 @@ def while_loop(cond, body, loop_vars):
     while bool(cond(*loop_vars)):
         loop_vars = tuple(body(*loop_vars))
     return loop_vars
+
+
+def local_devices():
+    import torch
+
+    gpus = [f"cuda:{k}" for k in range(torch.cuda.device_count())]
+    return ["cpu", *gpus], gpus
+
+
+class Replicas:
+    """Data-parallel attacks are not built on PyTorch (its eager attacks run on one device)."""
+
+    def __init__(self, count):
+        from fmfp_tf.errors import UsageError
+
+        raise UsageError(f"{count} devices: data-parallel attacks run on TensorFlow and JAX; on "
+                         "PyTorch attacks use one device (--devices 1)")
