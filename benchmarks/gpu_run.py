@@ -123,7 +123,34 @@ def measure(bundle_dir, n, queries, steps):
             row[name] = {"seconds": round(seconds, 2), "images_per_s": round(len(y) / seconds, 1),
                          "robust_accuracy": robust}
             print(json.dumps({os.path.basename(path): {name: row[name]}}), flush=True)
+        row["devices"] = _devices(path, x, y, steps)
     return results
+
+
+def _devices(path, x, y, steps):
+    """APGD-CE on one device against all local devices (a DataParallel mesh), side by side:
+    images/s of each and whether every image's example is the same."""
+    import numpy as np
+
+    from fmfp_tf import attacks
+    from fmfp_tf.attacks import devices
+    from fmfp_tf.models_io import load_model
+
+    out = {}
+    for label, wanted in (("one", 1), ("all", "all")):
+        with devices.data_parallel(wanted) as count:
+            model = load_model(path)  # inside: mirrored where the backend needs it
+            attacks.apgd(model, x[:2 * count], y[:2 * count], eps=EPS, steps=steps)  # compiles
+            start = time.perf_counter()
+            x_adv = attacks.apgd(model, x, y, eps=EPS, steps=steps)
+            seconds = time.perf_counter() - start
+        out[label] = {"devices": count, "images_per_s": round(len(y) / seconds, 1),
+                      "examples": x_adv}
+    same = bool(np.abs(out["one"].pop("examples") - out["all"].pop("examples")).max() < 1e-5)
+    out["same_examples"] = same
+    out["speedup"] = round(out["all"]["images_per_s"] / out["one"]["images_per_s"], 2)
+    print(json.dumps({os.path.basename(path): {"devices": out}}), flush=True)
+    return out
 
 
 def _train_step(model, x, y, batch=128, steps=20):

@@ -182,3 +182,43 @@ def test_one_and_two_devices_give_the_same_records(split, tmp_path, backend):
     too_many = evaluate("3", tmp_path / "three")
     assert too_many.returncode != 0 and "devices 3: this machine has 2 local device(s)" in \
         too_many.stderr and "Traceback" not in too_many.stderr
+
+
+def test_the_slurm_array_and_the_indexed_job_run_here_as_two_processes(split, tmp_path):
+    """docs/distributed: the Slurm array script and the Kubernetes Indexed Job's command, each
+    run here as two concurrent processes (the scheduler's index set by hand), then the report
+    script: both give the same joined records."""
+    import yaml
+
+    docs = os.path.join(os.path.dirname(__file__), "..", "docs", "distributed")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "fmfp-tf").write_text(f"#!/bin/sh\nexec {sys.executable} -m fmfp_tf_cli_start \"$@\"\n")
+    (shim / "fmfp-tf").chmod(0o755)
+    base = {**ENV, "PATH": f"{shim}{os.pathsep}{ENV.get('PATH', '')}",
+            "MODEL": str(split[0] / "m.keras"), "N": "16", "ATTACKS": "apgd-ce",
+            "EXTRA": "--dataset synthetic --apgd-steps 2 --no-unbounded-check --eps 2/255"}
+
+    def run_all(commands):
+        running = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+                   for command, env in commands]
+        for process in running:
+            _, err = process.communicate(timeout=600)
+            assert process.returncode == 0, err[-2000:]
+
+    slurm = {**base, "OUT": str(tmp_path / "slurm"), "SLURM_ARRAY_TASK_COUNT": "2",
+             "SLURM_ARRAY_TASK_MIN": "0"}
+    run_all([(["bash", os.path.join(docs, "slurm_array.sh")],
+              {**slurm, "SLURM_ARRAY_TASK_ID": str(index)}) for index in (0, 1)])
+    job = yaml.safe_load(open(os.path.join(docs, "indexed_job.yaml")))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert job["spec"]["completionMode"] == "Indexed" and container["command"] == ["bash", "-c"]
+    k8s = {**base, "OUT": str(tmp_path / "k8s"), "SHARDS": "2"}
+    run_all([(["bash", "-c", container["args"][0]], {**k8s, "JOB_COMPLETION_INDEX": str(index)})
+             for index in (0, 1)])
+    for env in (slurm, k8s):
+        run_all([(["bash", os.path.join(docs, "report.sh")], env)])
+    joined = [json.loads((tmp_path / name / "joined" / "results.json").read_text())["records"]
+              for name in ("slurm", "k8s")]
+    assert joined[0][0]["n"] == 16 and _comparable(joined[0]) == _comparable(joined[1])
