@@ -72,14 +72,48 @@ def native_notices_filtered():
                 os.write(2, "".join(kept).encode("utf-8"))
 
 
+def _pick_backend():
+    """Without TensorFlow (Keras's default backend) and with no backend chosen, the CLI uses the
+    one installed (`pip install 'fmfp-tf[jax]'` then `fmfp-tf evaluate` works as it is); a
+    backend named in KERAS_BACKEND, or an installed one named in ~/.keras/keras.json, is left
+    as it is."""
+    import importlib.util
+    import json
+
+    if "KERAS_BACKEND" in os.environ or importlib.util.find_spec("tensorflow") is not None:
+        return
+    config = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
+                          "keras.json")
+    modules = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+    try:
+        with open(config, encoding="utf-8") as handle:
+            named = modules.get(json.load(handle).get("backend"))
+        # (Keras writes its default there on first use: only an installed one is a choice)
+        if named and importlib.util.find_spec(named) is not None:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name, module in (("jax", "jax"), ("torch", "torch")):
+        if importlib.util.find_spec(module) is not None:
+            os.environ["KERAS_BACKEND"] = name  # this process is the CLI's own
+            return
+
+
 def main():
     """The `fmfp-tf` console script: imports the CLI (and with it Keras and TensorFlow) inside the
     filter, then runs it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process is the CLI's own
-    with native_notices_filtered():
-        from fmfp_tf.cli.main import main as cli_main
-
-        if "tensorflow" in sys.modules:
+    _pick_backend()
+    try:
+        with native_notices_filtered():
+            from fmfp_tf.cli.main import main as cli_main
+    except ImportError as error:  # Keras without its backend: the library's one line
+        if not str(error).startswith("fmfp_tf:"):
+            raise
+        sys.stderr.write(f"Error: {str(error)[len('fmfp_tf: '):]}\n")
+        sys.exit(1)
+    if "tensorflow" in sys.modules:
+        with native_notices_filtered():
             # CUDA is probed when devices are first listed, not at import: do it in the filter
             try:
                 sys.modules["tensorflow"].config.list_physical_devices()

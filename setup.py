@@ -9,6 +9,11 @@ import re
 from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
+TENSORFLOW = [
+    "tensorflow>=2.16,<2.22",  # Keras 3 era; 2.16 is the first release with Keras 3 as tf.keras
+    "tensorboard>=2.16",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in
+    "mtcnn==1.0.0",  # ships its P/R/O-Net weights inside the wheel: works offline
+]
 VERSION = re.search(
     r'^__version__ = "([^"]+)"', (HERE / "fmfp_tf" / "version.py").read_text(), re.M
 ).group(1)
@@ -30,23 +35,27 @@ setup(
     py_modules=["fmfp_tf_cli_start"],
     package_data={"fmfp_tf": ["py.typed"], "fmfp_tf.configs": ["*.yaml"],
                   "fmfp_tf.reproduction": ["paper_tables.csv"]},
+    # the library, the layers, the attacks and `fmfp-tf evaluate` run on any Keras backend: the
+    # backend itself comes from an extra (README: `.[tensorflow]`, `.[jax]`, `.[torch]`)
     install_requires=[
-        "tensorflow>=2.16,<2.22",  # Keras 3 era; 2.16 is the first release with Keras 3 as tf.keras
         # the layers build on Keras's image preprocessing base (3.8+); tested up to 3.15
         "keras>=3.8,<3.16",
-        "tensorboard>=2.16",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in
         "numpy>=1.26",
         "click>=8.1",
         "pyyaml>=6.0",
         "matplotlib>=3.7",
         "pillow>=10.0",
-        "mtcnn==1.0.0",  # ships its P/R/O-Net weights inside the wheel: works offline
     ],
     extras_require={
-        # JAX: the layers are also tested on the JAX backend (beside TensorFlow: tf.data on JAX)
+        # training, export and face extraction are TensorFlow's (tf.distribute, SavedModel, MTCNN)
+        "tensorflow": TENSORFLOW,
+        "jax": ["jax[cpu]>=0.4.30"],  # a CUDA machine: pip install "jax[cuda12]" beside it
+        "torch": ["torch>=2.1"],
+        # the default suite runs on TensorFlow, its backend tests on JAX beside it;
         # CleverHans 4.0.0: the reference the tests check FGSM, I-FGSM and C&W against
         # (docs/architecture.md, "CleverHans"); tests/cleverhans_compat.py fixes it for Keras 3
-        "test": ["pytest>=7.4", "hypothesis>=6.90", "jax[cpu]>=0.4.30", "cleverhans==4.0.0"],
+        "test": TENSORFLOW + ["pytest>=7.4", "hypothesis>=6.90", "jax[cpu]>=0.4.30",
+                              "cleverhans==4.0.0"],
     },
     entry_points={"console_scripts": ["fmfp-tf=fmfp_tf_cli_start:main"]},
     classifiers=[

@@ -53,8 +53,8 @@ def run_guarded(command):
     except KeyboardInterrupt:
         report("interrupted", 130)
     except Exception as error:  # noqa: BLE001 - the library's own errors carry an exit code
-        from fmfp_tf.errors import FmfpError, is_storage_full, storage_full_reason
-        from fmfp_tf.training.loop import Interrupted
+        # the library's errors only: no TensorFlow (the training loop) to turn an error into a line
+        from fmfp_tf.errors import FmfpError, Interrupted, is_storage_full, storage_full_reason
 
         if isinstance(error, FmfpError):
             report(error.spelled(as_flag), error.exit_code)

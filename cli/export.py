@@ -13,6 +13,9 @@ import click
               help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
 def export(model, base, name, version, force, unsafe_load):
     """Export a trained model as a SavedModel laid out for TF Serving."""
+    from fmfp_tf.cli.options import needs_tensorflow
+
+    needs_tensorflow("export")
     from fmfp_tf.export import export as run_export
 
     click.echo(run_export(model, base, name, version=version, force=force, unsafe=unsafe_load))

@@ -83,3 +83,23 @@ def given_settings(groups, values):
 
     keys = {settings.key(cls, field.name) for cls in groups for field in settings.fields(cls)}
     return {key: value for key, value in values.items() if key in keys and value is not None}
+
+
+def needs_tensorflow(command):
+    """`fmfp-tf COMMAND` runs on TensorFlow (its training loop, SavedModels, MTCNN): one line
+    when it is not installed or Keras runs on another backend, before anything is read."""
+    import importlib.util
+    import os
+
+    from fmfp_tf.errors import UsageError
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UsageError(f"fmfp-tf {command} needs TensorFlow, which is not installed: pip "
+                         "install 'fmfp-tf[tensorflow]' (the layers, the attacks and fmfp-tf "
+                         "evaluate/report run without it)")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise UsageError(f"fmfp-tf {command} runs on Keras's TensorFlow backend; KERAS_BACKEND "
+                         f"is {os.environ.get('KERAS_BACKEND', keras.backend.backend())}: unset "
+                         "it or set it to tensorflow for this command")

@@ -42,6 +42,10 @@ def reproduce(tables, quick, data_root, data_dirs, out, models_dir):
     import logging
     import time
 
+    from fmfp_tf.cli.options import needs_tensorflow
+
+    needs_tensorflow("reproduce")  # it trains the models its tables need
+
     # each model gets its own traces of the attack graphs, which TensorFlow reports as retracing
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 

@@ -109,6 +109,10 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
     """
     import logging
 
+    from fmfp_tf.cli.options import needs_tensorflow
+
+    needs_tensorflow("train")
+
     from fmfp_tf.budgets import parse_eps
     from fmfp_tf.config import resolve_train_config
     from fmfp_tf.training import train as run_training

@@ -4,7 +4,8 @@ The defenses are Keras layers that randomise every training image and are the id
 inference; `defend` adds one to an existing model. They run on the TensorFlow, JAX and PyTorch
 backends. Everything else is a subpackage reachable as an attribute, imported on first use:
 `fmfp_tf.data`, `fmfp_tf.models`, `fmfp_tf.attacks`, `fmfp_tf.training`, `fmfp_tf.evaluation`,
-`fmfp_tf.reproduction` (training, tf.data and export use TensorFlow).
+`fmfp_tf.reproduction` (training, tf.data and export use TensorFlow; install the backend you use
+as an extra: `pip install 'fmfp-tf[jax]'`).
 
 `import fmfp_tf` imports Keras (and so its backend) and registers FeatureMask and FeaturePadding
 with Keras's serializer, so `keras.models.load_model` of a `.keras` file holding them works after
@@ -19,8 +20,29 @@ Example:
 import importlib
 import logging
 
+import os
+
 from fmfp_tf.errors import DataError, FmfpError, ModelError, UsageError
-from fmfp_tf.layers import FeatureMask, FeaturePadding
+
+
+def _keras_backend_missing(error):
+    """One line for Keras failing to import its backend (TensorFlow by default): which backend,
+    and the two ways out."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow (Keras's default)")
+    return ImportError(
+        f"fmfp_tf: Keras's backend {backend} is not installed (No module named "
+        f"{error.name!r}); install it (pip install 'fmfp-tf[tensorflow]', '[jax]' or '[torch]') "
+        "or set KERAS_BACKEND to an installed one: jax, torch or tensorflow")
+
+
+try:
+    import keras  # noqa: F401  (its backend is imported here: a missing one is named below)
+except ModuleNotFoundError as _error:
+    if _error.name and _error.name.split(".")[0] in ("tensorflow", "jax", "jaxlib", "torch"):
+        raise _keras_backend_missing(_error) from None
+    raise
+
+from fmfp_tf.layers import FeatureMask, FeaturePadding  # noqa: E402
 from fmfp_tf.version import __version__
 
 # the library reports progress to the "fmfp_tf" logger; the application (the CLI, a notebook)

@@ -70,3 +70,14 @@ def storage_full_reason(error):
         if message in text:
             return message.lower()
     return getattr(error, "strerror", None) or "no room to write"
+
+
+class Interrupted(Exception):
+    """A job stopped by SIGTERM/SIGINT after keeping its work (a checkpoint, finished cells);
+    not an FmfpError: no input was wrong. `parameters` as in `FmfpError`."""
+
+    def __init__(self, message, parameters=None):
+        super().__init__(message)
+        self.parameters = dict(parameters or {})
+
+    spelled = FmfpError.spelled

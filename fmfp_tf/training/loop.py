@@ -19,21 +19,10 @@ import tensorflow as tf
 
 from fmfp_tf import atomic, provenance
 from fmfp_tf.data.pipeline import make_dataset
-from fmfp_tf.errors import (FmfpError, StorageError, UsageError, is_storage_full,
-                            storage_full_reason)
+from fmfp_tf.errors import (FmfpError, Interrupted, StorageError, UsageError,  # noqa: F401
+                            is_storage_full, storage_full_reason)
 
 logger = logging.getLogger(__name__)
-
-
-class Interrupted(Exception):
-    """Training stopped by SIGTERM/SIGINT after writing a checkpoint (not an FmfpError: no
-    input was wrong). `parameters` as in `FmfpError`."""
-
-    def __init__(self, message, parameters=None):
-        super().__init__(message)
-        self.parameters = dict(parameters or {})
-
-    spelled = FmfpError.spelled
 
 
 class _StopFlag:
