@@ -1,6 +1,7 @@
 """`fmfp-tf evaluate`: its attack settings options are derived from the attack registry (each
 attack's own settings class), so an attack registered with new settings gets its options."""
 import os
+import shlex
 import sys
 
 import click
@@ -64,8 +65,9 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, devices
     from fmfp_tf.atomic import file_lock
     from fmfp_tf.attacks import devices as devices_lib
     from fmfp_tf.budgets import parse_eps
-    from fmfp_tf.errors import UsageError
+    from fmfp_tf.errors import Interrupted, UsageError
     from fmfp_tf.evaluation import evaluate as run, load_entry, write_report
+    from fmfp_tf.stopping import StopFlag
     from fmfp_tf.evaluation.cells import CellStore
     from fmfp_tf.evaluation.robustness import attacks_run
     from fmfp_tf.evaluation.threat_models import check_threats
@@ -123,11 +125,24 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, devices
             click.echo(f"{out}: {kept} finished cell(s) kept from an earlier run; those of "
                        "this very measurement (same model files, images and settings) are "
                        "read back, not attacked again", err=True)
-        records = run(entries, names, eps_values, _split(threat), n, source, settings, dataset,
-                      data_dir, log=lambda m: click.echo(m, err=True), crafted={}, store=store,
-                      skip=skip, shard=shard)
-        paths, warnings = write_report(records, out,
-                                       command=" ".join(["fmfp-tf"] + sys.argv[1:]))
+        command = " ".join(["fmfp-tf"] + [shlex.quote(a) for a in sys.argv[1:]])
+
+        def said(signum):  # what a signal does, said at once
+            click.echo(f"signal {signum}: stopping after the running batch; finished cells "
+                       f"stay in {cells_folder} (Ctrl-C again stops at once)", err=True)
+
+        try:
+            with StopFlag(on_signal=said, second_stops_now=True) as stop:
+                records = run(entries, names, eps_values, _split(threat), n, source, settings,
+                              dataset, data_dir, log=lambda m: click.echo(m, err=True),
+                              crafted={}, store=store, skip=skip, shard=shard, stop=stop)
+        except Interrupted as stopped:
+            stages = store.stages_kept()
+            raise Interrupted(
+                f"{stopped}; {store.count()} finished cell(s) kept in {cells_folder}"
+                + (f" and the finished attacks of {stages} running ensemble cell(s)"
+                   if stages else "") + f"; the same command continues: {command}") from None
+        paths, warnings = write_report(records, out, command=command)
     for warning in warnings:
         click.echo(f"WARNING: {warning}", err=True)
     click.echo("\n".join(paths))

@@ -394,3 +394,48 @@ def test_the_table_script_keeps_eps_apart_and_never_joins_two_models(tmp_path):
     joined = subprocess.run([sys.executable, script, f"ab={tmp_path / 'a0'}+{tmp_path / 'b8'}"],
                             capture_output=True, text=True, timeout=300)
     assert joined.returncode != 0 and "not joined" in joined.stderr, joined.stderr[-2000:]
+
+
+def test_ctrl_c_stops_an_evaluation_at_the_next_batch_and_says_how_to_continue(tmp_path):
+    """SIGINT during a long attack: the evaluation stops after the running batch (not after the
+    attack), exits 130 naming the finished cells kept and the command that continues; that
+    command reads them back."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                      keras.layers.Flatten(), keras.layers.Dense(43)]).save(tmp_path / "m.keras")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-m", "fmfp_tf_cli_start", "evaluate", "--model",
+               str(tmp_path / "m.keras"), "--dataset", "synthetic", "--n", "96", "--attacks",
+               "fgsm,apgd-ce", "--apgd-steps", "3000", "--batch-size", "8",
+               "--no-unbounded-check", "--out", str(tmp_path / "eval")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    cells = tmp_path / "eval" / "cells"
+    deadline = time.time() + 300
+    while not (cells.is_dir() and any(p.suffix == ".json" for p in cells.iterdir())):
+        assert process.poll() is None and time.time() < deadline, "no cell before the signal"
+        time.sleep(0.1)
+    time.sleep(2)  # inside APGD-CE's first batches
+    process.send_signal(signal.SIGINT)
+    signalled = time.time()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-2000:]
+    # 12 batches of 3,000 steps would take minutes: it stopped after the running one
+    assert time.time() - signalled < 60
+    assert "signal 2: stopping after the running batch" in err
+    assert "stopped by signal 2 in m.keras [white-box] apgd-ce" in err
+    assert "1 finished cell(s) kept in" in err and "the same command continues: fmfp-tf " \
+        "evaluate --model" in err and "Traceback" not in err
+    again = subprocess.run(command[:command.index("--apgd-steps") + 1] + ["3"]
+                           + command[command.index("--apgd-steps") + 2:],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "fgsm eps=8/255: accuracy" in again.stderr and "done earlier, read back" in \
+        again.stderr

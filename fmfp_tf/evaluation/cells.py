@@ -153,6 +153,14 @@ class CellStore:
         atomic.write_json(self._path(key), saved)
         _Stages(os.path.join(self.folder, "stages"), key).clear()
 
+    def stages_kept(self):
+        """How many unfinished cells have finished stages kept (an ensemble stopped midway)."""
+        folder = os.path.join(self.folder, "stages")
+        if not os.path.isdir(folder):
+            return 0
+        return len({name.split(".")[0] for name in os.listdir(folder)
+                    if name.endswith(".npz") and not name.startswith(".")})
+
     def count(self):
         """Finished cells; a kill during a write leaves a hidden temporary file, never a cell."""
         if not os.path.isdir(self.folder):

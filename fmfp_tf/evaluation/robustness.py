@@ -17,7 +17,7 @@ import numpy as np
 from fmfp_tf import attacks as attack_lib
 from fmfp_tf import data, runs
 from fmfp_tf.attacks import counting
-from fmfp_tf.errors import DataError, ModelError, UsageError
+from fmfp_tf.errors import DataError, Interrupted, ModelError, UsageError
 from fmfp_tf.evaluation import attack_specs, cells, shards, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
 from fmfp_tf.evaluation.report import format_eps
@@ -192,7 +192,7 @@ def _worst_case(base, threat, correct, source_entry):
 
 def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
              n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
-             crafted=None, white_box_attacks=(), store=None, skip=0, shard=None):
+             crafted=None, white_box_attacks=(), store=None, skip=0, shard=None, stop=None):
     """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
     from `attack_specs`, by default every selectable one).
 
@@ -215,6 +215,9 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     an array over hosts; `shards.join` puts the parts together). Every image's random draws
     derive from (seed, its place in the sample), so a part's per-image results are the whole
     run's.
+    `stop`: an object whose `signal` becomes non-None to ask for a stop (`stopping.StopFlag`):
+    checked after every batch of an attack and before every cell, it ends the evaluation with
+    `errors.Interrupted` (finished cells stay in `store`; an ensemble's finished attacks too).
     """
     if isinstance(skip, bool) or not isinstance(skip, (int, np.integer)) or skip < 0:
         raise UsageError(f"skip must be a non-negative integer; got {skip!r}")
@@ -243,7 +246,7 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     unique_names(entries)  # one label per model in records and reports
     _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
     job = _Job(attacks, white_box_attacks, eps_values, threats, n, source, settings, dataset,
-               data_dir, log, crafted, store, int(skip), shard_text, sample_n)
+               data_dir, log, crafted, store, int(skip), shard_text, sample_n, stop)
     records = []
     for entry in entries:
         records += _evaluate_one(job, entry)
@@ -357,6 +360,7 @@ class _Job:
     skip: int = 0
     shard: typing.Optional[str] = None     # "K/N" when this is one part of a split sample
     sample_n: typing.Optional[int] = None  # the images of the whole split sample
+    stop: typing.Any = None  # its `signal` set: stop at the next batch (stopping.StopFlag)
 
 
 @dataclasses.dataclass
@@ -431,6 +435,7 @@ def _evaluate_threat(job, target, threat):
     records, correct = [], {}
     for attack, eps in _plan(_attacks_under(threat, job.attacks, job.white_box_attacks),
                              job.eps_values, threat, job.settings):
+        _stop_if_asked(job, f"before {_cell_label(entry, threat, attack, eps)}")
         record, survived = _evaluate_cell(job, target, threat, crafter, source_entry, attack,
                                           eps)
         if attack_specs.get(attack).in_worst_case and eps is not None and survived is not None:
@@ -478,7 +483,8 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
 
     x_adv, passes = _crafted_examples(
         job, target, threat, crafter, source_entry, spec, eps, params,
-        _progress(job.log, label, started),
+        _progress(job.log, label, started,
+                  lambda: _stop_if_asked(job, f"in {_cell_label(entry, threat, attack, eps)}")),
         stages=job.store.stages(cell) if job.store is not None else None, log=component_done)
     survived = threat_models.predict_labels(threat, entry.model, x_adv,
                                             settings.eot_samples) == target.y
@@ -524,12 +530,20 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
     return x_adv, passes
 
 
-def _progress(log, label, started):
+def _stop_if_asked(job, where):
+    if job.stop is not None and job.stop.signal is not None:
+        raise Interrupted(f"stopped by signal {job.stop.signal} {where}")
+
+
+def _progress(log, label, started, check=None):
     """progress(k, total, robust=None) of a long attack: a line at least every ~10 s, with the
-    time left at this pace and, from the attacks that track it, the share still robust."""
+    time left at this pace and, from the attacks that track it, the share still robust;
+    `check()` first, after every batch (it raises to stop)."""
     last = [started]
 
     def progress(k, total, robust=None):
+        if check is not None:
+            check()
         now = time.time()
         if k < total and now - last[0] < 10:
             return

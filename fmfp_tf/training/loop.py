@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import time
 
 import keras
@@ -18,34 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from fmfp_tf import atomic, provenance
+from fmfp_tf.stopping import StopFlag
 from fmfp_tf.data.pipeline import make_dataset
 from fmfp_tf.errors import (FmfpError, Interrupted, StorageError, UsageError,  # noqa: F401
                             is_storage_full, storage_full_reason)
 
 logger = logging.getLogger(__name__)
-
-
-class _StopFlag:
-    """Turns SIGTERM/SIGINT into a flag checked between steps, so a checkpoint can be written."""
-
-    def __init__(self):
-        self.signal = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.signal = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def make_steps(model, optimizer, strategy, perturbation=None, averaging=None):
@@ -290,7 +267,7 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     history, partial = checkpoints.restore()
     steps = int(np.ceil(len(train.labels) / batch_size))
     writer = tf.summary.create_file_writer(log_dir) if (log_dir and write_files) else None
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         for epoch in range(int(checkpoints.epoch.numpy()), epochs):
             done = int(checkpoints.step.numpy())
             logger.info("epoch %d/%d", epoch + 1, epochs)
