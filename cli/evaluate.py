@@ -38,6 +38,10 @@ def _split(value):
                    "of an array over hosts (Slurm: --shard $((SLURM_ARRAY_TASK_ID+1))/N); each "
                    "image's result is the one the whole run would give, and `fmfp-tf report` "
                    "joins the parts' folders.")
+@click.option("--input-range", default="0,1", show_default=True, metavar="LOW,HIGH",
+              help="The range the models take their inputs in, e.g. 0,255 for Keras's "
+                   "applications with their preprocessing inside: the test images are mapped "
+                   "onto it and --eps stays a share of the range (8/255 is 8 levels of 0-255).")
 @click.option("--devices", default="auto", show_default=True, metavar="N|all|auto",
               help="Local devices the attacks run data-parallel over (JAX: a "
                    "keras.distribution.DataParallel mesh; TensorFlow: a MirroredStrategy). auto: "
@@ -50,8 +54,8 @@ def _split(value):
 @click.option("--data-dir", help="Override the data directory recorded in the run directory.")
 @click.option("--unsafe-load", is_flag=True,
               help="Allow models that hold code: Lambda layers, SavedModels (trusted authors only).")
-def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, devices, out, dataset,
-             data_dir, unsafe_load, **settings):
+def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, input_range, devices,
+             out, dataset, data_dir, unsafe_load, **settings):
     """Robust accuracy under attacks and threat models; writes results.json/.csv/.md and plots.
 
     Each (model, threat model, attack, eps) cell is written to OUT/cells the moment it is done:
@@ -82,6 +86,7 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, devices
 
         shard_range(*parse_shard(shard), n)  # refused before any model is loaded
     device_count = devices_lib.count(devices)
+    bounds = _input_range(input_range)
     eps_values = [parse_eps(e) for e in _split(eps)]
     if not eps_values:
         raise UsageError("--eps is empty: give at least one budget, e.g. --eps 8/255 (the "
@@ -135,7 +140,8 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, devices
             with StopFlag(on_signal=said, second_stops_now=True) as stop:
                 records = run(entries, names, eps_values, _split(threat), n, source, settings,
                               dataset, data_dir, log=lambda m: click.echo(m, err=True),
-                              crafted={}, store=store, skip=skip, shard=shard, stop=stop)
+                              crafted={}, store=store, skip=skip, shard=shard, stop=stop,
+                              input_range=bounds)
         except Interrupted as stopped:
             stages = store.stages_kept()
             raise Interrupted(
@@ -146,6 +152,21 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, devices
     for warning in warnings:
         click.echo(f"WARNING: {warning}", err=True)
     click.echo("\n".join(paths))
+
+
+def _input_range(text):
+    """(low, high) from 'LOW,HIGH'."""
+    from fmfp_tf.attacks.common import check_bounds
+    from fmfp_tf.errors import UsageError
+
+    parts = _split(text)
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return check_bounds([float(part) for part in parts])
+    except (ValueError, UsageError):
+        raise UsageError(f"--input-range must be LOW,HIGH with LOW < HIGH (e.g. 0,255); got "
+                         f"{text!r}") from None
 
 
 def _refuse_repeats(flag_name, values, texts):

@@ -294,3 +294,41 @@ def test_the_evaluation_passes_bfloat16_to_the_attacks_that_take_it_and_records_
         assert attack_specs.get(name).params(lower, EPS)["precision"] == "bfloat16"
     assert "precision" not in attack_specs.get("autoattack").params(lower, EPS, randomized=True)
     assert "precision" not in attack_specs.get("square").params(lower, EPS)
+
+
+@pytest.fixture(scope="module")
+def imagenet_style():
+    """A Keras application taking 0-255 (its preprocessing inside), and the same model seen on
+    [0, 1] through a Rescaling layer built by hand."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), weights=None, classes=5, include_preprocessing=True,
+        classifier_activation=None)
+    on_unit = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(255.0), model])
+    x = (np.random.default_rng(1).random((8, 32, 32, 3)) * 255).astype(np.float32)
+    return model, on_unit, x, np.arange(8) % 5
+
+
+@pytest.mark.parametrize("name, kwargs", [("fgsm", {}), ("apgd", {"steps": 3}),
+                                          ("square", {"queries": 20}),
+                                          ("autoattack_fast", {"steps": 2, "target_steps": 2,
+                                                               "queries": 10})])
+def test_bounds_attack_a_model_in_its_own_input_range(imagenet_style, name, kwargs):
+    """bounds=(0, 255): examples in 0-255 within eps x 255 levels, and the same examples as the
+    attack on the hand-rescaled model in [0, 1] (eps is a share of the range everywhere)."""
+    model, on_unit, x, y = imagenet_style
+    attack = getattr(attacks, name)
+    x_adv = attack(model, x, y, eps=EPS, bounds=(0, 255), **kwargs)
+    assert x_adv.dtype == np.float32 and x_adv.min() >= 0 and x_adv.max() <= 255
+    assert np.abs(x_adv - x).max() <= 8 + 1e-3
+    reference = attack(on_unit, x / 255, y, eps=EPS, **kwargs) * 255
+    np.testing.assert_allclose(x_adv, reference, atol=2e-3)
+
+
+def test_bounds_and_inputs_outside_them_are_one_line_errors(imagenet_style):
+    model, _, x, y = imagenet_style
+    with pytest.raises(UsageError, match="attack inputs must lie in \\[0, 1\\].*bounds="):
+        attacks.fgsm(model, x, y)
+    for bad in ((1, 0), (0, float("inf")), "0-255", (0,)):
+        with pytest.raises(UsageError, match="bounds must"):
+            attacks.fgsm(model, x, y, bounds=bad)

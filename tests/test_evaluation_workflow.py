@@ -439,3 +439,39 @@ def test_ctrl_c_stops_an_evaluation_at_the_next_batch_and_says_how_to_continue(t
     assert again.returncode == 0, again.stderr[-2000:]
     assert "fgsm eps=8/255: accuracy" in again.stderr and "done earlier, read back" in \
         again.stderr
+
+
+def test_an_evaluation_of_a_model_taking_0_255_maps_the_images_onto_its_range(tmp_path):
+    """input_range=(0, 255): the same records (input_range beside them) as the hand-rescaled
+    model evaluated on [0, 1]; the range is part of the cells' keys, so the same model file
+    evaluated in [0, 1] reads none of them back."""
+    import keras
+
+    from fmfp_tf.evaluation import AttackSettings
+    from fmfp_tf.evaluation.cells import CellStore
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 127.5, -1),
+                              keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(43)])
+    model.save(tmp_path / "byte.keras")
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(255.0),
+                      model]).save(tmp_path / "unit.keras")
+    settings = AttackSettings(apgd_steps=3, unbounded_check=False)
+
+    def run(name, **kwargs):
+        records = evaluate([load_entry(str(tmp_path / name))], ["fgsm", "apgd-ce"], n=24,
+                           settings=settings, dataset="synthetic", log=lambda _: None,
+                           store=CellStore(str(tmp_path / "cells")), **kwargs)
+        return {r["attack"]: r for r in records}
+
+    byte, unit = run("byte.keras", input_range=(0, 255)), run("unit.keras")
+    for attack in ("none", "fgsm", "apgd-ce", "worst-case"):
+        assert abs(byte[attack]["accuracy"] - unit[attack]["accuracy"]) <= 1 / 24, attack
+        assert byte[attack]["input_range"] == [0.0, 255.0] and "input_range" not in unit[attack]
+    assert any(byte[a]["accuracy"] < byte["none"]["accuracy"] for a in ("fgsm", "apgd-ce"))
+    heard = []
+    evaluate([load_entry(str(tmp_path / "byte.keras"))], ["fgsm"], n=24, settings=settings,
+             dataset="synthetic", log=heard.append, store=CellStore(str(tmp_path / "cells")))
+    assert not any("read back" in line for line in heard)

@@ -196,6 +196,7 @@ def _check_targets(targets, targeted, count, num_classes):
     return targets.astype(np.int64)
 
 
+@common.takes_bounds
 def apgd(model, x, y, eps=8 / 255, norm="inf", loss="ce", steps=100, restarts=1,
          targeted=False, target_classes=9, targets=None, seed=0, precision="float32",
          batch_size=256, progress=None, ids=None):

@@ -76,6 +76,7 @@ def passes(function, kwargs):
     return planned.backward + (planned.forward - planned.backward) / 3
 
 
+@common.takes_bounds
 def autoattack(model, x, y, eps=8 / 255, version="standard", steps=100, target_classes=9,
                queries=5000, eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,
                progress=None, log=None, stages=None, ids=None):

@@ -8,6 +8,7 @@ gives the same random starts on every backend, and it is drawn per image (`per_i
 seed and the image's id, so an image's result does not depend on the batch, shard or device it is
 crafted in.
 """
+import functools
 import inspect
 import weakref
 
@@ -51,10 +52,12 @@ def check_images(x, clip_min=0.0, clip_max=1.0):
     x = x.astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         raise UsageError("attack inputs contain NaN or inf values")
-    if x.size and (x.min() < clip_min - 1e-6 or x.max() > clip_max + 1e-6):
+    slack = 1e-6 * max(1.0, clip_max - clip_min)
+    if x.size and (x.min() < clip_min - slack or x.max() > clip_max + slack):
         raise UsageError(
-            f"attack inputs must lie in [{clip_min}, {clip_max}]; got values in "
-            f"[{x.min():.4g}, {x.max():.4g}] (scale images to [0, 1] first)"
+            f"attack inputs must lie in [{clip_min:g}, {clip_max:g}]; got values in "
+            f"[{x.min():.4g}, {x.max():.4g}] (a model taking another range: pass "
+            "bounds=(low, high))"
         )
     return x
 
@@ -68,6 +71,82 @@ def check_labels(y, count, num_classes=None):
     if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise UsageError(f"labels must lie in 0..{num_classes - 1}; got {y.min()}..{y.max()}")
     return y.astype(np.int32)
+
+
+# -- the model's input range: attacks run in [0, 1], the budget a share of the range ----------
+
+class UnitRange(keras.layers.Layer):
+    """`model` seen on inputs in [0, 1]: u -> model(low + (high - low) * u). Every attack runs
+    in [0, 1] on it, so one rule holds everywhere: eps is a share of the input range (8/255 is
+    8 levels of a model taking 0-255), as the reports state it."""
+
+    def __init__(self, model, low, high, **kwargs):
+        super().__init__(**kwargs)
+        self.model, self.low, self.high = model, float(low), float(high)
+        self.passes_per_call = int(getattr(model, "passes_per_call", 1))
+
+    @property
+    def layers(self):  # what inspects a model's layers (its defenses) sees the model's
+        return [self.model] if isinstance(self.model, keras.layers.Layer) else []
+
+    @property
+    def input_shape(self):
+        return getattr(self.model, "input_shape", None)
+
+    def call(self, x, training=False):
+        x = self.low + (self.high - self.low) * x
+        if isinstance(self.model, keras.layers.Layer):
+            return self.model(x, training=training)
+        return self.model(x)
+
+
+_RANGED = weakref.WeakKeyDictionary()
+
+
+def check_bounds(bounds):
+    """(low, high) of a model's input range: two finite numbers, low < high."""
+    try:
+        low, high = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise UsageError(f"bounds must be two numbers (low, high), the model's input range; "
+                         f"got {bounds!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise UsageError(f"bounds must be finite with low < high; got ({low:g}, {high:g})")
+    return low, high
+
+
+def unit_range(model, x, bounds):
+    """(model on [0, 1], x in [0, 1], restore) for an attack on `model` whose inputs lie in
+    `bounds`; `restore(x_unit)` maps examples back to the model's range. (0, 1) changes
+    nothing; x outside the bounds is refused as any attack input is."""
+    low, high = check_bounds(bounds)
+    if (low, high) == (0.0, 1.0):
+        return model, x, lambda out: out
+    x = check_images(x, low, high)
+    try:
+        ranged = _RANGED.setdefault(model, {})
+    except TypeError:  # not weakly referable: wrapped anew (compiled anew) on each call
+        ranged = {}
+    if (low, high) not in ranged:
+        ranged[(low, high)] = UnitRange(model, low, high)
+    unit = np.clip((x - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    return ranged[(low, high)], unit, lambda out: (low + (high - low) * out).astype(np.float32)
+
+
+def takes_bounds(attack):
+    """`attack(model, x, y, ...)` given a keyword `bounds=(low, high)`, the model's input range
+    (Foolbox's `bounds`, ART's `clip_values`): it runs in [0, 1] on `UnitRange(model)` and its
+    examples come back in the model's range; eps stays a share of the range."""
+    @functools.wraps(attack)
+    def with_bounds(model, x, y, *args, bounds=(0.0, 1.0), **kwargs):
+        model, x, restore = unit_range(model, x, bounds)
+        return restore(attack(model, x, y, *args, **kwargs))
+
+    signature = inspect.signature(attack)
+    with_bounds.__signature__ = signature.replace(parameters=[
+        *signature.parameters.values(),
+        inspect.Parameter("bounds", inspect.Parameter.KEYWORD_ONLY, default=(0.0, 1.0))])
+    return with_bounds
 
 
 # -- tensors: the model, its losses, the geometry of budgets (keras.ops, every backend) ---------

@@ -99,6 +99,7 @@ def _attack(model, x, y, confidence, learning_rate, initial_const, binary_search
     return best_adv, iterations
 
 
+@common.takes_bounds
 def cw_l2(model, x, y, confidence=0.0, learning_rate=0.01, initial_const=0.01,
           binary_search_steps=5, max_iterations=100, abort_early=True, batch_size=256,
           progress=None):

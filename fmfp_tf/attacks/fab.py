@@ -112,6 +112,7 @@ def fab_graph(model, x, y, target, start, steps, alpha_max, eta, beta):
     return closest, best
 
 
+@common.takes_bounds
 def fab(model, x, y, eps=8 / 255, steps=100, target_classes=9, restarts=1, alpha_max=0.1,
         eta=1.05, beta=0.9, seed=0, precision="float32", batch_size=256, progress=None,
         ids=None):

@@ -144,6 +144,7 @@ def plan(steps=25, target_steps=25, target_classes=3, close_targets=9, close_mar
             ("square", square, {"queries": queries, "select": select})]
 
 
+@common.takes_bounds
 def autoattack_fast(model, x, y, eps=8 / 255, steps=25, target_steps=25, target_classes=3,
                     close_targets=9, close_margin=0.45, queries=1000, randomized=False,
                     eot_draws=EOT_DRAWS, seed=0, precision="float32", batch_size=256,

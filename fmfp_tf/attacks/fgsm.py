@@ -10,6 +10,7 @@ def fgsm_graph(model, x, y, eps, clip_min=0.0, clip_max=1.0):
     return ops.clip(x + eps * ops.sign(grad), clip_min, clip_max)
 
 
+@common.takes_bounds
 def fgsm(model, x, y, eps=8 / 255, batch_size=256, progress=None):
     """Untargeted L-inf FGSM on a batch of images in [0, 1], from the model's logits.
 

@@ -62,6 +62,7 @@ def _run(model, x, y, eps, step_size, steps, start, norm):
     return x_adv, common.cross_entropy(logits, y), common.predicted(logits) != y
 
 
+@common.takes_bounds
 def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_start=True,
         restarts=1, seed=0, batch_size=256, progress=None, ids=None):
     """Untargeted PGD; with restarts, each example keeps the first restart that fools the model
@@ -110,6 +111,7 @@ def pgd(model, x, y, eps=8 / 255, step_size=None, steps=10, norm="inf", random_s
     return common.batched(attack, x, y, batch_size, progress, ids)
 
 
+@common.takes_bounds
 def ifgsm(model, x, y, eps=8 / 255, steps=10, step_size=None, batch_size=256, progress=None):
     """I-FGSM / BIM: `steps` signed-gradient steps of `step_size` (default eps / 4), projected
     onto the eps ball, no random start."""

@@ -29,6 +29,14 @@ def crafting_model(model, precision):
     """The model the attack differentiates: `model` itself in float32, its bfloat16 twin else."""
     if check(precision) == "float32":
         return model
+    from fmfp_tf.attacks.common import UnitRange
+
+    if isinstance(model, UnitRange):  # a model of another input range: its twin, in that range
+        twin = _TWINS.get(model)
+        if twin is None:
+            twin = _TWINS[model] = UnitRange(crafting_model(model.model, precision), model.low,
+                                             model.high)
+        return twin
     if not isinstance(model, keras.Model):
         raise UsageError("precision='bfloat16' needs a Keras model (its twin is rebuilt from its "
                          f"config); got {type(model).__name__}")

@@ -17,6 +17,7 @@ def rfgsm_graph(model, x, y, eps, alpha, noise, clip_min=0.0, clip_max=1.0):
     return ops.clip(x_prime + (eps - alpha) * ops.sign(grad), clip_min, clip_max)
 
 
+@common.takes_bounds
 def rfgsm(model, x, y, eps=8 / 255, alpha=None, seed=0, batch_size=256, progress=None, ids=None):
     """Untargeted R+FGSM; alpha defaults to eps / 2 and must satisfy 0 <= alpha < eps. An
     image's noise derives from (seed, its id in `ids`, default 0..N-1), not from its batch."""

@@ -81,6 +81,7 @@ def _search(model, x, y, eps, x_best, best, sides, tops, lefts, signs):
     return x_best, best, executed
 
 
+@common.takes_bounds
 def square(model, x, y, eps=8 / 255, queries=5000, p_init=0.8, seed=0, batch_size=256,
            progress=None, ids=None):
     """Untargeted L-inf Square Attack with a budget of `queries` model evaluations per image.

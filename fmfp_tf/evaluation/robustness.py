@@ -192,7 +192,8 @@ def _worst_case(base, threat, correct, source_entry):
 
 def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
              n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
-             crafted=None, white_box_attacks=(), store=None, skip=0, shard=None, stop=None):
+             crafted=None, white_box_attacks=(), store=None, skip=0, shard=None, stop=None,
+             input_range=(0.0, 1.0)):
     """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
     from `attack_specs`, by default every selectable one).
 
@@ -215,6 +216,10 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     an array over hosts; `shards.join` puts the parts together). Every image's random draws
     derive from (seed, its place in the sample), so a part's per-image results are the whole
     run's.
+    `input_range`: (low, high), the range the models take their inputs in (0-255 for Keras's
+    applications with their preprocessing inside); the test images are mapped onto it and every
+    attack runs with those `bounds`, eps a share of the range (8/255 is 8 levels of 0-255), as
+    reports state it. Records say it.
     `stop`: an object whose `signal` becomes non-None to ask for a stop (`stopping.StopFlag`):
     checked after every batch of an attack and before every cell, it ends the evaluation with
     `errors.Interrupted` (finished cells stay in `store`; an ensemble's finished attacks too).
@@ -239,6 +244,12 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
         raise UsageError(f"white_box_attacks={white_box_attacks} needs the white-box threat "
                          f"model; threats are {', '.join(threats)}")
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
+    low, high = attack_lib.common.check_bounds(input_range)
+    if (low, high) != (0.0, 1.0):  # the models seen on [0, 1]: every attack and check as ever
+        entries = [dataclasses.replace(e, model=_in_unit_range(e.model, low, high))
+                   for e in entries]
+        source = source and dataclasses.replace(source, model=_in_unit_range(source.model, low,
+                                                                             high))
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)
         if "transfer" in threats and source is None:
@@ -246,7 +257,8 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     unique_names(entries)  # one label per model in records and reports
     _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
     job = _Job(attacks, white_box_attacks, eps_values, threats, n, source, settings, dataset,
-               data_dir, log, crafted, store, int(skip), shard_text, sample_n, stop)
+               data_dir, log, crafted, store, int(skip), shard_text, sample_n, stop,
+               (low, high))
     records = []
     for entry in entries:
         records += _evaluate_one(job, entry)
@@ -361,6 +373,7 @@ class _Job:
     shard: typing.Optional[str] = None     # "K/N" when this is one part of a split sample
     sample_n: typing.Optional[int] = None  # the images of the whole split sample
     stop: typing.Any = None  # its `signal` set: stop at the next batch (stopping.StopFlag)
+    input_range: tuple = (0.0, 1.0)
 
 
 @dataclasses.dataclass
@@ -390,6 +403,8 @@ def _target(job, entry):
             "skip": job.skip, "randomized": randomized, "seed": job.settings.seed}
     if job.shard:  # which part of which sample, for `fmfp-tf report` to join and check
         base.update(shard=job.shard, sample_n=job.sample_n)
+    if job.input_range != (0.0, 1.0):
+        base["input_range"] = list(job.input_range)
     # examples are reused only for the very same test images
     return _Target(entry, x, y, num_classes, dataset_name, randomized, base,
                    hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
@@ -460,6 +475,8 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
             labels=target.labels_digest, threat=threat, attack=attack, eps=eps, params=params,
             eot_samples=settings.eot_samples, name=entry.name,
             source=source_entry and source_entry.name)
+        if job.input_range != (0.0, 1.0):
+            parts["input_range"] = list(job.input_range)
         if "seed" in params:  # random draws per image, keyed by its place in the sample
             parts["draws"] = ["per image", int(target.ids[0]), len(target.ids)]
         cell = cells.cell_key(**parts)
@@ -528,6 +545,11 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
     if keep:  # a reused example cost what crafting it cost, and the record says so
         job.crafted[key] = (x_adv, passes)
     return x_adv, passes
+
+
+def _in_unit_range(model, low, high):
+    return attack_lib.common.unit_range(model, np.zeros((0, 1, 1, 1), np.float32),
+                                        (low, high))[0]
 
 
 def _stop_if_asked(job, where):
