@@ -60,7 +60,12 @@ def load_model(path, unsafe=False):
     """A Keras model (or SavedModelClassifier) from a .keras file, run dir or SavedModel dir."""
     import keras
 
-    import fmfp_tf.layers  # noqa: F401  (registers FeatureMask / FeaturePadding)
+    from fmfp_tf import defense_registry
+
+    # every registered defense layer's class is imported, so Keras's serializer knows each one
+    # a saved model may hold (one added inside the package as much as FM / FP)
+    for name in defense_registry.layer_names():
+        defense_registry.layer_class(name)
 
     resolved = resolve_model_path(path)
     if os.path.isdir(resolved):

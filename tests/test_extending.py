@@ -86,3 +86,44 @@ def test_a_toy_defense_attack_and_dataset_run_through_train_evaluate_and_export(
     assert {("half-fgsm", "white-box"), ("half-fgsm", "transfer"),
             ("half-fgsm", "adaptive")} <= by_threat
     assert found["export_refused"] and "test_time" in found["export_refused"]
+
+
+IN_PACKAGE_LAYER = textwrap.dedent('''
+    import keras
+
+    from fmfp_tf.layers.base import RandomImageDefense
+
+
+    {TOY_FLIP}
+''').replace("{TOY_FLIP}", TOY_FLIP)
+
+
+def test_a_layer_registered_by_name_loads_in_a_fresh_process(tmp_path):
+    """A defense layer added as the package adds one (its module + one "module:Class" line in
+    `defense_registry.LAYERS`): a saved model holding it loads in a fresh process that never
+    imported the module, because the loader resolves every registered layer."""
+    (tmp_path / "toyflip_layer.py").write_text(IN_PACKAGE_LAYER)
+    register = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from fmfp_tf import defense_registry; "
+                "defense_registry.LAYERS.register('toyflip', 'toyflip_layer:ToyFlip'); ")
+    script = tmp_path / "save.py"
+    script.write_text(register.replace("; ", "\n") + textwrap.dedent('''
+        import keras
+        from fmfp_tf.defense_registry import layer_class
+        keras.Sequential([keras.Input((8, 8, 3)), layer_class("toyflip")(size=0.2),
+                          keras.layers.Flatten(), keras.layers.Dense(3)]).save(sys.argv[2])
+    '''))
+    save = subprocess.run([sys.executable, str(script), str(tmp_path), str(tmp_path / "m.keras")],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert save.returncode == 0, save.stderr[-2000:]
+    load = tmp_path / "load.py"
+    load.write_text(register.replace("; ", "\n") + textwrap.dedent('''
+        assert "toyflip_layer" not in sys.modules
+        from fmfp_tf.models_io import load_model
+        model = load_model(sys.argv[2])
+        print(type(model.layers[0]).__name__)
+    '''))
+    loaded = subprocess.run([sys.executable, str(load), str(tmp_path), str(tmp_path / "m.keras")],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().endswith("ToyFlip")

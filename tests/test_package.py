@@ -143,7 +143,7 @@ def test_no_import_circle_between_modules():
 FLOORS = [
     ("foundation", ["fmfp_tf.errors", "fmfp_tf.version", "fmfp_tf.sizes", "fmfp_tf.backend",
                     "fmfp_tf.atomic", "fmfp_tf.registry", "fmfp_tf.settings", "fmfp_tf.plugins",
-                    "fmfp_tf.budgets",
+                    "fmfp_tf.budgets", "fmfp_tf.stopping",
                     "fmfp_tf.provenance"]),
     ("building blocks", ["fmfp_tf", "fmfp_tf.layers", "fmfp_tf.models", "fmfp_tf.attacks"]),
     ("registries and data", ["fmfp_tf.defense_registry", "fmfp_tf.defenses", "fmfp_tf.data"]),
