@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from fmfp_tf.cli.options import SettingsCommand, given_settings
+from fmfp_tf.cli.options import DerivedHelp, SettingsCommand, given_settings
 from fmfp_tf.evaluation import attack_specs
 
 
@@ -20,11 +20,13 @@ def _split(value):
 @click.option("--source-model", help="Model crafting transfer attacks (default: each model's "
                                       "undefended twin beside it).")
 @click.option("--attacks", default="fgsm,ifgsm,rfgsm,pgd,cw,autoattack", show_default=True,
-              help=f"Comma-separated, from: {', '.join(attack_specs.names_selectable())} "
-                   "(autoattack: APGD-CE, APGD-T, FAB-T, Square, per-image worst case; the EOT "
-                   "'rand' version for models random at inference; autoattack-fast: not the "
-                   "standard AutoAttack, short APGD-CE and APGD-T over the 3 likeliest classes, "
-                   "Square where gradients look masked, about a tenth of the passes).")
+              cls=DerivedHelp,
+              help_from=lambda: (
+                  f"Comma-separated, from: {', '.join(attack_specs.names_selectable())} "
+                  "(autoattack: APGD-CE, APGD-T, FAB-T, Square, per-image worst case; the EOT "
+                  "'rand' version for models random at inference; autoattack-fast: not the "
+                  "standard AutoAttack, short APGD-CE and APGD-T over the likeliest classes, "
+                  "Square where gradients look masked, about a tenth of the passes)."))
 @click.option("--eps", default="8/255", show_default=True,
               help="L-inf budget(s), comma-separated: 8/255 or 0.031.")
 @click.option("--threat", default="white-box", show_default=True,

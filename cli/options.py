@@ -103,3 +103,16 @@ def needs_tensorflow(command):
         raise UsageError(f"fmfp-tf {command} runs on Keras's TensorFlow backend; KERAS_BACKEND "
                          f"is {os.environ.get('KERAS_BACKEND', keras.backend.backend())}: unset "
                          "it or set it to tensorflow for this command")
+
+
+class DerivedHelp(click.Option):
+    """An option whose help is written when it is shown (`help_from()`), after plugins loaded,
+    so a list of names in it includes what plugins registered."""
+
+    def __init__(self, *args, help_from, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_from = help_from
+
+    def get_help_record(self, ctx):
+        self.help = self.help_from()
+        return super().get_help_record(ctx)

@@ -6,10 +6,11 @@ import sys
 import click
 
 from fmfp_tf import defense_registry
-from fmfp_tf.cli.options import parse_layer_options, parse_size
+from fmfp_tf.cli.options import DerivedHelp, parse_layer_options, parse_size
 from fmfp_tf.config import (GROUPS, OPTIMIZERS, OVERFIT_GUARDS, PRECISIONS, SCHEDULES,
                             WEIGHT_AVERAGING)
 from fmfp_tf.data import registry as datasets
+from fmfp_tf.models import names as model_names
 
 
 def _refuse_unread(config, given):
@@ -48,10 +49,13 @@ def _fill(value):
                + "; ".join(f"{group}: {', '.join(keys)}" for group, keys in GROUPS.items()) + ".")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of train settings (see configs/); flags override it.")
-@click.option("--dataset", help=f"{', '.join(datasets.names())} (default synthetic).")
+@click.option("--dataset", cls=DerivedHelp,
+              help_from=lambda: f"{', '.join(datasets.names())} (default synthetic).")
 @click.option("--data-dir", help="Directory of the dataset in its official layout.")
-@click.option("--model", help="dnn1 (default), dnn2, dnn3, dnn4, facenet or mtcnn.")
-@click.option("--defense", help=f"{', '.join(defense_registry.names())} (default none).")
+@click.option("--model", cls=DerivedHelp,
+              help_from=lambda: f"{', '.join(model_names())} (default dnn1).")
+@click.option("--defense", cls=DerivedHelp,
+              help_from=lambda: f"{', '.join(defense_registry.names())} (default none).")
 @click.option("--size", callback=parse_size,
               help="FM square side / FP largest shrink: the paper's z, a percent of the image "
                    "side (20 = 20%: 6 px of 32); 6px for pixels, 0.2 for a fraction.")

@@ -16,7 +16,7 @@ from fmfp_tf.settings import MAX_COUNT
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 FACE_CROPS = ("auto", "none", "center", "mtcnn")
 # named here, without TensorFlow, for validation and the CLI's choices; training.precision and
-# training.schedules hold what each name does (a test keeps the two in step)
+# training.schedules hold what each name does (tests/test_package.py keeps the two in step)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "one-cycle")
@@ -274,10 +274,10 @@ def validate(config):
 
 def _check_choices(config):
     from fmfp_tf.data import registry as datasets
-    from fmfp_tf.models import MODELS
+    from fmfp_tf.models import names as model_names
 
-    choices = {"dataset": datasets.names(), "model": MODELS, "defense": defense_registry.names(),
-               "strategy": STRATEGIES, "face_crop": FACE_CROPS,
+    choices = {"dataset": datasets.names(), "model": model_names(),
+               "defense": defense_registry.names(), "strategy": STRATEGIES, "face_crop": FACE_CROPS,
                "precision": PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
                "weight_averaging": WEIGHT_AVERAGING, "overfit_guard": OVERFIT_GUARDS,
                "on_bad_image": ("fail", "skip")}

@@ -210,3 +210,35 @@ def test_every_declared_dependency_is_used_by_the_library():
         if not used:
             unused.append(name)
     assert unused == [], f"declared but never used by the library: {unused}"
+
+
+def test_the_names_config_checks_are_the_names_training_knows():
+    """config.py names schedules, optimizers and precisions without TensorFlow; the training
+    modules hold what each does: the two lists are the same."""
+    from fmfp_tf import config
+    from fmfp_tf.training import precision, schedules
+
+    assert set(config.SCHEDULES) == set(schedules.SCHEDULE_BUILDERS)
+    assert set(config.OPTIMIZERS) == set(schedules.OPTIMIZER_BUILDERS)
+    for name in config.PRECISIONS:
+        precision.resolve(name)  # every name the config accepts, training resolves
+
+
+def test_the_private_keras_base_of_the_layers_still_gives_what_they_rely_on():
+    """layers/base.py subclasses Keras's (not public) BaseImagePreprocessingLayer, pinned to the
+    Keras versions setup.py allows. A Keras release that moves it, or drops what the defense
+    layers override or call, fails here by name rather than deep inside a model."""
+    import keras
+    from keras.src.layers.preprocessing.image_preprocessing import (
+        base_image_preprocessing_layer as base)
+
+    cls = base.BaseImagePreprocessingLayer
+    for name in ("get_random_transformation", "transform_images", "transform_labels",
+                 "transform_bounding_boxes", "transform_segmentation_masks",
+                 "transform_single_image", "call", "build", "_get_seed_generator"):
+        assert callable(getattr(cls, name, None)), f"Keras {keras.__version__} lacks {name}"
+    from fmfp_tf.layers.base import RandomImageDefense
+
+    assert issubclass(RandomImageDefense, cls)
+    layer = keras.layers.RandomErasing() if hasattr(keras.layers, "RandomErasing") else None
+    assert layer is None or isinstance(layer, cls)  # Keras's own layers still stand on it

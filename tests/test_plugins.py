@@ -94,7 +94,21 @@ FILES = {
                                  *attack_specs.names_selectable()]))
     ''',
     # the plugin's one line per kind: an import (layer, method, attack, dataset) ...
-    "toyplugin/__init__.py": "from toyplugin import attack, dataset, layer, method  # noqa\n",
+    "toyplugin/model.py": '''
+        import keras
+
+        from fmfp_tf import models
+
+
+        def toynet(input_shape, num_classes):
+            """A linear classifier: the smallest model builder."""
+            return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
+                                     keras.layers.Dense(num_classes)], name="toynet")
+
+
+        models.register("toynet", toynet)
+    ''',
+    "toyplugin/__init__.py": "from toyplugin import attack, dataset, layer, method, model  # noqa\n",
 }
 # ... and its entry points: the plugin itself, and one line per command
 ENTRY_POINTS = "[fmfp_tf.plugins]\ntoy = toyplugin\n\n[fmfp_tf.commands]\ntoy-names = toyplugin.command:names\n"
@@ -146,6 +160,15 @@ def test_a_plugins_things_work_in_fresh_processes(tmp_path, installed):
     assert part["params"] == {"fraction": 0.25}
     fgsm = next(r for r in records if r["attack"] == "fgsm")
     assert part["accuracy"] >= fgsm["accuracy"] - 0.1  # a quarter of the step hurts less
+    # every name list in help is written after plugins load
+    helped = ["".join(_fmfp(root, *plugin, command, "--help", cwd=tmp_path).stdout.split())
+              for command in ("train", "evaluate")]  # (help wraps lines, at hyphens too)
+    assert "toynet" in helped[0] and "toyflip+noise-at" in helped[0] and "stripes" in helped[0]
+    assert "part-fgsm" in helped[1]
+    toynet = _fmfp(root, *plugin, "train", "--dataset", "stripes", "--model", "toynet",
+                   "--epochs", "1", "--image-size", "16", "--quiet",
+                   "--out", str(tmp_path / "toynet"), cwd=tmp_path)
+    assert toynet.returncode == 0, toynet.stderr[-3000:]
     if installed:
         listed = _fmfp(root, "toy-names", cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr[-3000:]
@@ -164,11 +187,11 @@ def test_each_kind_is_one_module_plus_one_line():
     # the claim of docs/architecture.md's table, for the plugin route: every kind's module ends
     # with its one registration (or is named by one entry-point line)
     for path in ("toyplugin/layer.py", "toyplugin/method.py", "toyplugin/attack.py",
-                 "toyplugin/dataset.py"):
+                 "toyplugin/dataset.py", "toyplugin/model.py"):
         source = textwrap.dedent(FILES[path]).strip()
         module = path.split("/")[1][:-3]
         assert module in FILES["toyplugin/__init__.py"]
         last = source.split("\n\n\n")[-1]
         assert last.startswith(("defense_registry.register", "attack_specs.register",
-                                "registry.register")), path
+                                "registry.register", "models.register")), path
     assert "toyplugin.command:names" in ENTRY_POINTS

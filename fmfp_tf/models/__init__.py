@@ -11,12 +11,13 @@
 | wrn16_4, wrn28_10 | wide residual networks | robust training (GPU) |
 """
 from fmfp_tf.errors import UsageError
+from fmfp_tf.registry import Registry, passes_registrations_on
 from fmfp_tf.models.face_cnn import face_cnn
 from fmfp_tf.models.facenet import facenet
 from fmfp_tf.models.traffic_signs import dnn1, dnn2, dnn3, dnn4
 from fmfp_tf.models.wide_resnet import wrn16_4, wrn28_10
 
-BUILDERS = {
+BUILDERS = Registry("model", {
     "dnn1": dnn1,
     "dnn2": dnn2,
     "dnn3": dnn3,
@@ -25,8 +26,23 @@ BUILDERS = {
     "mtcnn": face_cnn,
     "wrn16_4": wrn16_4,
     "wrn28_10": wrn28_10,
-}
-MODELS = tuple(BUILDERS)
+})
+MODELS = tuple(BUILDERS)  # the built-in names; `names()` has the registered ones too
+
+
+def register(name, builder, replace=False):
+    """Adds a model builder `builder(input_shape, num_classes) -> keras.Model` (or
+    "module:function") under `name`, for `build`, `--model` and configs; a name another module
+    registered is an error unless `replace=True`."""
+    return BUILDERS.register(name, builder, replace=replace)
+
+
+passes_registrations_on(__name__)
+
+
+def names():
+    """Every model name `build` knows, plugins' included."""
+    return tuple(BUILDERS)
 
 
 def build(name, input_shape, num_classes):
@@ -39,7 +55,7 @@ def build(name, input_shape, num_classes):
     (None, 43)
     """
     if name not in BUILDERS:
-        raise UsageError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+        raise UsageError(f"unknown model {name!r}; expected one of {', '.join(names())}")
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise UsageError(f"input_shape must be (height, width, channels); got {input_shape!r}")
@@ -51,4 +67,4 @@ def build(name, input_shape, num_classes):
     return BUILDERS[name](shape, num_classes)
 
 
-__all__ = ["build", "MODELS", "BUILDERS"]
+__all__ = ["build", "register", "names", "MODELS", "BUILDERS"]

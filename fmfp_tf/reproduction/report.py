@@ -20,10 +20,6 @@ def _pct(value):
     return "-" if value is None else f"{value:.2f}"
 
 
-def _delta(value):
-    return "" if value is None else f" ({_signed(value)})"
-
-
 def _signed(value):
     # a difference that rounds to zero is written +0.00, never -0.00
     return f"{0.0 if abs(value) < 0.005 else value:+.2f}"
