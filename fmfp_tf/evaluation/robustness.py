@@ -230,8 +230,8 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     if shard is not None:
         k, count = shards.parse_shard(shard if isinstance(shard, str) else
                                       "/".join(map(str, shard)))
-        first, stop = shards.shard_range(k, count, n)
-        sample_n, shard_text, skip, n = n, f"{k}/{count}", skip + first, stop - first
+        first, after = shards.shard_range(k, count, n)
+        sample_n, shard_text, skip, n = n, f"{k}/{count}", skip + first, after - first
     settings = settings or AttackSettings()
     log = log or logger.info
     attacks = attack_specs.names_selectable() if attacks is None else attacks
