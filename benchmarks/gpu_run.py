@@ -6,6 +6,12 @@ models to attack and a sample of test images (about 20 MiB for two models):
 
     python benchmarks/gpu_run.py bundle --models RUN_DIR [RUN_DIR ...] --out gpu-bundle
 
+To train (N-FGSM + EMA through `AdversarialModel.fit`, resumable across calls; bundle with
+`--train-images 15000`):
+
+    OUT=out python benchmarks/gpu_run.py train --bundle gpu-bundle --model wrn16_4 \
+        --epochs 30 --minutes 8 [--resume out-of-the-last-call/train]
+
 There (or here, on JAX CPU, to check the script), one command:
 
     python benchmarks/gpu_run.py measure --bundle gpu-bundle [--n 1000] [--queries 5000]
@@ -29,8 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = 8 / 255
 
 
-def bundle(models, out, n, python_version):
-    """Wheels, models and images into `out` (built on a machine with TensorFlow)."""
+def bundle(models, out, n, python_version, train_images=0):
+    """Wheels, models and images into `out` (built on a machine with TensorFlow); with
+    `train_images`, that many training images too (for `train`)."""
     import numpy as np
 
     sys.path.insert(0, ROOT)
@@ -62,6 +69,11 @@ def bundle(models, out, n, python_version):
     order = np.random.default_rng(0).permutation(len(arrays.labels))[:n]
     np.savez_compressed(os.path.join(out, "images.npz"), x=arrays.images[order],
                         y=arrays.labels[order])
+    if train_images:
+        train = data.load_arrays(config.dataset, config.data_dir, "train", (32, 32))
+        chosen = np.random.default_rng(1).permutation(len(train.labels))[:train_images]
+        np.savez_compressed(os.path.join(out, "train.npz"), x=train.images[chosen],
+                            y=train.labels[chosen])
     size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(out, "**"), recursive=True)
                if os.path.isfile(f))
     print(f"{out}: {size / 2**20:.1f} MiB")
@@ -153,6 +165,84 @@ def _devices(path, x, y, steps):
     return out
 
 
+def train(bundle_dir, out, model_name, epochs, minutes, batch, eps, resume, limit, n_eval):
+    """N-FGSM + EMA training of `model_name` through `AdversarialModel.fit` (any backend; JAX on
+    the device machine), resumable across calls: after every epoch the weights, the EMA weights
+    and the epoch reached are written to OUT/train/; a later call given them (--resume) goes on
+    from there. Stops before `minutes` run out; once every epoch is done, evaluates the EMA
+    weights with autoattack-fast on the bundle's test images."""
+    import keras
+    import numpy as np
+
+    from fmfp_tf import models
+    from fmfp_tf.attacks import autoattack_fast, common
+    from fmfp_tf.training import AdversarialModel
+
+    started = time.time()
+    arrays = np.load(os.path.join(bundle_dir, "train.npz"))
+    x = arrays["x"].astype(np.float32) / 255.0
+    y = arrays["y"].astype(np.int32)
+    if limit:
+        x, y = x[:limit], y[:limit]
+    net = models.build(model_name, x.shape[1:], int(y.max()) + 1)
+    wrapped = AdversarialModel(net, method="nfgsm", eps=eps)
+    optimizer = keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=0.999)
+    wrapped.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    state = {"epoch": 0, "history": [], "seconds": 0.0}
+    if resume:
+        with open(os.path.join(resume, "state.json")) as handle:
+            state = json.load(handle)
+        kept = np.load(os.path.join(resume, "weights.npz"))
+        net.set_weights([kept[f"w{i}"] for i in range(len(net.weights))])
+        optimizer.build(wrapped.trainable_variables)
+        ema = np.load(os.path.join(resume, "ema.npz"))
+        for index, variable in enumerate(optimizer._model_variables_moving_average):
+            variable.assign(ema[f"e{index}"])
+    target = os.path.join(out, "train")
+    os.makedirs(target, exist_ok=True)
+
+    class Checkpoint(keras.callbacks.Callback):
+        """After every epoch: the weights, the EMA weights and the epoch reached, written before
+        Keras's fit puts the EMA weights in place at its end; stops before the time runs out."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            state["epoch"] += 1
+            state["history"].append(round(float(logs["loss"]), 4))
+            state["seconds"] += time.time() - self.began
+            np.savez(os.path.join(target, "weights.npz"),
+                     **{f"w{i}": w for i, w in enumerate(net.get_weights())})
+            # (the optimizer's EMA copies: private in Keras 3.15, the only place they live)
+            np.savez(os.path.join(target, "ema.npz"), **{
+                f"e{i}": common.numpy(v) for i, v in
+                enumerate(optimizer._model_variables_moving_average)})
+            with open(os.path.join(target, "state.json"), "w") as handle:
+                json.dump(state, handle)
+            print(json.dumps({"epoch": state["epoch"], "loss": state["history"][-1],
+                              "seconds": round(time.time() - self.began, 1)}), flush=True)
+            per_epoch = state["seconds"] / len(state["history"])
+            if time.time() - started + per_epoch > 60 * minutes:
+                self.model.stop_training = True
+
+    if state["epoch"] < epochs:
+        wrapped.fit(x, y, batch_size=batch, epochs=epochs - state["epoch"], verbose=0,
+                    callbacks=[Checkpoint()])
+    result = dict(state, model=model_name, images=int(len(y)), done=state["epoch"] >= epochs)
+    if result["done"]:  # fit has put the EMA weights in place
+        test = np.load(os.path.join(bundle_dir, "images.npz"))
+        xt = test["x"][:n_eval].astype(np.float32) / 255.0
+        yt = test["y"][:n_eval].astype(np.int32)
+        clean = float((common.predict_logits(net, xt).argmax(-1) == yt).mean())
+        x_adv = autoattack_fast(net, xt, yt, eps=eps)
+        robust = float((common.predict_logits(net, x_adv).argmax(-1) == yt).mean())
+        result.update(clean_accuracy=clean, autoattack_fast_accuracy=robust, n_eval=len(yt))
+        net.save(os.path.join(target, f"{model_name}.keras"))
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def _train_step(model, x, y, batch=128, steps=20):
     """Images/s of a compiled train step of the model alone and with FeatureMask before it."""
     import keras
@@ -186,6 +276,19 @@ def main():
     build.add_argument("--out", default="gpu-bundle")
     build.add_argument("--n", type=int, default=1000)
     build.add_argument("--python-version", default=f"{sys.version_info[0]}.{sys.version_info[1]}")
+    build.add_argument("--train-images", type=int, default=0,
+                       help="training images to bundle for `train` (15000: about 25 MiB)")
+    learn = commands.add_parser("train")
+    learn.add_argument("--bundle", default="gpu-bundle")
+    learn.add_argument("--model", default="wrn16_4")
+    learn.add_argument("--epochs", type=int, default=30)
+    learn.add_argument("--minutes", type=float, default=8.0)
+    learn.add_argument("--batch-size", type=int, default=128)
+    learn.add_argument("--eps", type=float, default=8 / 255)
+    learn.add_argument("--resume", help="OUT/train of an earlier call")
+    learn.add_argument("--limit", type=int, default=0, help="train on this many images only")
+    learn.add_argument("--n-eval", type=int, default=1000)
+    learn.add_argument("--installed", action="store_true", help=argparse.SUPPRESS)
     run = commands.add_parser("measure")
     run.add_argument("--bundle", default="gpu-bundle")
     run.add_argument("--n", type=int, default=1000)
@@ -194,13 +297,17 @@ def main():
     run.add_argument("--installed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.command == "bundle":
-        bundle(args.models, args.out, args.n, args.python_version)
+        bundle(args.models, args.out, args.n, args.python_version, args.train_images)
         return
     os.environ.setdefault("KERAS_BACKEND", "jax")
     if not args.installed:
         python = ensure_installed(args.bundle)
         if python != sys.executable:
             raise SystemExit(subprocess.run([python, *sys.argv, "--installed"]).returncode)
+    if args.command == "train":
+        train(args.bundle, os.environ.get("OUT", "."), args.model, args.epochs, args.minutes,
+              args.batch_size, args.eps, args.resume, args.limit, args.n_eval)
+        return
     results = measure(args.bundle, args.n, args.queries, args.steps)
     text = json.dumps(results, indent=1)
     print(text)
