@@ -475,3 +475,42 @@ def test_an_evaluation_of_a_model_taking_0_255_maps_the_images_onto_its_range(tm
     evaluate([load_entry(str(tmp_path / "byte.keras"))], ["fgsm"], n=24, settings=settings,
              dataset="synthetic", log=heard.append, store=CellStore(str(tmp_path / "cells")))
     assert not any("done earlier, read back" in line for line in heard), heard
+
+
+def test_a_second_ctrl_c_stops_at_once_even_inside_a_long_batch(tmp_path):
+    """While one long compiled batch runs (Python's handlers wait until it returns), the first
+    SIGINT is answered at once with what will happen, and a second ends the process at once
+    (exit 130), keeping what was finished before."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                      keras.layers.Flatten(), keras.layers.Dense(43)]).save(tmp_path / "m.keras")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fmfp_tf_cli_start", "evaluate", "--model",
+         str(tmp_path / "m.keras"), "--dataset", "synthetic", "--n", "64", "--attacks",
+         "fgsm,apgd-ce", "--apgd-steps", "200000", "--batch-size", "64",
+         "--no-unbounded-check", "--out", str(tmp_path / "eval")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cells = tmp_path / "eval" / "cells"
+    deadline = time.time() + 300
+    while not (cells.is_dir() and any(p.suffix == ".json" for p in cells.iterdir())):
+        assert process.poll() is None and time.time() < deadline, "no cell before the signal"
+        time.sleep(0.1)
+    time.sleep(3)  # inside APGD-CE's one batch of 200,000 steps
+    process.send_signal(signal.SIGINT)
+    time.sleep(3)
+    assert process.poll() is None  # the first one waits for the batch
+    process.send_signal(signal.SIGINT)
+    signalled = time.time()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and time.time() - signalled < 20, err[-2000:]
+    assert "signal 2: stopping after the running batch" in err
+    assert "stopped at once by a second Ctrl-C" in err and "Traceback" not in err
+    assert len([p for p in cells.iterdir() if p.suffix == ".json"]) == 1  # FGSM's, kept
