@@ -514,3 +514,19 @@ def test_a_second_ctrl_c_stops_at_once_even_inside_a_long_batch(tmp_path):
     assert "signal 2: stopping after the running batch" in err
     assert "stopped at once by a second Ctrl-C" in err and "Traceback" not in err
     assert len([p for p in cells.iterdir() if p.suffix == ".json"]) == 1  # FGSM's, kept
+
+
+def test_a_wrong_data_folder_is_said_before_the_plan_measures_anything(tmp_path):
+    import keras
+    import pytest
+
+    from fmfp_tf.errors import FmfpError
+    from fmfp_tf.evaluation.robustness import evaluate, load_entry
+
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(43)]).save(tmp_path / "m.keras")
+    seen = []
+    with pytest.raises(FmfpError, match="not found"):
+        evaluate([load_entry(str(tmp_path / "m.keras"))], ["fgsm"], n=8, dataset="gtsrb",
+                 data_dir=str(tmp_path / "nowhere"), log=seen.append)
+    assert seen == []  # no plan, no speed measurement before the error

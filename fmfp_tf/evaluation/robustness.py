@@ -255,13 +255,16 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
         if "transfer" in threats and source is None:
             _twin_of(entry)
     unique_names(entries)  # one label per model in records and reports
-    _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
     job = _Job(attacks, white_box_attacks, eps_values, threats, n, source, settings, dataset,
                data_dir, log, crafted, store, int(skip), shard_text, sample_n, stop,
                (low, high))
+    # every model's test images are read (and checked against it) before the plan measures
+    # anything: a wrong data folder or an unfitting model is said first, not after 30 s
+    targets = [_target(job, entry) for entry in entries]
+    _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
     records = []
-    for entry in entries:
-        records += _evaluate_one(job, entry)
+    for target in targets:
+        records += _evaluate_one(job, target)
     return records
 
 
@@ -413,8 +416,8 @@ def _target(job, entry):
                    job.skip + np.arange(len(y), dtype=np.int64))
 
 
-def _evaluate_one(job, entry):
-    target = _target(job, entry)
+def _evaluate_one(job, target):
+    entry = target.entry
     settings = job.settings
     clean = threat_models.predict_labels("white-box", entry.model, target.x,
                                          settings.eot_samples)
