@@ -41,6 +41,11 @@ except ModuleNotFoundError as _error:
     if _error.name and _error.name.split(".")[0] in ("tensorflow", "jax", "jaxlib", "torch"):
         raise _keras_backend_missing(_error) from None
     raise
+except ValueError as _error:  # Keras's "Unable to import backend : NAME"
+    if "Unable to import backend" not in str(_error):
+        raise
+    raise ImportError(f"fmfp_tf: KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r} is no Keras "
+                      "backend; expected tensorflow, jax or torch") from None
 
 from fmfp_tf.layers import FeatureMask, FeaturePadding  # noqa: E402
 from fmfp_tf.version import __version__

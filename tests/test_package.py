@@ -242,3 +242,19 @@ def test_the_private_keras_base_of_the_layers_still_gives_what_they_rely_on():
     assert issubclass(RandomImageDefense, cls)
     layer = keras.layers.RandomErasing() if hasattr(keras.layers, "RandomErasing") else None
     assert layer is None or isinstance(layer, cls)  # Keras's own layers still stand on it
+
+
+def test_a_missing_or_unknown_keras_backend_is_one_line():
+    import importlib.util
+    import subprocess
+    import sys
+
+    cases = [("bogus", "KERAS_BACKEND='bogus' is no Keras backend")]
+    if importlib.util.find_spec("torch") is None:
+        cases.append(("torch", "Keras's backend torch is not installed"))
+    for backend, message in cases:
+        done = subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", "--help"],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "KERAS_BACKEND": backend})
+        assert done.returncode == 1 and message in done.stderr, done.stderr[-1500:]
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
