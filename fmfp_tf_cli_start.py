@@ -56,9 +56,11 @@ def native_notices_filtered():
         return
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
+        _STDERR[0] = saved
         try:
             yield
         finally:
+            _STDERR[0] = 2
             try:
                 sys.stderr.flush()
             except (OSError, ValueError):
@@ -99,9 +101,25 @@ def _pick_backend():
             return
 
 
+_STARTING = [True]
+_STDERR = [2]  # the real stderr while fd 2 is filtered
+
+
+def _stopped(signum, frame):
+    """SIGTERM where no command took signals over (start-up: seconds of imports; a short
+    command): say so in one line rather than vanish; outputs are written whole or not at all."""
+    where = "while starting; nothing was written" if _STARTING[0] else (
+        "(outputs are written whole or not at all)")
+    os.write(_STDERR[0], f"Error: stopped by signal {signum} {where}\n".encode())
+    os._exit(128 + signum)
+
+
 def main():
     """The `fmfp-tf` console script: imports the CLI (and with it Keras and TensorFlow) inside the
     filter, then runs it."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _stopped)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process is the CLI's own
     _pick_backend()
     try:
@@ -119,6 +137,7 @@ def main():
                 sys.modules["tensorflow"].config.list_physical_devices()
             except Exception:  # noqa: BLE001 - a broken device setup shows up on first real use
                 pass
+    _STARTING[0] = False
     return cli_main()
 
 

@@ -258,3 +258,22 @@ def test_a_missing_or_unknown_keras_backend_is_one_line():
                               env={**os.environ, "KERAS_BACKEND": backend})
         assert done.returncode == 1 and message in done.stderr, done.stderr[-1500:]
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_while_the_cli_starts_is_one_line_not_a_silent_death():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    process = subprocess.Popen([sys.executable, "-m", "fmfp_tf_cli_start", "train", "--help"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # importing Keras and TensorFlow takes seconds
+    if process.poll() is not None:
+        pytest.skip("the CLI started before the signal could be sent")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-1500:]
+    assert err.strip() == "Error: stopped by signal 15 while starting; nothing was written"
