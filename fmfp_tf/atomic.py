@@ -137,14 +137,17 @@ def atomic_directory(path, overwrite=False):
             yield tmp
         ordinary_mode(tmp, directory=True)
         old = None
-        if os.path.exists(path):
+        if os.path.lexists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
             os.rmdir(old)
             os.replace(path, old)
         os.replace(tmp, path)
         _fsync_dir(parent)
         if old:
-            shutil.rmtree(old, ignore_errors=True)
+            if os.path.islink(old):  # a link replaced: the link goes, what it led to stays
+                os.unlink(old)
+            else:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -190,3 +190,22 @@ def test_a_target_that_cannot_be_written_is_not_called_a_corrupt_archive(tmp_pat
         extract(str(archive), str(tmp_path / "out"))
     assert raised.value.errno == errno.EROFS and not isinstance(raised.value, DataError)
     assert not (tmp_path / "out").exists()
+
+
+def test_replacing_a_directory_that_is_a_link_leaves_no_old_copy_and_its_target_whole(tmp_path):
+    """overwrite=True over a link (an export version linked elsewhere): the link is replaced by
+    the new directory, no hidden `.old` is left beside it, and what it led to is untouched."""
+    from fmfp_tf import atomic
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.txt").write_text("mine")
+    link = tmp_path / "base" / "1"
+    link.parent.mkdir()
+    link.symlink_to(elsewhere, target_is_directory=True)
+    with atomic.atomic_directory(str(link), overwrite=True) as tmp:
+        with open(f"{tmp}/new.txt", "w") as handle:
+            handle.write("new")
+    assert not link.is_symlink() and (link / "new.txt").read_text() == "new"
+    assert sorted(p.name for p in link.parent.iterdir()) == ["1"]
+    assert (elsewhere / "kept.txt").read_text() == "mine"
