@@ -193,3 +193,24 @@ def file_lock(lock_path, target, what):
         yield
     finally:
         handle.close()  # closing releases the lock
+
+
+def check_regular_file(path, what):
+    """A DataError naming why `path` is no `what` to read: missing, a folder, or not a regular
+    file (a FIFO would hang the reader; a device or socket is no file)."""
+    import stat
+
+    from fmfp_tf.errors import DataError
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the {what} ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise DataError(f"{path}: is a folder, not {article} {what} file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise DataError(f"{path}: is {kind}, not a regular {what} file")

@@ -150,3 +150,26 @@ def test_a_missing_transfer_twin_stops_the_evaluation_before_any_attack(tmp_path
         evaluate(entries, ["fgsm"], threats=("white-box", "transfer"), n=8, dataset="synthetic",
                  log=seen.append)
     assert seen == []  # not one attack ran (before: every white-box attack of every model)
+
+
+def test_a_fifo_where_an_image_or_an_archive_should_be_is_named_not_waited_on(tmp_path):
+    """Opening a FIFO blocks until something writes to it: a loader would hang. Refused by
+    name, as a folder in its place is."""
+    import os
+
+    import pytest
+
+    from fmfp_tf.data.archives import extract
+    from fmfp_tf.data.images import read_image
+    from fmfp_tf.errors import DataError
+
+    os.mkfifo(tmp_path / "image.png")
+    os.mkfifo(tmp_path / "data.zip")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(DataError, match="image.png: is a FIFO, not a regular image file"):
+        read_image(str(tmp_path / "image.png"), (8, 8))
+    with pytest.raises(DataError, match="folder.png: is a folder, not an image file"):
+        read_image(str(tmp_path / "folder.png"), (8, 8))
+    with pytest.raises(DataError, match="data.zip: is a FIFO, not a regular archive file"):
+        extract(str(tmp_path / "data.zip"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -95,8 +95,7 @@ def extract(archive, target, overwrite=False, max_bytes=DEFAULT_MAX_BYTES):
     `max_bytes` caps the total size the members declare (a zip bomb is refused before anything
     is written).
     """
-    if not os.path.isfile(archive):
-        raise DataError(f"{archive}: archive not found")
+    atomic.check_regular_file(archive, "archive")
     kind = _members(archive, max_bytes)
     atomic.make_parent(os.path.dirname(os.path.abspath(target)))  # a file in the way: ENOTDIR
     try:

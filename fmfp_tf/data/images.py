@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from fmfp_tf import atomic
 from fmfp_tf.errors import DataError, UsageError
 
 ON_BAD_IMAGE = ("fail", "skip")
@@ -56,8 +57,7 @@ def read_image(path, image_size, color_mode="rgb", convert=False, transform=None
     """
     from PIL import Image, UnidentifiedImageError
 
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: image file not found")
+    atomic.check_regular_file(path, "image")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: zero-byte image file")
     try:
