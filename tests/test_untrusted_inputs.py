@@ -173,3 +173,28 @@ def test_a_fifo_where_an_image_or_an_archive_should_be_is_named_not_waited_on(tm
     with pytest.raises(DataError, match="data.zip: is a FIFO, not a regular archive file"):
         extract(str(tmp_path / "data.zip"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_archives_naming_one_path_twice_are_refused_before_anything_is_written(tmp_path):
+    import warnings
+    import zipfile
+
+    import pytest
+
+    from fmfp_tf.data.archives import extract
+    from fmfp_tf.errors import DataError
+
+    twice = tmp_path / "twice.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(twice, "w") as handle:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it writes
+        handle.writestr("data/a.csv", "first")
+        handle.writestr("data/a.csv", "second")
+    file_and_folder = tmp_path / "both.zip"
+    with zipfile.ZipFile(file_and_folder, "w") as handle:
+        handle.writestr("a", "a file")
+        handle.writestr(zipfile.ZipInfo("a/"), "")
+    with pytest.raises(DataError, match="'data/a.csv' appears twice"):
+        extract(str(twice), str(tmp_path / "one"))
+    with pytest.raises(DataError, match="'a' is both a file and a folder member"):
+        extract(str(file_and_folder), str(tmp_path / "two"))
+    assert not (tmp_path / "one").exists() and not (tmp_path / "two").exists()

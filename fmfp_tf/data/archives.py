@@ -48,7 +48,16 @@ def _check_member(archive, name):
 def _check_layout(archive, entries):
     """`entries`: (name, is a directory). A name that is a file and also holds other members
     cannot be extracted: refused by name before anything is written."""
-    files = {name.replace("\\", "/").strip("/") for name, is_dir in entries if not is_dir}
+    files, folders = set(), set()
+    for name, is_dir in entries:
+        normalised = name.replace("\\", "/").strip("/")
+        if not is_dir and normalised in files:  # the second would silently replace the first
+            raise DataError(f"{archive}: member {name!r} appears twice; refused (which one is "
+                            "meant is not known)")
+        (folders if is_dir else files).add(normalised)
+    both = sorted(files & folders)
+    if both:
+        raise DataError(f"{archive}: {both[0]!r} is both a file and a folder member; refused")
     for name, _ in entries:
         parts = name.replace("\\", "/").strip("/").split("/")
         for depth in range(1, len(parts)):
