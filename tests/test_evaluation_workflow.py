@@ -413,7 +413,7 @@ def test_ctrl_c_stops_an_evaluation_at_the_next_batch_and_says_how_to_continue(t
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-m", "fmfp_tf_cli_start", "evaluate", "--model",
                str(tmp_path / "m.keras"), "--dataset", "synthetic", "--n", "96", "--attacks",
-               "fgsm,apgd-ce", "--apgd-steps", "3000", "--batch-size", "8",
+               "fgsm,pgd", "--pgd-steps", "3000", "--batch-size", "8",
                "--no-unbounded-check", "--out", str(tmp_path / "eval")]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -422,19 +422,19 @@ def test_ctrl_c_stops_an_evaluation_at_the_next_batch_and_says_how_to_continue(t
     while not (cells.is_dir() and any(p.suffix == ".json" for p in cells.iterdir())):
         assert process.poll() is None and time.time() < deadline, "no cell before the signal"
         time.sleep(0.1)
-    time.sleep(2)  # inside APGD-CE's first batches
+    time.sleep(2)  # inside PGD's first batches (PGD attacks every image, fooled or not)
     process.send_signal(signal.SIGINT)
     signalled = time.time()
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-2000:]
-    # 12 batches of 3,000 steps would take minutes: it stopped after the running one
+    # 12 batches of 3,000 steps would take much longer: it stopped after the running one
     assert time.time() - signalled < 60
     assert "signal 2: stopping after the running batch" in err
-    assert "stopped by signal 2 in m.keras [white-box] apgd-ce" in err
+    assert "stopped by signal 2 in m.keras [white-box] pgd" in err
     assert "1 finished cell(s) kept in" in err and "the same command continues: fmfp-tf " \
         "evaluate --model" in err and "Traceback" not in err
-    again = subprocess.run(command[:command.index("--apgd-steps") + 1] + ["3"]
-                           + command[command.index("--apgd-steps") + 2:],
+    again = subprocess.run(command[:command.index("--pgd-steps") + 1] + ["3"]
+                           + command[command.index("--pgd-steps") + 2:],
                            capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "fgsm eps=8/255: accuracy" in again.stderr and "done earlier, read back" in \
@@ -495,7 +495,7 @@ def test_a_second_ctrl_c_stops_at_once_even_inside_a_long_batch(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "fmfp_tf_cli_start", "evaluate", "--model",
          str(tmp_path / "m.keras"), "--dataset", "synthetic", "--n", "64", "--attacks",
-         "fgsm,apgd-ce", "--apgd-steps", "200000", "--batch-size", "64",
+         "fgsm,pgd", "--pgd-steps", "200000", "--batch-size", "64",
          "--no-unbounded-check", "--out", str(tmp_path / "eval")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cells = tmp_path / "eval" / "cells"
@@ -503,7 +503,7 @@ def test_a_second_ctrl_c_stops_at_once_even_inside_a_long_batch(tmp_path):
     while not (cells.is_dir() and any(p.suffix == ".json" for p in cells.iterdir())):
         assert process.poll() is None and time.time() < deadline, "no cell before the signal"
         time.sleep(0.1)
-    time.sleep(3)  # inside APGD-CE's one batch of 200,000 steps
+    time.sleep(3)  # inside PGD's one batch of 200,000 steps
     process.send_signal(signal.SIGINT)
     time.sleep(3)
     assert process.poll() is None  # the first one waits for the batch
