@@ -75,6 +75,11 @@ def load_model(path, unsafe=False):
                 "it holds (file writes included); pass unsafe=True only if you trust its author, "
                 "or evaluate the run directory or .keras file it was exported from",
                 {"unsafe=True": "unsafe"})
+        if keras.backend.backend() != "tensorflow":  # its graph runs on TensorFlow only
+            raise ModelError(
+                f"{resolved}: a SavedModel is a TensorFlow graph; Keras runs on "
+                f"{keras.backend.backend()} here: evaluate it with KERAS_BACKEND=tensorflow, or "
+                "evaluate the run directory or .keras file it was exported from")
         import tensorflow as tf
 
         try:

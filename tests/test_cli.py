@@ -158,6 +158,14 @@ print("ok")
                            capture_output=True, text=True, env=ENV, timeout=300)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "serving_default" in shown.stdout and "probabilities" in shown.stdout
+    # a SavedModel is TensorFlow's graph: on JAX, evaluating it is one line naming the way out
+    on_jax = subprocess.run(
+        [sys.executable, "-m", "fmfp_tf_cli_start", "evaluate", "--model", str(version_dir),
+         "--unsafe-load", "--dataset", "synthetic", "--n", "8", "--attacks", "fgsm", "--out",
+         str(tmp_path / "jax-eval")], capture_output=True, text=True, timeout=300,
+        env={**ENV, "KERAS_BACKEND": "jax"})
+    assert on_jax.returncode == 1 and "a SavedModel is a TensorFlow graph; Keras runs on jax" \
+        in on_jax.stderr and "Traceback" not in on_jax.stderr, on_jax.stderr[-2000:]
     # saved_model_cli run answers with the Keras model's classes
     import numpy as np
 
