@@ -92,13 +92,9 @@ def shared_data(name):
 def kept_cells(folder):
     """(record, per-image survival) of each kept cell of an `fmfp-tf evaluate` folder; a cell the
     store refuses (forged, damaged) stops the script with its reason."""
-    import glob
-
     from fmfp_tf.evaluation.cells import CellStore
 
     store = CellStore(os.path.join(folder, "cells"))
-    for path in sorted(glob.glob(os.path.join(folder, "cells", "*.json"))):
-        kept = store.get(os.path.basename(path)[:-5], on_damage=lambda where, why: sys.exit(
-            f"{where}: {why}; not read"))
-        if kept is not None:
-            yield kept
+    for record, survival, _ in store.kept(on_damage=lambda where, why: sys.exit(
+            f"{where}: {why}; not read")):
+        yield record, survival

@@ -122,13 +122,29 @@ class CellStore:
         to be believed: `parts` (those `cell_key` made `key` from) must be the cell's own;
         `on_damage(path, reason)` hears why a cell present was not believed (it is then
         measured again and replaced)."""
+        found = self._read(key, parts, on_damage)
+        return found and found[:2]
+
+    def kept(self, on_damage=None):
+        """(record, per-image survival or None, the parts of its key) of every finished cell
+        that is to be believed, in name order: what a reader of a whole folder joins (shards,
+        benchmarks). A cell not believed is left out; `on_damage(path, reason)` hears why."""
+        if not os.path.isdir(self.folder):
+            return
+        for name in sorted(os.listdir(self.folder)):
+            if name.endswith(".json") and not name.startswith("."):
+                found = self._read(name[:-len(".json")], None, on_damage)
+                if found is not None:
+                    yield found
+
+    def _read(self, key, parts, on_damage):
         path = self._path(key)
         try:
             if os.path.islink(path):
                 raise DamagedCell("a symbolic link (cells are never read through links)")
             with open(path, encoding="utf-8") as handle:
                 saved = json.load(handle)
-            return check(saved, key, parts)
+            return (*check(saved, key, parts), saved.get("parts") or {})
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError) as error:

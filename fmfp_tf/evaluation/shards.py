@@ -97,24 +97,11 @@ class _Folder:
                     raise UsageError(f"{folder}: two model files named {record['model']}")
 
     def _kept_cells(self):
-        """{identity: (record, bits, parts)} of the cells that are to be believed."""
-        folder = os.path.join(self.folder, "cells")
-        found = {}
-        if not os.path.isdir(folder):
-            return found
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if not name.endswith(".json") or name.startswith(".") or os.path.islink(path):
-                continue
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    saved = json.load(handle)
-                record, bits = cells_lib.check(saved, name[:-len(".json")])
-            except (OSError, ValueError, RecursionError):
-                continue  # a damaged cell is not believed (the record needing it is refused)
-            if bits is not None:
-                found[_identity(record)] = (record, bits, saved.get("parts") or {})
-        return found
+        """{identity: (record, bits, parts)} of the cells that are to be believed (a damaged
+        one is left out, and the record needing it refused)."""
+        store = cells_lib.CellStore(os.path.join(self.folder, "cells"))
+        return {_identity(record): (record, bits, parts)
+                for record, bits, parts in store.kept() if bits is not None}
 
     def sample(self, model):
         """(first image, stop, shard, sample size, seed, dataset) of `model` in this folder."""
