@@ -195,22 +195,34 @@ def file_lock(lock_path, target, what):
         handle.close()  # closing releases the lock
 
 
-def check_regular_file(path, what):
-    """A DataError naming why `path` is no `what` to read: missing, a folder, or not a regular
-    file (a FIFO would hang the reader; a device or socket is no file)."""
+def not_a_file(path):
+    """What stands at `path` instead of a regular file, in words; None for a regular file."""
     import stat
-
-    from fmfp_tf.errors import DataError
 
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the {what} ({error.strerror})") from None
-    if stat.S_ISDIR(mode):
+    except OSError as error:  # a link loop, or a link to nothing
+        return "a link that loops" if error.errno == errno.ELOOP else "a link to nothing"
+    if stat.S_ISREG(mode):
+        return None
+    for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (FIFO)"),
+                        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                        (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def check_regular_file(path, what):
+    """A DataError naming why `path` is no `what` to read: missing, a folder, or not a regular
+    file (a FIFO would hang the reader; a device or socket is no file)."""
+    from fmfp_tf.errors import DataError
+
+    if not os.path.lexists(path):
+        raise DataError(f"{path}: {what} not found")
+    words = not_a_file(path)
+    if words == "a folder":
         article = "an" if what[:1] in "aeiou" else "a"
         raise DataError(f"{path}: is a folder, not {article} {what} file")
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise DataError(f"{path}: is {kind}, not a regular {what} file")
+    if words is not None:
+        raise DataError(f"{path}: is {words}, not a regular {what} file")

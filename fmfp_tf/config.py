@@ -9,7 +9,7 @@ import json
 import os
 import typing
 
-from fmfp_tf import budgets, defense_registry, sizes
+from fmfp_tf import atomic, budgets, defense_registry, sizes
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import MAX_COUNT
 
@@ -401,30 +401,13 @@ def _strict_loader():
     return StrictSafeLoader
 
 
-def _not_a_file(path):
-    """What stands at `path` instead of a regular file, in words."""
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:  # a link loop, or a link to nothing
-        return ("a link that loops" if getattr(error, "errno", None) == 40
-                else "a link to nothing")
-    for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (FIFO)"),
-                        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
-                        (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return words
-    return "not a regular file"
-
-
 def read_yaml(path):
     """A mapping from a YAML file, read with a safe loader; errors name the file."""
     import yaml
 
     if not os.path.isfile(path):
         raise UsageError(f"{path}: config file not found" if not os.path.lexists(path) else
-                         f"{path}: {_not_a_file(path)}; a config is a YAML file")
+                         f"{path}: {atomic.not_a_file(path)}; a config is a YAML file")
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle, Loader=_strict_loader())  # noqa: S506 - a SafeLoader
