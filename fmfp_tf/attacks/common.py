@@ -115,6 +115,21 @@ def check_bounds(bounds):
     return low, high
 
 
+def in_unit_range(model, bounds):
+    """`model`, whose inputs lie in `bounds`, seen on [0, 1]: itself for (0, 1), else its
+    `UnitRange`, one per model and range (so its compiled attacks are reused)."""
+    low, high = check_bounds(bounds)
+    if (low, high) == (0.0, 1.0):
+        return model
+    try:
+        ranged = _RANGED.setdefault(model, {})
+    except TypeError:  # not weakly referable: wrapped anew (compiled anew) on each call
+        ranged = {}
+    if (low, high) not in ranged:
+        ranged[(low, high)] = UnitRange(model, low, high)
+    return ranged[(low, high)]
+
+
 def unit_range(model, x, bounds):
     """(model on [0, 1], x in [0, 1], restore) for an attack on `model` whose inputs lie in
     `bounds`; `restore(x_unit)` maps examples back to the model's range. (0, 1) changes
@@ -123,14 +138,9 @@ def unit_range(model, x, bounds):
     if (low, high) == (0.0, 1.0):
         return model, x, lambda out: out
     x = check_images(x, low, high)
-    try:
-        ranged = _RANGED.setdefault(model, {})
-    except TypeError:  # not weakly referable: wrapped anew (compiled anew) on each call
-        ranged = {}
-    if (low, high) not in ranged:
-        ranged[(low, high)] = UnitRange(model, low, high)
     unit = np.clip((x - low) / (high - low), 0.0, 1.0).astype(np.float32)
-    return ranged[(low, high)], unit, lambda out: (low + (high - low) * out).astype(np.float32)
+    return (in_unit_range(model, (low, high)), unit,
+            lambda out: (low + (high - low) * out).astype(np.float32))
 
 
 def takes_bounds(attack):

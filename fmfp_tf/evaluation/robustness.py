@@ -246,10 +246,9 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     eps_values = [attack_lib.parse_eps(e) for e in eps_values]
     low, high = attack_lib.common.check_bounds(input_range)
     if (low, high) != (0.0, 1.0):  # the models seen on [0, 1]: every attack and check as ever
-        entries = [dataclasses.replace(e, model=_in_unit_range(e.model, low, high))
-                   for e in entries]
-        source = source and dataclasses.replace(source, model=_in_unit_range(source.model, low,
-                                                                             high))
+        ranged = attack_lib.common.in_unit_range
+        entries = [dataclasses.replace(e, model=ranged(e.model, (low, high))) for e in entries]
+        source = source and dataclasses.replace(source, model=ranged(source.model, (low, high)))
     for entry in entries:  # fail before hours of attacks on the first models, not after
         _dataset_of(entry, dataset, data_dir)
         if "transfer" in threats and source is None:
@@ -548,11 +547,6 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
     if keep:  # a reused example cost what crafting it cost, and the record says so
         job.crafted[key] = (x_adv, passes)
     return x_adv, passes
-
-
-def _in_unit_range(model, low, high):
-    return attack_lib.common.unit_range(model, np.zeros((0, 1, 1, 1), np.float32),
-                                        (low, high))[0]
 
 
 def _stop_if_asked(job, where):
