@@ -82,17 +82,15 @@ def targets_by_evidence(model, x, y, eps=8 / 255, steps=25, target_classes=3,
                batch_size=batch_size, progress=report_from(0), ids=ids)
     logits = common.predict_logits(model, out, batch_size)
     standing = np.flatnonzero(logits.argmax(-1) == y)
-    if further < 1 or not len(standing):
-        common.report(progress, planned * common.RUN_UNITS, planned * common.RUN_UNITS,
-                      len(standing) / len(x))
-        return out
-    # the evidence: how much of its clean margin z_y - max z_other each standing image has
-    # kept at its highest-loss point (on dnn1 N-FGSM every image the standard AutoAttack
-    # broke after this point had kept less than 0.44 of it; docs/evaluation.md)
-    clean = common.predict_logits(model, x[standing], batch_size)
-    kept, before = (common.numpy(common.margin(common.tensor(z), common.tensor(y[standing])))
-                    for z in (logits[standing], clean))
-    close = standing[kept < close_margin * before]
+    close = standing[:0]
+    if further >= 1 and len(standing):
+        # the evidence: how much of its clean margin z_y - max z_other each standing image
+        # has kept at its highest-loss point (on dnn1 N-FGSM every image the standard
+        # AutoAttack broke after this point had kept less than 0.44 of it; docs/evaluation.md)
+        clean = common.predict_logits(model, x[standing], batch_size)
+        kept, before = (common.numpy(common.margin(common.tensor(z), common.tensor(y[standing])))
+                        for z in (logits[standing], clean))
+        close = standing[kept < close_margin * before]
     if not len(close):
         common.report(progress, planned * common.RUN_UNITS, planned * common.RUN_UNITS,
                       len(standing) / len(x))
