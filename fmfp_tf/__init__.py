@@ -19,7 +19,6 @@ Example:
 """
 import importlib
 import logging
-
 import os
 
 from fmfp_tf.errors import DataError, FmfpError, ModelError, UsageError
