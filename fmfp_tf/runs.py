@@ -66,6 +66,29 @@ def read_config(run_dir):
     return train_config(values, path, bare_size="pixels")
 
 
+def moved_data_dir(run_dir, recorded):
+    """Where a run's recorded data directory, gone from this machine, now stands beside the run:
+    the recorded path's last components (at least the dataset folder and its parent, longest
+    first) under each folder that holds the run. A run committed with its data beside the
+    checkout (`../shared/data/gtsrb`) so evaluates on any clone; None when nothing matches."""
+    parts = [part for part in os.path.normpath(recorded).split(os.sep) if part]
+    folder = os.path.dirname(os.path.realpath(run_dir))
+    holders = []
+    while True:
+        holders.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for length in range(min(len(parts), 4), 1, -1):
+        tail = os.path.join(*parts[-length:])
+        for holder in holders:
+            candidate = os.path.join(holder, tail)
+            if os.path.isdir(candidate):
+                return candidate
+    return None
+
+
 def is_complete(run_dir):
     """A finished run: its metrics and its model are both there (both are written last)."""
     return all(os.path.isfile(os.path.join(run_dir, name))

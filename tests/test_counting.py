@@ -142,9 +142,10 @@ def test_the_fast_ensemble_checks_its_settings_and_the_registry_labels_it():
     full = standard.planned_passes(standard.params(settings, 8 / 255))
     # the bound has every image through every stage and all 9 targets (which images are close
     # is known only as it runs), Square, run only where gradients look masked, as its check
-    # alone: under a seventh of the standard's gradients and a 25th of its forward passes; the
-    # tenth is measured on counted runs (benchmarks/fast_autoattack_check.py)
-    assert planned.backward * 7 <= full.backward and planned.forward * 25 <= full.forward
+    # alone, and the close images' restart: under a fifth of the standard's gradients and a
+    # 20th of its forward passes; the tenth is measured on counted runs
+    # (benchmarks/fast_autoattack_check.py)
+    assert planned.backward * 5 <= full.backward and planned.forward * 20 <= full.forward
     randomized = spec.planned_passes(spec.params(settings, 8 / 255, randomized=True))
     assert randomized.forward >= settings.autoattack_fast_queries  # Square on every image left
     assert "precision" not in spec.params(attack_specs.AttackSettings(precision="bfloat16"),

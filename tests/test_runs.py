@@ -140,3 +140,34 @@ def test_an_interrupted_overwrite_is_kept_for_the_same_settings_only(tmp_path):
     # other settings: the staged run is replaced by an empty one
     assert runs.staging_dir(str(run), TrainConfig(epochs=6)) == (staged, False)
     assert os.listdir(staged) == []
+
+
+def test_a_run_trained_elsewhere_finds_its_data_beside_it(tmp_path):
+    # the committed model records the path of the machine it was trained on; a clone with the
+    # data beside the checkout (../shared/data/gtsrb) evaluates it without --data-dir (a
+    # folder name of its own here: this machine may hold /tmp/shared)
+    import json
+    import shutil
+
+    from fmfp_tf.evaluation.robustness import load_entry
+
+    committed = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "models",
+                             "gtsrb-dnn3-nfgsm-ema")
+    run = tmp_path / "clone" / "benchmarks" / "models" / "m"
+    run.mkdir(parents=True)
+    shutil.copy(os.path.join(committed, "model.keras"), run)
+    with open(os.path.join(committed, "config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    config["data_dir"] = "/a/machine/that/is/gone/shared-elsewhere/data/gtsrb"
+    (run / "config.json").write_text(json.dumps(config))
+    assert runs.moved_data_dir(str(run), config["data_dir"]) is None
+    assert load_entry(str(run)).data_dir == config["data_dir"]  # nothing beside: unchanged
+    data = tmp_path / "shared-elsewhere" / "data" / "gtsrb"
+    data.mkdir(parents=True)
+    entry = load_entry(str(run))
+    assert entry.data_dir == str(data)
+    assert entry.data_dir_recorded == config["data_dir"]
+    # a folder that only shares the dataset's name is not taken for it
+    shutil.rmtree(tmp_path / "shared-elsewhere")
+    (tmp_path / "gtsrb").mkdir()
+    assert runs.moved_data_dir(str(run), config["data_dir"]) is None

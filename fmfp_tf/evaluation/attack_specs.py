@@ -252,7 +252,8 @@ def _fast_cost(p):
     from fmfp_tf.attacks.fast_autoattack import EOT_DRAWS, plan
 
     stages = plan(p["steps"], p["target_steps"], p["target_classes"], p["close_targets"],
-                  p["close_margin"], p["queries"], EOT_DRAWS if p["randomized"] else None)
+                  p["close_margin"], p["close_steps"], p["queries"],
+                  EOT_DRAWS if p["randomized"] else None)
     return sum((counting.Passes(1, 1) if kwargs.get("select") is not None
                 else planned_passes(function, kwargs) for _, function, kwargs in stages),
                counting.Passes())
@@ -339,6 +340,7 @@ register(AttackSpec("autoattack-fast", "AutoAttack-fast (not the standard AutoAt
                                        "target_classes": s.autoattack_fast.target_classes,
                                        "close_targets": s.autoattack_fast.close_targets,
                                        "close_margin": s.autoattack_fast.close_margin,
+                                       "close_steps": s.autoattack_fast.close_steps,
                                        "queries": s.autoattack_fast.queries, "randomized": r,
                                        "seed": s.seed, **_precision(s, r)},
                     settings=(f"{_A}.fast_autoattack:FastAutoAttackSettings",), kind="ensemble",

@@ -43,6 +43,7 @@ class ModelEntry:
     image_size: tuple = None
     face_crop: str = "none"
     run_dir: str = None  # the run directory whose config.json describes the model
+    data_dir_recorded: str = None  # set when the recorded data directory was found elsewhere
 
 
 def unique_names(entries):
@@ -87,6 +88,11 @@ def load_entry(path, unsafe=False):
         entry.architecture, entry.seed = parsed.model, parsed.seed
         entry.image_size, entry.face_crop = parsed.image_size, parsed.face_crop_used
         entry.run_dir = run_dir
+        if entry.data_dir and not os.path.isdir(entry.data_dir):
+            # a run trained elsewhere records that machine's path: look beside the run
+            moved = runs.moved_data_dir(run_dir, entry.data_dir)
+            if moved:
+                entry.data_dir_recorded, entry.data_dir = entry.data_dir, moved
     return entry
 
 
@@ -427,8 +433,10 @@ def _evaluate_one(job, target):
     shard = (f" (the sample's images {job.skip + 1}-{job.skip + len(target.y)}"
              + (f", shard {job.shard} of {job.sample_n}" if job.shard else "") + ")"
              if job.skip or job.shard else "")
+    moved = (f" from {entry.data_dir} (its config records {entry.data_dir_recorded}, not here)"
+             if entry.data_dir_recorded and not job.data_dir else "")
     job.log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(target.y)} "
-            f"images{shard}")
+            f"images{shard}{moved}")
     for threat in job.threats:
         records += _evaluate_threat(job, target, threat)
     return records
