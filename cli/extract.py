@@ -2,10 +2,13 @@
 import click
 
 
-def _finite(value):
-    # FloatRange lets nan through (every comparison with nan is false)
-    if value != value:
-        raise click.BadParameter("must be a number of GiB > 0; got nan",
+MAX_GIB = 2.0 ** 40
+
+
+def _gib(value):
+    # a plain float and this check: FloatRange lets nan through and prints its bounds in --help
+    if not 0 < value <= MAX_GIB:  # false for nan too
+        raise click.BadParameter(f"must be a number of GiB > 0 and at most 2^40; got {value}",
                                  param_hint="'--max-size'")
     return value
 
@@ -15,8 +18,8 @@ def _finite(value):
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Directory to create with the archive's contents.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-@click.option("--max-size", type=click.FloatRange(min=0, min_open=True, max=2.0**40),
-              default=8.0, show_default=True, callback=lambda ctx, param, value: _finite(value),
+@click.option("--max-size", type=float, metavar="GIB", default=8.0, show_default=True,
+              callback=lambda ctx, param, value: _gib(value),
               help="Refuse archives whose members add up to more GiB.")
 def extract(archive, out, overwrite, max_size):
     """Safely extract an official dataset archive (zip or tar) into a new directory.

@@ -58,7 +58,8 @@ def _fill(value):
               help_from=lambda: f"{', '.join(defense_registry.names())} (default none).")
 @click.option("--size", callback=parse_size,
               help="FM square side / FP largest shrink: the paper's z, a percent of the image "
-                   "side (20 = 20%: 6 px of 32); 6px for pixels, 0.2 for a fraction.")
+                   "side (20 = 20%: 6 px of 32); 6px for pixels, 0.2 for a fraction. Required "
+                   "with --defense mask or padding.")
 @click.option("--fill", callback=lambda ctx, param, value: _fill(value),
               help="zero (default), mean, noise or a number.")
 @click.option("--layer-option", "layer_options", multiple=True, callback=parse_layer_options,
@@ -89,7 +90,7 @@ def _fill(value):
 @click.option("--strategy", help="auto (default), default, mirrored or multiworker (TF_CONFIG).")
 @click.option("--test-time/--no-test-time", default=None,
               help="Keep FM/FP active at inference (a randomized defense; evaluate with EOT).")
-@click.option("--at-eps", help="Adversarial-training budget, e.g. 8/255.")
+@click.option("--at-eps", help="Adversarial-training budget, e.g. 8/255 (default 8/255).")
 @click.option("--at-steps", type=int, help="PGD-AT steps (default 7).")
 @click.option("--weight-averaging", type=click.Choice(WEIGHT_AVERAGING),
               help="ema: save the exponential moving average of the weights (the raw ones go "

@@ -215,7 +215,8 @@ print("ok")
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "fgsm",
       "--apgd-steps", "5"], 2, "--apgd-steps is given but no attack that reads it is run"),
     (["extract", "--max-size", "nan", "--out", "x", "a.zip"], 2, "got nan"),
-    (["extract", "--max-size", "inf", "--out", "x", "a.zip"], 2, "not in the range"),
+    (["extract", "--max-size", "inf", "--out", "x", "a.zip"], 2, "at most 2^40; got inf"),
+    (["extract", "--max-size", "0", "--out", "x", "a.zip"], 2, "> 0 and at most 2^40; got 0"),
     (["train", "--resume", "--overwrite", "--out", "x"], 2, "contradict each other"),
     (["train", "--out", ""], 2, "--out is empty"),
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--eps", ""], 2,
@@ -596,3 +597,16 @@ def test_one_evaluation_at_a_time_writes_into_a_folder_and_cells_must_be_a_folde
                   "--attacks", "fgsm", "--out", "other", cwd=tmp_path)
     assert result.returncode == 2 and "cells: is not a folder" in result.stderr
     assert "accuracy" not in result.stderr  # refused before any attack
+
+
+def test_help_states_requirements_and_defaults_in_words():
+    from click.testing import CliRunner
+
+    from fmfp_tf.cli.main import cli
+
+    runner = CliRunner()
+    extract = " ".join(runner.invoke(cli, ["extract", "--help"]).output.split())
+    assert "--max-size GIB" in extract and "1099511627776" not in extract
+    train = " ".join(runner.invoke(cli, ["train", "--help"]).output.split())
+    assert "Required with --defense mask or padding" in train
+    assert "(default 8/255)" in train
