@@ -530,3 +530,25 @@ def test_a_wrong_data_folder_is_said_before_the_plan_measures_anything(tmp_path)
         evaluate([load_entry(str(tmp_path / "m.keras"))], ["fgsm"], n=8, dataset="gtsrb",
                  data_dir=str(tmp_path / "nowhere"), log=seen.append)
     assert seen == []  # no plan, no speed measurement before the error
+
+
+def test_a_long_batch_is_not_silent():
+    # attacks report between batches; one batch may run for minutes: a line still comes
+    # every EVERY seconds, and the regular reports keep their own pace
+    import time
+
+    from fmfp_tf.evaluation import robustness
+
+    lines = []
+    progress = robustness._Progress(lines.append, "  m [white-box] apgd-ce", time.time())
+    progress.EVERY = 0.3
+    with progress:
+        time.sleep(1.6)
+        progress(1, 4, 0.5)
+        time.sleep(1.2)
+    assert any("a batch is running (nothing reported yet" in line for line in lines), lines
+    assert any("1/4, robust so far 0.500" in line for line in lines), lines
+    assert any("1/4 reported" in line and "ago" in line for line in lines), lines
+    count = len(lines)
+    time.sleep(0.8)
+    assert len(lines) == count  # the thread ends with the cell

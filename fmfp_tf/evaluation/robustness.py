@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import typing
 
@@ -508,11 +509,12 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
         components[name] = share
         job.log(f"{label}: after {attack_specs.label(name)}, robust {share:.4f}")
 
-    x_adv, passes = _crafted_examples(
-        job, target, threat, crafter, source_entry, spec, eps, params,
-        _progress(job.log, label, started,
-                  lambda: _stop_if_asked(job, f"in {_cell_label(entry, threat, attack, eps)}")),
-        stages=job.store.stages(cell) if job.store is not None else None, log=component_done)
+    with _Progress(job.log, label, started, lambda: _stop_if_asked(
+            job, f"in {_cell_label(entry, threat, attack, eps)}")) as progress:
+        x_adv, passes = _crafted_examples(
+            job, target, threat, crafter, source_entry, spec, eps, params, progress,
+            stages=job.store.stages(cell) if job.store is not None else None,
+            log=component_done)
     survived = threat_models.predict_labels(threat, entry.model, x_adv,
                                             settings.eot_samples) == target.y
     record = {**target.base, "attack": attack, "threat_model": threat, "eps": eps,
@@ -562,23 +564,53 @@ def _stop_if_asked(job, where):
         raise Interrupted(f"stopped by signal {job.stop.signal} {where}")
 
 
-def _progress(log, label, started, check=None):
+class _Progress:
     """progress(k, total, robust=None) of a long attack: a line at least every ~10 s, with the
     time left at this pace and, from the attacks that track it, the share still robust;
-    `check()` first, after every batch (it raises to stop)."""
-    last = [started]
+    `check()` first, after every batch (it raises to stop). Attacks report between batches, and
+    one batch can run for minutes (256 images of a 100-step run), so while it runs, a thread
+    says every ~10 s that it does and for how long: no silence, whatever the batch."""
 
-    def progress(k, total, robust=None):
-        if check is not None:
-            check()
+    EVERY = 10.0
+
+    def __init__(self, log, label, started, check=None):
+        self.log, self.label, self.started, self.check = log, label, started, check
+        self.last, self.state = started, None  # (k, total, robust) of the latest report
+        self.reported_at = started
+        self._done = threading.Event()
+        self._thread = None
+
+    def __call__(self, k, total, robust=None):
+        if self.check is not None:
+            self.check()
         now = time.time()
-        if k < total and now - last[0] < 10:
+        self.state, self.reported_at = (k, total, robust), now
+        if k < total and now - self.last < self.EVERY:
             return
-        last[0] = now
-        left = (now - started) * (total - k) / max(k, 1)
+        self.last = now
+        left = (now - self.started) * (total - k) / max(k, 1)
         # k/total in the attack's own unit: images, queries or restarts
-        log(f"{label}: {k}/{total}" + (f", robust so far {robust:.3f}" if robust is not None
-                                        else "")
-            + (f", about {_duration(left)} left" if k < total else ""))
+        self.log(f"{self.label}: {k}/{total}" + (f", robust so far {robust:.3f}"
+                                                 if robust is not None else "")
+                 + (f", about {_duration(left)} left" if k < total else ""))
 
-    return progress
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._beat, daemon=True,
+                                        name="fmfp-tf progress")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self):
+        while not self._done.wait(1.0):
+            now = time.time()
+            if now - self.last < self.EVERY:
+                continue
+            self.last = now
+            where = (f"{self.state[0]}/{self.state[1]} reported {now - self.reported_at:.0f} s ago"
+                     if self.state else "nothing reported yet")
+            self.log(f"{self.label}: a batch is running ({where}; {now - self.started:.0f} s "
+                     "in this cell)")
