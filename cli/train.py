@@ -7,10 +7,10 @@ import click
 
 from fmfp_tf import defense_registry
 from fmfp_tf.cli.options import DerivedHelp, parse_layer_options, parse_size
-from fmfp_tf.config import (GROUPS, OPTIMIZERS, OVERFIT_GUARDS, PRECISIONS, SCHEDULES,
-                            WEIGHT_AVERAGING)
+from fmfp_tf.config import GROUPS, OVERFIT_GUARDS, PRECISIONS, WEIGHT_AVERAGING
 from fmfp_tf.data import registry as datasets
 from fmfp_tf.models import names as model_names
+from fmfp_tf.optimization_registry import OPTIMIZERS, SCHEDULES
 
 
 def _refuse_unread(config, given):
@@ -69,10 +69,12 @@ def _fill(value):
 @click.option("--batch-size", type=int, help="Global batch size, over all replicas (default 32).")
 @click.option("--learning-rate", type=float,
               help="Learning rate, the peak under a schedule (default 1e-3).")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS),
-              help="adam (default), adamw or sgd (momentum 0.9, Nesterov).")
-@click.option("--schedule", type=click.Choice(SCHEDULES),
-              help="Learning-rate schedule (default constant); cosine takes --warmup-epochs.")
+@click.option("--optimizer", cls=DerivedHelp,
+              help_from=lambda: f"{', '.join(OPTIMIZERS.names())} (default adam; sgd: momentum "
+                                "0.9, Nesterov).")
+@click.option("--schedule", cls=DerivedHelp,
+              help_from=lambda: f"Learning-rate schedule: {', '.join(SCHEDULES.names())} (default "
+                                "constant); cosine takes --warmup-epochs.")
 @click.option("--warmup-epochs", type=float, help="Linear warm-up of the cosine schedule.")
 @click.option("--weight-decay", type=float, help="Decoupled weight decay (adamw, sgd).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1),

@@ -10,16 +10,16 @@ import os
 import typing
 
 from fmfp_tf import atomic, budgets, defense_registry, sizes
+from fmfp_tf.optimization_registry import OPTIMIZERS, SCHEDULES
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import MAX_COUNT
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 FACE_CROPS = ("auto", "none", "center", "mtcnn")
-# named here, without TensorFlow, for validation and the CLI's choices; training.precision and
-# training.schedules hold what each name does (tests/test_package.py keeps the two in step)
+# named here, without TensorFlow, for validation and the CLI's choices; training.precision holds
+# what each name does (tests/test_package.py keeps the two in step); schedules and optimizers
+# are registries (optimization_registry)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "one-cycle")
 MAX_BATCH_SIZE = 2 ** 20
 WEIGHT_AVERAGING = ("none", "ema")
 OVERFIT_GUARDS = ("restore", "warn")
@@ -278,7 +278,8 @@ def _check_choices(config):
 
     choices = {"dataset": datasets.names(), "model": model_names(),
                "defense": defense_registry.names(), "strategy": STRATEGIES, "face_crop": FACE_CROPS,
-               "precision": PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+               "precision": PRECISIONS, "optimizer": OPTIMIZERS.names(),
+               "schedule": SCHEDULES.names(),
                "weight_averaging": WEIGHT_AVERAGING, "overfit_guard": OVERFIT_GUARDS,
                "on_bad_image": ("fail", "skip")}
     for key, allowed in choices.items():

@@ -218,6 +218,8 @@ print("ok")
     (["extract", "--max-size", "inf", "--out", "x", "a.zip"], 2, "at most 2^40; got inf"),
     (["extract", "--max-size", "0", "--out", "x", "a.zip"], 2, "> 0 and at most 2^40; got 0"),
     (["train", "--resume", "--overwrite", "--out", "x"], 2, "contradict each other"),
+    (["train", "--optimizer", "nope"], 2, "optimizer = 'nope' is invalid; expected one of adam"),
+    (["train", "--schedule", "nope"], 2, "expected one of constant, cosine, one-cycle"),
     (["train", "--out", ""], 2, "--out is empty"),
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--eps", ""], 2,
      "--eps is empty"),

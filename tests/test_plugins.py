@@ -108,7 +108,19 @@ FILES = {
 
         models.register("toynet", toynet)
     ''',
-    "toyplugin/__init__.py": "from toyplugin import attack, dataset, layer, method, model  # noqa\n",
+    "toyplugin/schedule.py": '''
+        from fmfp_tf import optimization_registry
+
+
+        def halved(config, total_steps, steps_per_epoch):
+            """Half the configured rate throughout: the smallest schedule builder."""
+            return config.learning_rate / 2
+
+
+        optimization_registry.register_schedule("halved", halved)
+    ''',
+    "toyplugin/__init__.py": ("from toyplugin import attack, dataset, layer, method, model, "
+                              "schedule  # noqa\n"),
 }
 # ... and its entry points: the plugin itself, and one line per command
 ENTRY_POINTS = "[fmfp_tf.plugins]\ntoy = toyplugin\n\n[fmfp_tf.commands]\ntoy-names = toyplugin.command:names\n"
@@ -164,9 +176,10 @@ def test_a_plugins_things_work_in_fresh_processes(tmp_path, installed):
     helped = ["".join(_fmfp(root, *plugin, command, "--help", cwd=tmp_path).stdout.split())
               for command in ("train", "evaluate")]  # (help wraps lines, at hyphens too)
     assert "toynet" in helped[0] and "toyflip+noise-at" in helped[0] and "stripes" in helped[0]
+    assert "halved" in helped[0]
     assert "part-fgsm" in helped[1]
     toynet = _fmfp(root, *plugin, "train", "--dataset", "stripes", "--model", "toynet",
-                   "--epochs", "1", "--image-size", "16", "--quiet",
+                   "--schedule", "halved", "--epochs", "1", "--image-size", "16", "--quiet",
                    "--out", str(tmp_path / "toynet"), cwd=tmp_path)
     assert toynet.returncode == 0, toynet.stderr[-3000:]
     if installed:
@@ -187,11 +200,12 @@ def test_each_kind_is_one_module_plus_one_line():
     # the claim of docs/architecture.md's table, for the plugin route: every kind's module ends
     # with its one registration (or is named by one entry-point line)
     for path in ("toyplugin/layer.py", "toyplugin/method.py", "toyplugin/attack.py",
-                 "toyplugin/dataset.py", "toyplugin/model.py"):
+                 "toyplugin/dataset.py", "toyplugin/model.py", "toyplugin/schedule.py"):
         source = textwrap.dedent(FILES[path]).strip()
         module = path.split("/")[1][:-3]
         assert module in FILES["toyplugin/__init__.py"]
         last = source.split("\n\n\n")[-1]
         assert last.startswith(("defense_registry.register", "attack_specs.register",
-                                "registry.register", "models.register")), path
+                                "registry.register", "models.register",
+                                "optimization_registry.register")), path
     assert "toyplugin.command:names" in ENTRY_POINTS

@@ -14,8 +14,7 @@ import math
 
 import keras
 
-from fmfp_tf.errors import UsageError
-
+from fmfp_tf.optimization_registry import OPTIMIZERS, SCHEDULES
 
 
 @keras.saving.register_keras_serializable(package="fmfp_tf")
@@ -59,35 +58,42 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps, "rise": self.rise}
 
 
-# name -> (config, total steps, steps per epoch) -> the rate or its schedule
-SCHEDULE_BUILDERS = {
-    "constant": lambda config, total, per_epoch: config.learning_rate,
-    "cosine": lambda config, total, per_epoch: WarmupCosine(
-        config.learning_rate, total, int(round(config.warmup_epochs * per_epoch))),
-    "one-cycle": lambda config, total, per_epoch: OneCycle(config.learning_rate, total),
-}
-# name -> (rate, config) -> optimizer; SGD's momentum and Nesterov are the usual CNN choice
-OPTIMIZER_BUILDERS = {
-    "adam": lambda rate, config: keras.optimizers.Adam(rate),
-    "adamw": lambda rate, config: keras.optimizers.AdamW(rate, weight_decay=config.weight_decay),
-    # decoupled weight decay, as AdamW: Keras applies it to the weights, not to the loss
-    "sgd": lambda rate, config: keras.optimizers.SGD(rate, momentum=0.9, nesterov=True,
-                                                     weight_decay=config.weight_decay or None),
-}
+# the builders `optimization_registry` names: (config, total steps, steps per epoch) -> the rate
+# or its schedule, and (rate, config) -> the optimizer
+def constant_rate(config, total, per_epoch):
+    return config.learning_rate
+
+
+def cosine_rate(config, total, per_epoch):
+    return WarmupCosine(config.learning_rate, total,
+                        int(round(config.warmup_epochs * per_epoch)))
+
+
+def one_cycle_rate(config, total, per_epoch):
+    return OneCycle(config.learning_rate, total)
+
+
+def adam(rate, config):
+    return keras.optimizers.Adam(rate)
+
+
+def adamw(rate, config):
+    # decoupled weight decay: Keras applies it to the weights, not to the loss
+    return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+
+
+def sgd(rate, config):
+    # momentum and Nesterov: the usual CNN choice; decay decoupled, as AdamW's
+    return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True,
+                                weight_decay=config.weight_decay or None)
 
 
 def learning_rate(config, steps_per_epoch):
     """The config's rate: a float for `constant`, else a schedule over the run's steps."""
-    if config.schedule not in SCHEDULE_BUILDERS:
-        raise UsageError(f"schedule = {config.schedule!r}; expected one of "
-                         f"{', '.join(SCHEDULE_BUILDERS)}")
     total = max(1, config.epochs * steps_per_epoch)
-    return SCHEDULE_BUILDERS[config.schedule](config, total, steps_per_epoch)
+    return SCHEDULES[config.schedule](config, total, steps_per_epoch)
 
 
 def optimizer(config, steps_per_epoch):
     """The config's optimizer with its learning-rate schedule."""
-    if config.optimizer not in OPTIMIZER_BUILDERS:
-        raise UsageError(f"optimizer = {config.optimizer!r}; expected one of "
-                         f"{', '.join(OPTIMIZER_BUILDERS)}")
-    return OPTIMIZER_BUILDERS[config.optimizer](learning_rate(config, steps_per_epoch), config)
+    return OPTIMIZERS[config.optimizer](learning_rate(config, steps_per_epoch), config)
