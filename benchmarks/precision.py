@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fmfp_tf import models
+from fmfp_tf import models, provenance
 from fmfp_tf.training import precision
 from fmfp_tf.training.loop import make_steps
 
@@ -42,7 +42,7 @@ def forward_flops(name, shape, classes):
 
 def peak_flops():
     """(float32 peak, bfloat16 peak, how they were derived) in FLOP/s."""
-    flags = precision.cpu_flags()
+    flags = provenance.cpu_flags()
     with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
         text = handle.read()
     mhz = max(float(line.split(":")[1]) for line in text.splitlines()

@@ -1,4 +1,5 @@
 """What produced a result: library versions and the machine, recorded beside every output."""
+import functools
 import platform
 import sys
 
@@ -34,6 +35,24 @@ def _cpu_model():
     except OSError:
         pass
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags():
+    """The CPU's feature flags (avx512_bf16, amx_bf16, ...) from /proc/cpuinfo; empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bfloat16_cpu():
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def machine():

@@ -11,11 +11,14 @@ def test_auto_follows_the_cpu_flags(monkeypatch):
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU decides auto")
-    expected = "bfloat16" if {"amx_bf16", "avx512_bf16"} & precision.cpu_flags() else "float32"
+    from fmfp_tf import provenance
+
+    expected = ("bfloat16" if {"amx_bf16", "avx512_bf16"} & provenance.cpu_flags()
+                else "float32")
     assert precision.resolve("auto") == expected
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(provenance, "cpu_flags", lambda: frozenset({"avx2"}))
     assert precision.resolve("auto") == "float32"
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(provenance, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     assert precision.resolve("auto") == "bfloat16"
     assert precision.resolve("float16") == "float16"
 
@@ -70,3 +73,28 @@ def test_bfloat16_training_reaches_float32_accuracy():
                        for name in ("float32", "bfloat16")}
             assert min(results.values()) > 0.85, results
             assert abs(results["bfloat16"] - results["float32"]) <= 0.03, results
+
+
+def test_attack_precision_auto_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    import keras
+
+    from fmfp_tf import provenance
+    from fmfp_tf.attacks import precision as attack_precision
+    from fmfp_tf.evaluation import attack_specs
+
+    if not all(d.lower().startswith("cpu") for d in keras.distribution.list_devices()):
+        pytest.skip("an accelerator decides auto")
+    settings = attack_specs.AttackSettings()
+    assert settings.precision == "auto"  # the evaluation's default
+    monkeypatch.setattr(provenance, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert attack_precision.resolve("auto") == "float32"
+    # float32 leaves the params (and so the kept cells' keys) as they always were
+    assert "precision" not in attack_specs.get("apgd-ce").params(settings, 8 / 255)
+    monkeypatch.setattr(provenance, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert attack_precision.resolve("auto") == "bfloat16"
+    # the record's params say the attack ran in bfloat16
+    assert attack_specs.get("apgd-ce").params(settings, 8 / 255)["precision"] == "bfloat16"
+    assert "precision" not in attack_specs.get("fgsm").params(settings, 8 / 255)
+    assert attack_precision.resolve("float32") == "float32"
+    with pytest.raises(Exception, match="precision must be one of"):
+        attack_precision.resolve("float16")

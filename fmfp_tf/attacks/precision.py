@@ -5,9 +5,14 @@ model (Keras's `mixed_bfloat16`: float32 weights, bfloat16 compute, float32 logi
 faster where the hardware computes bfloat16 natively (AMX CPUs, GPUs). Whether an example fools
 the model is always decided on the float32 model itself, so no reported adversarial example is
 an artefact of rounding; an example the twin takes for a success and the model does not is not
-one; then the attack's highest-loss point is checked too. Off by default: on GTSRB dnn1 (300
-images, undefended and fast-AT, docs/benchmarks.md) APGD-CE in bfloat16 is within 0.33 points of
-float32, but 2.4-3x slower on a CPU without native bfloat16; turn it on where bfloat16 is native.
+one; then the attack's highest-loss point is checked too.
+
+`resolve("auto")` (the evaluation's default) picks bfloat16 on a CPU that computes it natively
+(AVX512-BF16 or AMX) when Keras sees no accelerator, float32 elsewhere: on an AMD EPYC with
+AVX512-BF16 APGD-CE and `autoattack-fast` ran 1.5-1.7x faster in bfloat16 at equal strength
+(dnn1 N-FGSM, 300 images: 163 against 164 robust, 160 against 160), while on a CPU without
+native bfloat16 they ran 2.4-3x slower (docs/benchmarks.md); on GPUs it is not measured yet.
+The functions themselves default to float32.
 """
 import weakref
 
@@ -16,6 +21,7 @@ import keras
 from fmfp_tf.errors import UsageError
 
 PRECISIONS = ("float32", "bfloat16")
+CHOICES = ("auto", *PRECISIONS)  # what an evaluation's setting takes
 _TWINS = weakref.WeakKeyDictionary()
 
 
@@ -23,6 +29,22 @@ def check(precision):
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     return precision
+
+
+def resolve(precision):
+    """The precision an attack runs in: "auto" is bfloat16 on a CPU with native bfloat16 and no
+    accelerator in Keras's devices, float32 otherwise; the others as they are."""
+    if precision != "auto":
+        return check(precision)
+    from fmfp_tf import provenance
+
+    if not provenance.native_bfloat16_cpu():
+        return "float32"
+    try:
+        devices = keras.distribution.list_devices()
+    except (NotImplementedError, AttributeError):  # a backend without Keras's device list
+        return "float32"
+    return "bfloat16" if all(d.lower().startswith("cpu") for d in devices) else "float32"
 
 
 def crafting_model(model, precision):

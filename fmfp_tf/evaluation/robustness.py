@@ -337,7 +337,8 @@ def _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, s
              else None)
     head = (f"plan: {len(entries)} model(s) x {len(threats)} threat model(s) "
             f"({', '.join(threats)}) x attacks ({', '.join(attacks + list(white_box_attacks))}) x "
-            f"{len(eps_values)} eps = {cells_count} cells on up to {n} test images each")
+            f"{len(eps_values)} eps = {cells_count} cells on up to {n} test images each"
+            + _precision_note(attacks + list(white_box_attacks), settings))
     if timed is None:
         log(head + "; no time estimate (the model's input shape is unknown)")
         return
@@ -352,6 +353,22 @@ def _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, s
         "forward pass, measured now; AutoAttack, Square and C&W stop early on images already "
         "broken, and cells kept from an earlier run are read back, so it is often less)"
         + (f"; not estimated: {', '.join(sorted(set(unknown)))}" if unknown else ""))
+
+
+def _precision_note(attacks, settings):
+    """Which precision the attacks that take one run in, when one of them is planned."""
+    from fmfp_tf.attacks import precision as precision_lib
+
+    bfloat16 = AttackSettings(precision="bfloat16")
+    takes = [a for a in attacks if "precision" in attack_specs.get(a).params(bfloat16, 8 / 255)]
+    if not takes:
+        return ""
+    used = precision_lib.resolve(settings.precision)
+    why = (" (auto: this CPU computes bfloat16 natively and Keras sees no accelerator)"
+           if settings.precision == "auto" and used == "bfloat16" else
+           " (auto)" if settings.precision == "auto" else "")
+    return (f"; {', '.join(takes)} in {used}{why}"
+            + ("; successes decided in float32" if used == "bfloat16" else ""))
 
 
 def _count(value):

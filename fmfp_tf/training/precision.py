@@ -12,24 +12,12 @@
   input gradient, with 8 bits of mantissa, would weaken the attacks) and serving sees float32.
 """
 import contextlib
-import functools
 
+from fmfp_tf import provenance
 from fmfp_tf.config import PRECISIONS
 from fmfp_tf.errors import UsageError
 
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def _gpu_supports_bfloat16():
@@ -52,7 +40,7 @@ def resolve(precision):
 
     if tf.config.list_physical_devices("GPU"):
         return "bfloat16" if _gpu_supports_bfloat16() else "float32"
-    return "bfloat16" if {"amx_bf16", "avx512_bf16"} & cpu_flags() else "float32"
+    return "bfloat16" if provenance.native_bfloat16_cpu() else "float32"
 
 
 @contextlib.contextmanager
