@@ -49,6 +49,7 @@ def test_restarts_never_weaken_pgd_and_seed_reproduces(trained_model):
     assert accuracy(model, three, y) <= accuracy(model, one, y)
 
 
+@pytest.mark.extended
 def test_cw_drives_an_undefended_model_to_at_most_5_percent(trained_model):
     model, x, y = trained_model
     x, y = x[:100], y[:100]

@@ -231,6 +231,7 @@ print(json.dumps({{"backend": keras.backend.backend(),
 """
 
 
+@pytest.mark.extended
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="compares TensorFlow with JAX from TensorFlow")
 def test_the_same_model_is_as_robust_under_attack_on_tensorflow_and_on_jax(toy, tmp_path):
     pytest.importorskip("jax")

@@ -122,6 +122,7 @@ def test_transfer_examples_are_crafted_once_per_source_and_image_set(runs):
     assert len(crafted) == 4 and sum(key[2] == "fgsm" for key in crafted) == 2
 
 
+@pytest.mark.extended
 def test_export_serves_the_same_classes_and_holds_no_random_op(runs, tmp_path):
     base = tmp_path / "serving"
     result = fmfp("export", "--model", str(runs / "masked"), "--out", str(base), "--name", "signs")
@@ -377,6 +378,7 @@ def test_resume_accepts_the_recorded_settings_and_refuses_changes(runs):
     assert same.returncode == 0, same.stderr[-2000:]
 
 
+@pytest.mark.extended
 def test_unclear_messages_now_name_the_problem(tmp_path):
     damaged = tmp_path / "m.keras"
     damaged.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
@@ -469,6 +471,7 @@ def test_library_errors_name_parameters_and_the_cli_shows_flags(tmp_path):
     assert result.returncode == 1 and "pass --overwrite to replace it" in result.stderr
 
 
+@pytest.mark.extended
 def test_an_output_under_a_regular_file_is_one_line_before_any_work(tmp_path):
     import keras
 
@@ -541,6 +544,7 @@ finally:
 """
 
 
+@pytest.mark.extended
 def test_a_model_trained_on_tensorflow_is_evaluated_on_jax_without_tensorflow(runs, tmp_path):
     pytest.importorskip("jax")
     args = ["evaluate", "--model", str(runs / "twin"), "--attacks", "fgsm,apgd-ce,fab-t", "--n",
@@ -564,6 +568,7 @@ def test_a_model_trained_on_tensorflow_is_evaluated_on_jax_without_tensorflow(ru
         assert abs(accuracies["jax"][attack] - accuracy) <= 2 / 48 + 1e-9, (attack, accuracies)
 
 
+@pytest.mark.extended
 def test_one_evaluation_at_a_time_writes_into_a_folder_and_cells_must_be_a_folder(tmp_path):
     """Issue 41: two evaluations into one folder both exited 0 and the last replaced the
     other's results; OUT/cells as a file was refused only after the first attack."""

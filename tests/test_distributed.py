@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 MIRRORED_SCRIPT = r"""
@@ -80,6 +82,7 @@ print(json.dumps(losses))
 """
 
 
+@pytest.mark.extended
 def test_mirrored_over_two_cpus_matches_default_strategy(tmp_path):
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)],
                             capture_output=True, text=True, env=ENV, timeout=600)
@@ -143,6 +146,7 @@ def epochs_checkpointed(run_dir):
         return 0  # not written yet, or being replaced
 
 
+@pytest.mark.extended
 def test_two_local_workers_train_fm_to_identical_weights_and_restart_from_the_chief(tmp_path):
     straight = finish(start_workers([tmp_path / "worker0", tmp_path / "worker1"]))
     assert straight[0] == straight[1]

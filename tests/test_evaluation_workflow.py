@@ -2,7 +2,10 @@
 kept (killed mid-way, the same command continues it)."""
 import os
 
+import pytest
 
+
+@pytest.mark.extended
 def test_a_killed_evaluation_continues_to_the_same_results(tmp_path):
     """SIGKILL after the first finished cell; the same command again reads the finished cells
     back, attacks only the missing ones, and ends with the records of an uninterrupted run."""
@@ -276,6 +279,7 @@ def test_every_record_carries_its_counted_passes_and_the_reports_show_them(tmp_p
     assert "AutoAttack-fast (not the standard AutoAttack)" in markdown
 
 
+@pytest.mark.extended
 def test_a_forged_or_damaged_cell_is_never_reported_and_is_measured_again(tmp_path):
     """Issue 41's forgeries: an edited accuracy, survival bits all set, another cell renamed onto
     this key, a link to a forged file, a record that is a list, a wrong image count, a missing
@@ -360,6 +364,7 @@ def test_a_forged_or_damaged_cell_is_never_reported_and_is_measured_again(tmp_pa
     assert records["worst-case"]["accuracy"] == honest["worst-case"]["accuracy"]
 
 
+@pytest.mark.extended
 def test_the_table_script_keeps_eps_apart_and_never_joins_two_models(tmp_path):
     """Issue 41: a folder with cells at two eps gave the 2/255 cell's number for both; shards
     of two models were joined."""
@@ -396,6 +401,7 @@ def test_the_table_script_keeps_eps_apart_and_never_joins_two_models(tmp_path):
     assert joined.returncode != 0 and "not joined" in joined.stderr, joined.stderr[-2000:]
 
 
+@pytest.mark.extended
 def test_ctrl_c_stops_an_evaluation_at_the_next_batch_and_says_how_to_continue(tmp_path):
     """SIGINT during a long attack: the evaluation stops after the running batch (not after the
     attack), exits 130 naming the finished cells kept and the command that continues; that

@@ -127,6 +127,7 @@ def test_the_probe_stops_and_restores_the_best_weights_when_robustness_collapses
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="run once, from the TensorFlow suite, against a JAX process")
+@pytest.mark.extended
 def test_the_same_recipe_gives_the_same_robustness_on_tensorflow_and_jax(recipe, tmp_path):
     """N-FGSM + EMA, the same data, model and seed on TensorFlow and on JAX (random streams
     differ): robust accuracy under PGD-10 x 2 restarts on the same 300 images, paired, within

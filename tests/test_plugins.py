@@ -153,6 +153,7 @@ EVALUATE = ["evaluate", "--attacks", "part-fgsm,fgsm", "--part-fraction", "0.25"
             "--no-unbounded-check"]
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("installed", [True, False], ids=["entry-points", "--plugin"])
 def test_a_plugins_things_work_in_fresh_processes(tmp_path, installed):
     root = tmp_path / "site"

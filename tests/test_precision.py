@@ -48,6 +48,7 @@ def _train(tmp_path, name, epochs, seed):
     return metrics["test_accuracy"], tmp_path / f"{name}-{seed}" / "model.keras"
 
 
+@pytest.mark.extended
 def test_bfloat16_training_learns_and_saves_a_float32_model(tmp_path):
     import keras
 

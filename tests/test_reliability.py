@@ -39,6 +39,7 @@ def uninterrupted(tmp_path_factory):
     return json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.extended
 def test_sigkill_mid_epoch_then_resume_completes_consistently(tmp_path, uninterrupted):
     out = tmp_path / "killed"
     process = subprocess.Popen(command("train", *RUN, "--out", str(out)), env=ENV,
@@ -59,6 +60,7 @@ def test_sigkill_mid_epoch_then_resume_completes_consistently(tmp_path, uninterr
     assert abs(metrics["history"][-1]["loss"] - uninterrupted["history"][-1]["loss"]) < 1e-3
 
 
+@pytest.mark.extended
 def test_sigterm_writes_a_mid_epoch_checkpoint_and_resume_finishes(tmp_path, uninterrupted):
     out = tmp_path / "terminated"
     process = subprocess.Popen(command("train", *RUN, "--out", str(out)), env=ENV,
@@ -80,6 +82,7 @@ def test_sigterm_writes_a_mid_epoch_checkpoint_and_resume_finishes(tmp_path, uni
     assert abs(metrics["test_accuracy"] - uninterrupted["test_accuracy"]) <= 0.005
 
 
+@pytest.mark.extended
 def test_same_seed_gives_identical_metrics(tmp_path, uninterrupted):
     out = tmp_path / "again"
     result = subprocess.run(command("train", *RUN, "--out", str(out)), capture_output=True,
@@ -102,6 +105,7 @@ def test_existing_run_is_not_overwritten_without_flag(tmp_path):
 TINY = ["--epochs", "2", "--train-limit", "430", "--test-limit", "100", "--quiet"]
 
 
+@pytest.mark.extended
 def test_a_failed_or_killed_overwrite_leaves_the_old_run_whole(tmp_path):
     out = tmp_path / "run"
     first = subprocess.run(command("train", *TINY, "--out", str(out)), capture_output=True,
@@ -138,6 +142,7 @@ def test_a_failed_or_killed_overwrite_leaves_the_old_run_whole(tmp_path):
     assert not (out / ".overwrite").exists() and not (out / ".previous").exists()
 
 
+@pytest.mark.extended
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
     out = tmp_path / "busy"
     # far more epochs than the test waits for: under load a short run could finish, and release
@@ -162,6 +167,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
 
 
+@pytest.mark.extended
 def test_damaged_state_gets_one_line_and_a_damaged_checkpoint_falls_back(tmp_path):
     out = tmp_path / "damaged"
     process = subprocess.Popen(command("train", "--epochs", "4", "--train-limit", "430",
@@ -206,6 +212,7 @@ def test_damaged_state_gets_one_line_and_a_damaged_checkpoint_falls_back(tmp_pat
     assert (out / "model.keras").read_bytes() == model_bytes
 
 
+@pytest.mark.extended
 def test_a_full_disk_during_a_checkpoint_gets_one_line_and_leaves_no_half_checkpoint(tmp_path):
     import resource
 

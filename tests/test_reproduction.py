@@ -127,6 +127,7 @@ def test_quick_keeps_the_columns_and_sizes_it_names(tmp_path):
         table_spec.load(_write_table(tmp_path, strongest=["cw"]))
 
 
+@pytest.mark.extended
 def test_reproduce_tiny_table_caches_models_and_reports_absent_data(tmp_path):
     table = _write_table(tmp_path, strongest=["pgd"])
     out = tmp_path / "out"

@@ -57,6 +57,7 @@ def test_a_collapse_restores_the_best_epoch_when_asked(tmp_path):
     assert not probe.selection(_history([0.2, 0.3], [0.3, 0.4]), restore=True)["restored"]
 
 
+@pytest.mark.extended
 def test_ema_saves_the_average_keeps_the_raw_model_and_checkpoints_the_average(tmp_path):
     import json
 

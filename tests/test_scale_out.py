@@ -69,6 +69,7 @@ def test_two_shards_joined_are_the_whole_run_image_for_image(split):
     assert any(0 < r["accuracy"] < 1 for r in joined if r["attack"] in ATTACKS)
 
 
+@pytest.mark.extended
 def test_report_joins_from_the_command_line_and_re_renders_one_folder(split, tmp_path):
     root, _, whole = split
     done = subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", "report", str(root / "one"),
@@ -152,6 +153,7 @@ TWO_DEVICES = {
 }
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_one_and_two_devices_give_the_same_records(split, tmp_path, backend):
     """`evaluate --devices 2` (a MirroredStrategy over two logical CPU devices on TensorFlow, a
@@ -184,6 +186,7 @@ def test_one_and_two_devices_give_the_same_records(split, tmp_path, backend):
         too_many.stderr and "Traceback" not in too_many.stderr
 
 
+@pytest.mark.extended
 def test_the_slurm_array_and_the_indexed_job_run_here_as_two_processes(split, tmp_path):
     """docs/distributed: the Slurm array script and the Kubernetes Indexed Job's command, each
     run here as two concurrent processes (the scheduler's index set by hand), then the report
