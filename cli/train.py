@@ -116,13 +116,18 @@ def train(config_file, out, resume, overwrite, quiet, image_size, at_eps, **opti
     """
     import logging
 
+    import keras
+
     from fmfp_tf.cli.options import needs_tensorflow
 
-    needs_tensorflow("train")
+    if keras.backend.backend() == "tensorflow":
+        needs_tensorflow("train")
+        from fmfp_tf.training import train as run_training
+    else:  # JAX, PyTorch: Keras's own fit (training/keras_run.py)
+        from fmfp_tf.training.keras_run import train as run_training
 
     from fmfp_tf.budgets import parse_eps
     from fmfp_tf.config import resolve_train_config
-    from fmfp_tf.training import train as run_training
 
     if quiet:
         logging.getLogger("fmfp_tf").setLevel(logging.WARNING)

@@ -288,7 +288,8 @@ def test_the_evaluation_passes_bfloat16_to_the_attacks_that_take_it_and_records_
     # the attack registry needs no plotting library (CI's bare Keras + JAX environment has none)
     from fmfp_tf.evaluation import attack_specs
 
-    plain, lower = attack_specs.AttackSettings(), attack_specs.AttackSettings(precision="bfloat16")
+    plain = attack_specs.AttackSettings(precision="float32")
+    lower = attack_specs.AttackSettings(precision="bfloat16")
     for name in ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "autoattack"):
         # float32 cells keep their keys (no new parameter); bfloat16 is recorded where it ran
         assert "precision" not in attack_specs.get(name).params(plain, EPS)

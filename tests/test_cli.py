@@ -361,8 +361,14 @@ def test_evaluate_with_apgd_square_and_autoattack_reports_the_worst_case(runs, t
     assert list(steps.values()) == sorted(steps.values(), reverse=True)
     assert steps["square"] == white["autoattack"]["accuracy"]
     assert not list((out / "cells").glob("stages/*"))
-    assert white["apgd-t"]["params"] == {"loss": "dlr", "targeted": True, "steps": 10,
-                                         "restarts": 1, "target_classes": 2, "seed": 0}
+    # --attack-precision auto (the default): bfloat16 on a CPU with it natively, and then the
+    # record says so; float32 elsewhere, and the params are as they always were
+    from fmfp_tf.attacks import precision as attack_precision
+
+    params = dict(white["apgd-t"]["params"])
+    assert params.pop("precision", "float32") == attack_precision.resolve("auto")
+    assert params == {"loss": "dlr", "targeted": True, "steps": 10, "restarts": 1,
+                      "target_classes": 2, "seed": 0}
     markdown = (out / "results.md").read_text()
     assert "Worst case over all attacks" in markdown and "- AutoAttack: version=standard" in markdown
     assert "| &nbsp;&nbsp;after FAB-T |" in markdown

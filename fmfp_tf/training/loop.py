@@ -100,16 +100,6 @@ def rng_state_variables(model):
     return states
 
 
-def weights_digest(model):
-    """sha256 of all weights, to compare models across workers or runs."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(np.asarray(weight.numpy(), np.float32)).tobytes())
-    return digest.hexdigest()
-
-
 def evaluate_arrays(eval_step, strategy, images, labels, batch_size):
     """(mean loss, accuracy) over arrays with a compiled distributed eval step."""
     # inference keeps no activations for a backward pass, so large batches are cheap in memory

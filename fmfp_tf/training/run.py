@@ -17,33 +17,16 @@ import time
 import keras
 import tensorflow as tf
 
-from fmfp_tf import atomic, data, models, plots, provenance, runs, sizes
+from fmfp_tf import atomic, plots, provenance, runs, sizes
 from fmfp_tf.config import TrainConfig
-from fmfp_tf.defenses import defend
-from fmfp_tf.errors import DataError, ModelError, UsageError
+from fmfp_tf.errors import UsageError
 from fmfp_tf.training import adversarial, precision, robustness_probe, schedules, strategies
 from fmfp_tf.training import averaging as averaging_lib
-from fmfp_tf.training.loop import Interrupted, evaluate_model, fit, weights_digest
+from fmfp_tf.training.loop import evaluate_model, fit
+from fmfp_tf.training.run_directory import (build_model, hold_out, in_run_directory,  # noqa: F401
+                                            load_split, resumed_config, weights_digest)
 
 logger = logging.getLogger(__name__)
-
-
-def load_split(config, split):
-    limit = config.train_limit if split == "train" else config.test_limit
-    return data.load_arrays(
-        config.dataset, config.data_dir, split, config.image_size, config.on_bad_image,
-        limit=limit, face_crop=config.face_crop_used,
-    )
-
-
-def build_model(config, input_shape, num_classes):
-    """The (possibly defended) model of `config`, uncompiled."""
-    model = models.build(config.model, input_shape, num_classes)
-    if config.layer_defense:
-        model = defend(model, config.layer_defense, config.layer_size, fill=config.fill,
-                       seed=config.seed, test_time=config.test_time,
-                       **(config.layer_options or {}))
-    return model
 
 
 @contextlib.contextmanager
@@ -91,76 +74,17 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
     `fmfp_tf` logger.
     """
     if resume:
-        if not runs.is_started(out_dir):
-            raise UsageError(f"{out_dir}: nothing to resume (no config.json)")
-        checkpoints = os.path.join(out_dir, "checkpoints")
-        if runs.is_complete(out_dir) and not (os.path.isdir(checkpoints) and os.listdir(
-                checkpoints)):
-            # resuming from nothing would train from scratch and replace the finished model
-            raise UsageError(f"{out_dir}: a finished run without checkpoints; nothing to resume "
-                             "(overwrite=True trains it again, the old run kept until the new "
-                             "one completes)", {"overwrite=True": "overwrite"})
-        config = runs.read_config(out_dir)
+        config = resumed_config(out_dir)
     elif not isinstance(config, TrainConfig):
         raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
     strategy = strategies.get_strategy(config.strategy)
     if not strategies.is_chief(strategy):
         # workers other than the chief write nothing that lasts in the run directory
         return _train_in(config, out_dir, strategy, False, verbose, twin_dir)
-    created = _missing_ancestors(out_dir)
-    try:
-        return _train_locked(config, out_dir, strategy, resume, overwrite, verbose, twin_dir)
-    except (DataError, ModelError, UsageError):
-        # refused before training began (bad data, a bad setting): no run directory is left
-        # behind holding only its config, nor the empty folders made for it
-        if created and not os.path.isdir(os.path.join(out_dir, "checkpoints")):
-            import shutil
-
-            shutil.rmtree(out_dir, ignore_errors=True)
-            for folder in created[1:]:
-                if os.path.isdir(folder) and not os.listdir(folder):
-                    os.rmdir(folder)
-        raise
-
-
-def _missing_ancestors(path):
-    """`path` and its parents that do not exist yet, deepest first."""
-    missing, path = [], os.path.abspath(path)
-    while not os.path.exists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    return missing
-
-
-def _train_locked(config, out_dir, strategy, resume, overwrite, verbose, twin_dir):
-    with runs.locked(out_dir):
-        staged = None
-        if not resume and runs.holds_run(out_dir):
-            if not overwrite:
-                raise UsageError(
-                    f"{out_dir}: already holds a run; pass resume=True to continue it, "
-                    "overwrite=True to start again (the old run stays whole until the new one "
-                    "completes), or choose another out_dir",
-                    {"resume=True": "resume", "overwrite=True": "overwrite",
-                     "another out_dir": "out_dir"})
-            staged, continued = runs.staging_dir(out_dir, config)
-            if continued:
-                logger.info("continuing the interrupted overwrite in %s", staged)
-        work_dir = staged or out_dir
-        if not resume:
-            atomic.write_json(os.path.join(work_dir, "config.json"), config.to_dict())
-        try:
-            metrics = _train_in(config, work_dir, strategy, True, verbose,
-                                twin_dir or (os.path.join(work_dir, "twin-undefended")
-                                             if staged else None))
-        except Interrupted as stopped:
-            hint = ("the old run stays whole; the same command again (overwrite=True included) "
-                    "continues the new one" if staged else "resume=True continues it")
-            raise Interrupted(f"{stopped}; {hint}",
-                              {"overwrite=True": "overwrite", "resume=True": "resume"}) from None
-        if staged:
-            runs.swap_in(out_dir, staged)
-        return metrics
+    return in_run_directory(
+        config, out_dir, resume, overwrite,
+        lambda work_dir, staged_twin: _train_in(config, work_dir, strategy, True, verbose,
+                                                twin_dir or staged_twin))
 
 
 def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
@@ -172,7 +96,7 @@ def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
 def _train_seeded(config, out_dir, strategy, chief, verbose, twin_dir):
     started = time.time()
     train_arrays, test_arrays = _load_data(config, out_dir, verbose, twin_dir)
-    train_arrays, held_out = _hold_out(train_arrays, config.probe_size, config.seed)
+    train_arrays, held_out = hold_out(train_arrays, config.probe_size, config.seed)
     input_shape = tuple(train_arrays.images.shape[1:])
     num_classes = len(train_arrays.class_names)
     used = precision.resolve(config.precision)
@@ -228,25 +152,6 @@ def _train_seeded(config, out_dir, strategy, chief, verbose, twin_dir):
     if chief:
         _write_outputs(out_dir, model, history, metrics, config.run_name(), raw_model)
     return metrics
-
-
-def _hold_out(arrays, count, seed):
-    """(training arrays without `count` seeded images, those images) for the robust probe."""
-    if not count:
-        return arrays, None
-    if count >= len(arrays.labels) // 2:
-        raise UsageError(f"probe_images = {count}: at most half of the {len(arrays.labels)} "
-                         "training images can be held out")
-    import numpy as np
-
-    from fmfp_tf.data.images import Arrays
-
-    chosen = np.zeros(len(arrays.labels), bool)
-    chosen[np.random.default_rng([seed, 104729]).choice(len(arrays.labels), count,
-                                                         replace=False)] = True
-    return (Arrays(arrays.images[~chosen], arrays.labels[~chosen], arrays.class_names,
-                   arrays.skipped),
-            Arrays(arrays.images[chosen], arrays.labels[chosen], arrays.class_names))
 
 
 def _load_data(config, out_dir, verbose, twin_dir):

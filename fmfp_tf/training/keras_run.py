@@ -1,0 +1,210 @@
+"""`train(config, out_dir)` on JAX and PyTorch: the same job as the TensorFlow one (`run.py`),
+with Keras's own `model.fit` as the loop and `AdversarialModel` for the online
+adversarial-training methods, so `KERAS_BACKEND=jax fmfp-tf train` trains on the device machine.
+
+The run directory is the same (`run_directory`): config.json first, one writer, `--overwrite`
+staged, model.keras / metrics.json / history.png at the end. What differs from the TensorFlow
+job, said where it happens: checkpoints are taken after every epoch (the weights, the optimizer's
+variables with its weight average, the history), so a stopped run resumes at its last finished
+epoch; the data are shuffled by `fit` from the run's seed, so a resumed run sees other batch
+orders than an uninterrupted one; it trains in float32 (`precision` auto or float32); one device
+(`strategy` auto or default); cw-at, which crafts C&W examples on a twin with TensorFlow's loop,
+is TensorFlow's. Weight averaging is the optimizer's `use_ema`; the robust probe is
+`keras_fit.RobustProbe` on the held-out images.
+"""
+import json
+import logging
+import os
+import time
+
+import keras
+import numpy as np
+
+from fmfp_tf import atomic, plots, provenance
+from fmfp_tf.config import TrainConfig
+from fmfp_tf.errors import UsageError
+from fmfp_tf.training import schedules
+from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe
+from fmfp_tf.training.run_directory import (build_model, hold_out, in_run_directory, load_split,
+                                            resumed_config, weights_digest)
+
+logger = logging.getLogger(__name__)
+
+
+def check(config):
+    """The settings this route cannot honour, refused in one line before anything is read."""
+    backend = keras.backend.backend()
+    if config.adversarial_training == "cw":
+        raise UsageError(f"defense {config.defense!r}: cw-at crafts its C&W examples with the "
+                         f"TensorFlow loop; on Keras's {backend} backend use an online method "
+                         "(fgsm-at, pgd-at, fast-at, nfgsm-at) or KERAS_BACKEND=tensorflow")
+    if config.strategy not in ("auto", "default"):
+        raise UsageError(f"strategy = {config.strategy!r} is tf.distribute's; on Keras's "
+                         f"{backend} backend training runs on one device (strategy auto)")
+    if config.precision not in ("auto", "float32"):
+        raise UsageError(f"precision = {config.precision!r}: on Keras's {backend} backend "
+                         "training runs in float32 (precision auto or float32)")
+
+
+def train(config, out_dir, resume=False, overwrite=False, verbose=1):
+    """Trains `config` into `out_dir` with `model.fit`; returns the metrics dict (`run.train`'s
+    keys). `resume` continues from the last finished epoch."""
+    if resume:
+        config = resumed_config(out_dir)
+    elif not isinstance(config, TrainConfig):
+        raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
+    check(config)
+    return in_run_directory(config, out_dir, resume, overwrite,
+                            lambda work_dir, _: _train_in(config, work_dir, verbose))
+
+
+def _images(arrays):
+    return arrays.images.astype(np.float32) / 255.0, np.asarray(arrays.labels, np.int32)
+
+
+def _train_in(config, out_dir, verbose):
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    train_arrays, held_out = hold_out(load_split(config, "train"), config.probe_size,
+                                      config.seed)
+    test_arrays = load_split(config, "test")
+    x, y = _images(train_arrays)
+    x_test, y_test = _images(test_arrays)
+    num_classes = len(train_arrays.class_names)
+    model = build_model(config, x.shape[1:], num_classes)
+    trained = model
+    if config.adversarial_training:
+        trained = AdversarialModel(
+            model, method=config.adversarial_training, eps=config.at_eps, steps=config.at_steps,
+            step_size=config.at_step_size or 0.0,
+            clean_weight=(-1.0 if config.at_clean_fraction is None
+                          else config.at_clean_fraction), seed=config.seed)
+    steps_per_epoch = -(-len(y) // config.batch_size)
+    optimizer = schedules.optimizer(config, steps_per_epoch)
+    if config.weight_averaging == "ema":
+        # Keras's own average: kept beside each weight, put in place when fit ends
+        optimizer.use_ema, optimizer.ema_momentum = True, config.ema_decay
+    trained.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+    checkpoints = _Checkpoint(os.path.join(out_dir, "checkpoints"), model, optimizer)
+    done, history = checkpoints.restore(trained)
+    callbacks = [checkpoints]
+    probe = None
+    if held_out is not None:
+        probe_x, probe_y = _images(held_out)
+        probe = RobustProbe(probe_x, probe_y, eps=config.at_eps if config.adversarial_training
+                            else 8 / 255, model=model, seed=config.seed)
+        probe.history = [record["probe_robust_accuracy"] for record in history
+                         if "probe_robust_accuracy" in record]
+        callbacks.insert(0, probe)
+    logger.info("model %s (%s parameters), defense %s, float32, Keras's %s backend, model.fit",
+                config.model, f"{model.count_params():,}", config.defense,
+                keras.backend.backend())
+    if done < config.epochs:
+        trained.fit(x, y, batch_size=config.batch_size, epochs=config.epochs,
+                    initial_epoch=done, validation_data=(x_test, y_test), callbacks=callbacks,
+                    verbose=verbose, shuffle=True)
+    elif config.weight_averaging == "ema":
+        # every epoch was done before a stop: fit, which puts the average in place, is not run
+        optimizer.finalize_variable_values(model.trainable_variables)
+    history = checkpoints.history
+    test_loss, test_accuracy = _evaluate(model, x_test, y_test, config.batch_size)
+    metrics = {
+        "run": config.run_name(), "test_accuracy": test_accuracy, "test_loss": test_loss,
+        "train_accuracy": history[-1]["accuracy"] if history else None,
+        "epochs": len(history), "history": history, "config": config.to_dict(),
+        "fingerprint": config.fingerprint(), "size": config.size,
+        "size_pixels": config.size_pixels, "seed": config.seed,
+        "dataset": {"name": config.dataset, "train_examples": int(len(y)),
+                    "test_examples": int(len(y_test)), "image_shape": list(x.shape[1:]),
+                    "num_classes": num_classes, "class_names": train_arrays.class_names,
+                    "face_crop": config.face_crop_used,
+                    "skipped_images": train_arrays.skipped + test_arrays.skipped},
+        "model": {"name": config.model, "parameters": int(model.count_params())},
+        "strategy": {"requested": config.strategy, "used": "default", "class": "model.fit",
+                     "replicas": 1},
+        "precision": {"requested": config.precision, "used": "float32"},
+        "backend": keras.backend.backend(),
+        "weights_sha256": weights_digest(model),
+        "wall_seconds": time.time() - started,
+        "versions": provenance.versions(), "machine": provenance.machine(),
+    }
+    if config.weight_averaging == "ema":
+        metrics["weight_averaging"] = {"method": "ema", "decay": config.ema_decay}
+    if probe is not None:
+        metrics["robust_probe"] = {"history": probe.history, "best": probe.best}
+    with atomic.atomic_path(os.path.join(out_dir, "model.keras")) as tmp:
+        model.save(tmp)
+    plots.history_plot(history, os.path.join(out_dir, "history.png"), config.run_name())
+    atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _evaluate(model, x, y, batch_size):
+    """(loss, accuracy) of the saved model (the averaged weights under EMA) on the test set."""
+    logits = np.concatenate([keras.ops.convert_to_numpy(model(x[i:i + batch_size],
+                                                              training=False))
+                             for i in range(0, len(x), batch_size)])
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(y)), y].mean())
+    return loss, float((logits.argmax(-1) == y).mean())
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """After every epoch: the model's weights, the optimizer's variables (its step, moments and
+    weight average) and the history, written atomically; `restore` puts them back."""
+
+    def __init__(self, folder, model, optimizer):
+        super().__init__()
+        self.folder, self.inner, self.optimizer = folder, model, optimizer
+        self.history, self.began = [], None
+
+    def restore(self, trained):
+        """(epochs done, history) from the folder, the weights and optimizer put back."""
+        state = os.path.join(self.folder, "state.json")
+        if not os.path.isfile(state):
+            return 0, []
+        with open(state, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        with np.load(os.path.join(self.folder, "weights.npz")) as kept:
+            self.inner.set_weights([kept[f"w{i}"] for i in range(len(kept.files))])
+        self.optimizer.build(trained.trainable_variables)
+        with np.load(os.path.join(self.folder, "optimizer.npz")) as kept:
+            if len(kept.files) != len(self.optimizer.variables):
+                raise UsageError(f"{self.folder}: the checkpoint holds {len(kept.files)} "
+                                 f"optimizer variables, this run's optimizer "
+                                 f"{len(self.optimizer.variables)}; train it again with "
+                                 "overwrite=True", {"overwrite=True": "overwrite"})
+            for index, variable in enumerate(self.optimizer.variables):
+                variable.assign(kept[f"v{index}"])
+        self.history = saved["history"]
+        logger.info("resuming after epoch %d of the checkpoint in %s", saved["epoch"],
+                    self.folder)
+        return saved["epoch"], self.history
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        record = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
+                  "accuracy": float(logs.get("accuracy", np.nan))}
+        if "val_loss" in logs:
+            record.update(test_loss=float(logs["val_loss"]),
+                          test_accuracy=float(logs["val_accuracy"]))
+        if "probe_robust_accuracy" in logs:
+            record["probe_robust_accuracy"] = float(logs["probe_robust_accuracy"])
+        record["seconds"] = round(time.time() - self.began, 1)
+        self.history.append(record)
+        os.makedirs(self.folder, exist_ok=True)
+        weights = {f"w{i}": w for i, w in enumerate(self.inner.get_weights())}
+        variables = {f"v{i}": keras.ops.convert_to_numpy(v.value)
+                     for i, v in enumerate(self.optimizer.variables)}
+        for name, arrays in (("weights.npz", weights), ("optimizer.npz", variables)):
+            with atomic.atomic_path(os.path.join(self.folder, name), suffix=".npz") as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, **arrays)
+        # the state last: it names an epoch only once both files hold it
+        atomic.write_json(os.path.join(self.folder, "state.json"),
+                          {"epoch": epoch + 1, "history": self.history})

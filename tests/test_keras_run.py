@@ -1,0 +1,99 @@
+"""`fmfp-tf train` through Keras's own `fit` (training/keras_run.py): the job JAX and PyTorch
+run, with the TensorFlow job's run directory, metrics and refusals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+TINY = ["--epochs", "3", "--train-limit", "600", "--test-limit", "200", "--probe-images", "64",
+        "--quiet"]
+
+
+def test_the_fit_job_writes_the_run_directory_of_the_tensorflow_job(tmp_path):
+    # in process, on the suite's backend: the route itself (JAX runs it below, in a subprocess)
+    import keras
+
+    from fmfp_tf.config import train_config
+    from fmfp_tf.models_io import load_model
+    from fmfp_tf.training import keras_run
+
+    config = train_config({"defense": "mask+fast-at", "size": "20%", "epochs": 2,
+                           "train_limit": 300, "test_limit": 100, "probe_images": 32,
+                           "weight_averaging": "ema"}, "test")
+    metrics = keras_run.train(config, str(tmp_path / "run"), verbose=0)
+    run = tmp_path / "run"
+    for name in ("model.keras", "metrics.json", "history.png", "config.json",
+                 "checkpoints/state.json"):
+        assert (run / name).exists(), name
+    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert metrics["backend"] == keras.backend.backend()
+    assert len(metrics["robust_probe"]["history"]) == 2
+    assert set(metrics["history"][0]) >= {"loss", "accuracy", "test_loss", "test_accuracy",
+                                          "probe_robust_accuracy"}
+    reloaded = load_model(str(run))
+    assert reloaded.count_params() == metrics["model"]["parameters"]
+    # the same run again is refused; --resume of a finished run has nothing left to train
+    with pytest.raises(Exception, match="already holds a run"):
+        keras_run.train(config, str(run), verbose=0)
+    again = keras_run.train(None, str(run), resume=True, verbose=0)
+    assert again["history"] == metrics["history"]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"defense": "cw-at"}, "cw-at crafts its C&W examples with the TensorFlow loop"),
+    ({"strategy": "mirrored"}, "on one device"),
+    ({"precision": "bfloat16"}, "training runs in float32"),
+])
+def test_what_the_fit_job_cannot_honour_is_one_line_before_any_work(tmp_path, setting,
+                                                                    message):
+    from fmfp_tf.config import train_config
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.training import keras_run
+
+    with pytest.raises(UsageError, match=message):
+        keras_run.train(train_config(setting, "test"), str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def _train(*args):
+    return [sys.executable, "-m", "fmfp_tf_cli_start", "train", *args]
+
+
+@pytest.mark.extended
+def test_fmfp_tf_train_on_jax_stops_and_resumes_at_its_last_epoch(tmp_path):
+    env = dict(ENV, KERAS_BACKEND="jax")
+    straight = tmp_path / "straight"
+    done = subprocess.run(_train("--defense", "nfgsm-at", *TINY, "--out", str(straight)),
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((straight / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["epochs"] == 3
+    # killed after its first epoch's checkpoint, then --resume: three epochs in all, the first
+    # as the killed run wrote it
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_train("--defense", "nfgsm-at", *TINY, "--out", str(killed)),
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not state.exists():
+        time.sleep(0.5)
+    assert state.exists(), "no checkpoint after the first epoch"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = json.loads(state.read_text())["history"]
+    resumed = subprocess.run(_train("--resume", "--out", str(killed), "--quiet"),
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = json.loads((killed / "metrics.json").read_text())
+    assert after["epochs"] == 3 and after["history"][:len(first)] == first
+    # the run is read by evaluate like any other
+    evaluated = subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", "evaluate",
+                                "--model", str(killed), "--attacks", "fgsm", "--n", "50",
+                                "--no-unbounded-check", "--out", str(tmp_path / "eval")],
+                               capture_output=True, text=True, env=env, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
