@@ -163,10 +163,44 @@ def sibling_lock_path(target):
 @contextlib.contextmanager
 def file_lock(lock_path, target, what):
     """An advisory `flock` on `lock_path` naming `target` in the error; the kernel releases it
-    when the holder dies, so a crash never leaves a stale lock."""
+    when the holder dies, so a crash never leaves a stale lock. The file is removed when the
+    lock is released, so a finished run or export holds no `.lock`; a holder checks that the
+    path still names the file it locked (a releasing holder may have just removed it)."""
     import fcntl
 
     os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+    for _ in range(100):
+        handle = _open_lock_file(lock_path, target)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            handle.close()
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise UsageError(f"{target}: {what} in use by process {_holder(lock_path)}; wait "
+                             "for it to finish or choose another directory") from None
+        if _names(lock_path, handle):
+            break
+        handle.close()  # locked a file its holder removed on release: take the new one
+    else:
+        raise UsageError(f"{lock_path}: the lock file keeps being replaced; is another process "
+                         f"creating it? ({target})")
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        try:
+            if _names(lock_path, handle):
+                os.unlink(lock_path)  # while still held: the next holder makes a fresh one
+        except OSError:
+            pass  # a read-only folder keeps its lock file; the lock is released all the same
+        handle.close()  # closing releases the lock
+
+
+def _open_lock_file(lock_path, target):
     try:
         # never through a link: a planted symlink would have the pid written into its target
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -175,24 +209,25 @@ def file_lock(lock_path, target, what):
             raise UsageError(f"{lock_path}: the lock file is a symbolic link; a lock is never "
                              f"written through a link: remove it to use {target}") from None
         raise
-    handle = os.fdopen(fd, "r+", encoding="utf-8")
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
+def _names(lock_path, handle):
+    """Whether `lock_path` is still the file open in `handle`."""
     try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise UsageError(f"{target}: {what} in use by process {holder}; wait for it to "
-                             "finish or choose another directory") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing releases the lock
+        here = os.stat(lock_path, follow_symlinks=False)
+    except OSError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (here.st_ino, here.st_dev) == (held.st_ino, held.st_dev)
+
+
+def _holder(lock_path):
+    try:
+        with open(lock_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def not_a_file(path):

@@ -65,6 +65,29 @@ def test_locks_never_write_through_a_link(tmp_path):
     # an ordinary lock still works, and writes the holder's pid
     with runs.locked(str(tmp_path / "fresh")):
         assert (tmp_path / "fresh" / runs.LOCK_NAME).read_text() == str(os.getpid())
+    # released, the lock file is gone: a finished run holds no .lock
+    assert not (tmp_path / "fresh" / runs.LOCK_NAME).exists()
+
+
+def test_a_lock_taken_on_a_file_its_holder_removed_is_taken_again(tmp_path):
+    # a second process may open the lock file just before its holder removes it on release;
+    # its flock then succeeds on a file no longer at the path, which must not count
+    import fcntl
+
+    lock = tmp_path / ".lock"
+    stale = atomic._open_lock_file(str(lock), "x")
+    fcntl.flock(stale.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert atomic._names(str(lock), stale)
+    os.unlink(lock)
+    assert not atomic._names(str(lock), stale)
+    stale.close()
+    with atomic.file_lock(str(lock), "x", "test"):
+        assert lock.read_text() == str(os.getpid())
+        fresh = atomic._open_lock_file(str(lock), "x")
+        with pytest.raises(OSError):  # held: a third process is refused
+            fcntl.flock(fresh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fresh.close()
+    assert not lock.exists()
 
 
 def test_a_savedmodel_is_code_and_is_refused_without_opt_in(tmp_path):
