@@ -41,24 +41,31 @@ def history_plot(history, path, title=""):
 
 
 def line_plot(series, path, xlabel, ylabel, title=""):
-    """`series`: {label: [(x, y), ...]}; one line each."""
+    """`series`: {label: [(x, y), ...]} or [(x, y, low, high), ...] (a shaded interval); one
+    line each. The legend stands beside the axes, never over the lines."""
     figure, axis = _subplots(figsize=(5.5, 3.6))
     for label, points in series.items():
         points = sorted(points)
-        axis.plot([p[0] for p in points], [p[1] for p in points], "o-", label=label)
+        line, = axis.plot([p[0] for p in points], [p[1] for p in points], "o-", label=label)
+        if points and len(points[0]) == 4:
+            axis.fill_between([p[0] for p in points], [p[2] for p in points],
+                              [p[3] for p in points], color=line.get_color(), alpha=0.15,
+                              linewidth=0)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axis.set_title(title)
     save_figure(figure, path)
 
 
 def grouped_bars(panels, path, ylabel, title=""):
-    """`panels`: {panel title: {group label: {bar label: value or None}}}; one subplot per panel.
+    """`panels`: {panel title: {group label: {bar label: value, (value, low, high) or None}}};
+    one subplot per panel; a (value, low, high) bar carries its interval as an error bar.
 
-    Missing values (None) leave a gap, so a cell that was not run is visibly absent.
+    Missing values (None) leave a gap, so a cell that was not run is visibly absent. The legend
+    stands beside the panels, never over the bars.
     """
     count = max(len(panels), 1)
     figure, axes = _subplots(1, count, figsize=(max(4.5, 3.2 * count), 3.6), squeeze=False)
@@ -66,18 +73,23 @@ def grouped_bars(panels, path, ylabel, title=""):
         bar_labels = list(dict.fromkeys(b for bars in groups.values() for b in bars))
         width = 0.8 / max(len(bar_labels), 1)
         for k, bar in enumerate(bar_labels):
-            xs, ys = [], []
+            xs, ys, errors = [], [], []
             for i, bars in enumerate(groups.values()):
-                if bars.get(bar) is not None:
+                value = bars.get(bar)
+                if value is not None:
+                    value, low, high = value if isinstance(value, tuple) else (value,) * 3
                     xs.append(i + (k - (len(bar_labels) - 1) / 2) * width)
-                    ys.append(bars[bar])
-            axis.bar(xs, ys, width, label=bar)
+                    ys.append(value)
+                    errors.append((value - low, high - value))
+            axis.bar(xs, ys, width, label=bar,
+                     yerr=list(zip(*errors)) if any(e != (0, 0) for e in errors) else None,
+                     error_kw={"elinewidth": 0.8, "capsize": 2})
         axis.set_xticks(range(len(groups)))
         axis.set_xticklabels(list(groups), rotation=45, ha="right", fontsize=7)
         axis.set_ylim(0, 105)
         axis.set_title(panel, fontsize=9)
         axis.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
-    axes[0][0].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.suptitle(title)
     save_figure(figure, path)

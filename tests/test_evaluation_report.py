@@ -143,3 +143,38 @@ def test_autoattack_rows_attack_by_attack_and_the_square_flag(tmp_path):
     records[-1] = dict(records[-1], components=masked, accuracy=0.55)
     assert ("inside AutoAttack, Square took 2.1 % of the images the gradient attacks left"
             in "\n".join(diagnostics.check(records)))
+
+
+def test_figures_carry_intervals_a_clean_bar_and_a_legend_beside_the_axes(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from fmfp_tf import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure",
+                        lambda figure, path: drawn.__setitem__(path.rsplit("/", 1)[-1], figure))
+    records = [rec("fm", "none", "none", None, 0.97, n=100),
+               rec("fm", "white-box", "pgd", 8 / 255, 0.5, n=100),
+               rec("fm", "white-box", "fgsm", 8 / 255, 0.6, n=100)]
+    report.figures(records, str(tmp_path))
+    axis = drawn["accuracy_white-box.png"].axes[0]
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert labels[0] == "clean" and {"PGD", "FGSM"} <= set(labels)
+    from matplotlib.container import BarContainer
+
+    bars = [c for c in axis.containers if isinstance(c, BarContainer)]
+    clean = next(c for c in bars if c.get_label() == "clean")
+    assert clean.patches[0].get_height() == pytest.approx(97.0)
+    assert all(c.errorbar is not None for c in bars)  # each bar with its interval
+    low, high = report.wilson_interval(0.5, 100)
+    segment = next(c for c in bars if c.get_label() == "PGD").errorbar.lines[2][0].get_segments()
+    assert segment[0][0][1] == pytest.approx(100 * low) and segment[0][1][1] == pytest.approx(
+        100 * high)
+    # the legend stands beside the axes (anchored right of them), not over the bars
+    assert axis.get_legend().get_bbox_to_anchor().x0 > axis.get_window_extent().x1 - 1
+    # over several eps: a shaded interval per curve, starting at the clean accuracy
+    records += [rec("fm", "white-box", "pgd", 4 / 255, 0.7, n=100)]
+    report.figures(records, str(tmp_path))
+    curve = drawn["accuracy_vs_eps_white-box.png"].axes[0]
+    pgd = next(line for line in curve.get_lines() if line.get_label() == "fm pgd")
+    assert list(pgd.get_xdata())[:1] == [0.0] and list(pgd.get_ydata())[:1] == [0.97]
+    assert curve.collections  # the fill_between bands

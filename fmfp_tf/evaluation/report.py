@@ -226,22 +226,38 @@ def to_csv(records, columns=COLUMNS):
 
 
 def figures(records, out_dir):
+    """The accuracy figures, each value with its 95 % interval and each model's clean accuracy
+    beside its attacks (a bar, or a dotted line over eps)."""
     written = []
     curves = {}
+    clean = {r["model"]: r for r in records if r["attack"] == "none"}
     for r in records:
         if r["eps"] is not None and r["attack"] not in ("pgd-unbounded",):
             curves.setdefault(r["threat_model"], {}).setdefault(
-                f"{r['model']} {r['attack']}", []).append((r["eps"], r["accuracy"]))
+                f"{r['model']} {r['attack']}", []).append(
+                    (r["eps"], r["accuracy"], *wilson_interval(r["accuracy"], r.get("n") or 0)))
     for threat, series in curves.items():
         path = os.path.join(out_dir, f"accuracy_vs_eps_{threat}.png")
         if any(len(points) > 1 for points in series.values()):
+            for model in {label.rsplit(" ", 1)[0] for label in series}:
+                if model in clean:  # clean accuracy: eps 0 of every curve of that model
+                    record = clean[model]
+                    for label in [k for k in series if k.rsplit(" ", 1)[0] == model]:
+                        series[label] = [(0.0, record["accuracy"], *wilson_interval(
+                            record["accuracy"], record.get("n") or 0))] + series[label]
             plots.line_plot(series, path, "eps (L-inf)", "accuracy", f"threat model: {threat}")
         else:
-            # one eps: bars per attack, grouped by model, instead of one-point curves
+            # one eps: bars per attack, grouped by model, instead of one-point curves, the clean
+            # accuracy first
             groups = {}
             for label, points in series.items():
                 model, attack = label.rsplit(" ", 1)
-                groups.setdefault(model, {})[attack_specs.label(attack)] = 100 * points[0][1]
+                bars = groups.setdefault(model, {})
+                if not bars and model in clean:
+                    record = clean[model]
+                    bars["clean"] = tuple(100 * v for v in (record["accuracy"], *wilson_interval(
+                        record["accuracy"], record.get("n") or 0)))
+                bars[attack_specs.label(attack)] = tuple(100 * v for v in points[0][1:])
             path = os.path.join(out_dir, f"accuracy_{threat}.png")
             eps = next(iter(series.values()))[0][0]
             plots.grouped_bars({f"threat model: {threat},{_eps_label(eps)}": groups}, path,
