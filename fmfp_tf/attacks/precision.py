@@ -7,8 +7,8 @@ the model is always decided on the float32 model itself, so no reported adversar
 an artefact of rounding; an example the twin takes for a success and the model does not is not
 one; then the attack's highest-loss point is checked too.
 
-`resolve("auto")` (the evaluation's default) picks bfloat16 on a CPU that computes it natively
-(AVX512-BF16 or AMX) when Keras sees no accelerator, float32 elsewhere: on an AMD EPYC with
+`resolve("auto")` (the evaluation's default) picks bfloat16 on the TensorFlow backend on a CPU
+that computes it natively (AVX512-BF16 or AMX) when Keras sees no accelerator, float32 elsewhere: on an AMD EPYC with
 AVX512-BF16 APGD-CE and `autoattack-fast` ran 1.5-1.7x faster in bfloat16 at equal strength
 (dnn1 N-FGSM, 300 images: 163 against 164 robust, 160 against 160), while on a CPU without
 native bfloat16 they ran 2.4-3x slower (docs/benchmarks.md); on GPUs it is not measured yet.
@@ -32,14 +32,15 @@ def check(precision):
 
 
 def resolve(precision):
-    """The precision an attack runs in: "auto" is bfloat16 on a CPU with native bfloat16 and no
-    accelerator in Keras's devices, float32 otherwise; the others as they are."""
+    """The precision an attack runs in: "auto" is bfloat16 on the TensorFlow backend on a CPU
+    with native bfloat16 and no accelerator in Keras's devices (where it was measured faster),
+    float32 otherwise; the others as they are."""
     if precision != "auto":
         return check(precision)
     from fmfp_tf import provenance
 
-    if not provenance.native_bfloat16_cpu():
-        return "float32"
+    if keras.backend.backend() != "tensorflow" or not provenance.native_bfloat16_cpu():
+        return "float32"  # XLA's CPU bfloat16 on JAX, and PyTorch's: not measured
     try:
         devices = keras.distribution.list_devices()
     except (NotImplementedError, AttributeError):  # a backend without Keras's device list
