@@ -142,9 +142,9 @@ def _train_in(config, out_dir, verbose):
 
 def _evaluate(model, x, y, batch_size):
     """(loss, accuracy) of the saved model (the averaged weights under EMA) on the test set."""
-    logits = np.concatenate([keras.ops.convert_to_numpy(model(x[i:i + batch_size],
-                                                              training=False))
-                             for i in range(0, len(x), batch_size)])
+    from fmfp_tf.attacks.common import predict_logits
+
+    logits = predict_logits(model, x, batch_size)
     shifted = logits - logits.max(-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     loss = float(-log_probs[np.arange(len(y)), y].mean())
