@@ -70,9 +70,8 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, input_r
 
     from fmfp_tf.atomic import file_lock
     from fmfp_tf.attacks import devices as devices_lib
-    from fmfp_tf.budgets import parse_eps
     from fmfp_tf.errors import Interrupted, UsageError
-    from fmfp_tf.evaluation import evaluate as run, load_entry, write_report
+    from fmfp_tf.evaluation import EvaluationRequest, evaluate as run, load_entry, write_report
     from fmfp_tf.stopping import StopFlag
     from fmfp_tf.evaluation.cells import CellStore
     from fmfp_tf.evaluation.robustness import attacks_run
@@ -83,28 +82,26 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, input_r
         raise UsageError(f"--n must be a positive integer; got {n}")
     if skip < 0:
         raise UsageError(f"--skip must be 0 or more; got {skip}")
-    if shard is not None:
-        from fmfp_tf.evaluation.shards import parse_shard, shard_range
-
-        shard_range(*parse_shard(shard), n)  # refused before any model is loaded
     device_count = devices_lib.count(devices)
-    bounds = _input_range(input_range)
-    eps_values = [parse_eps(e) for e in _split(eps)]
-    if not eps_values:
+    eps_texts = _split(eps)
+    if not eps_texts:
         raise UsageError("--eps is empty: give at least one budget, e.g. --eps 8/255 (the "
                          "bounded attacks need one)")
-    if 0.0 in eps_values:
-        raise UsageError("--eps 0 is no attack (the clean row already measures it); give "
-                         "budgets above 0, e.g. --eps 8/255")
-    _refuse_repeats("--eps", eps_values, _split(eps))
     # every option is checked before the first model is loaded or attacked
     names = attack_specs.check_names(_split(attacks), "--attacks")
     _refuse_repeats("--attacks", names, names)
     threats = check_threats(_split(threat))
     _refuse_repeats("--threat", threats, threats)
     given = given_settings(attack_specs.setting_groups(), settings)
-    settings = attack_specs.AttackSettings(spell=flag, **given)
-    _refuse_unread(given, attacks_run(names, threats, settings))
+    request = EvaluationRequest.build(
+        names, eps_texts, threats, n, skip, shard,
+        settings=attack_specs.AttackSettings(spell=flag, **given), dataset=dataset,
+        data_dir=data_dir, input_range=_input_range(input_range))
+    if 0.0 in request.eps_values:
+        raise UsageError("--eps 0 is no attack (the clean row already measures it); give "
+                         "budgets above 0, e.g. --eps 8/255")
+    _refuse_repeats("--eps", request.eps_values, eps_texts)
+    _refuse_unread(given, attacks_run(names, threats, request.settings))
     _refuse_unused(given, names, threats, source_model)
     # the output folder is made (or refused) before hours of attacks, not after
     os.makedirs(out, exist_ok=True)
@@ -140,10 +137,9 @@ def evaluate(models, source_model, attacks, eps, threat, n, skip, shard, input_r
 
         try:
             with StopFlag(on_signal=said, second_stops_now=True) as stop:
-                records = run(entries, names, eps_values, _split(threat), n, source, settings,
-                              dataset, data_dir, log=lambda m: click.echo(m, err=True),
-                              crafted={}, store=store, skip=skip, shard=shard, stop=stop,
-                              input_range=bounds)
+                records = run(entries, request=request, source=source,
+                              log=lambda m: click.echo(m, err=True), crafted={}, store=store,
+                              stop=stop)
         except Interrupted as stopped:
             stages = store.stages_kept()
             raise Interrupted(

@@ -2,39 +2,6 @@
 import click
 
 
-def parse_size(ctx, param, value):
-    """'20' or '20%' -> '20%' (the paper's z: percent of the side), '6px' -> '6px', '0.2' -> '20%'."""
-    if value is None:
-        return None
-    from fmfp_tf import sizes
-
-    try:
-        return sizes.parse(value, bare="percent", name="size").text
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def parse_layer_options(ctx, param, values):
-    """('interpolation=nearest', 'value_range=[0, 255]') -> {'interpolation': 'nearest',
-    'value_range': [0, 255]}; each value is read as YAML (numbers, lists, true/false)."""
-    if not values:
-        return None
-    import yaml
-
-    options = {}
-    for text in values:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise click.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. interpolation=nearest")
-        if key.strip() in options:
-            raise click.BadParameter(f"{key.strip()} is given twice; give each option once")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise click.BadParameter(f"{text!r}: the value is not readable") from None
-    return options
-
-
 class SettingsCommand(click.Command):
     """A command with one option per field of each settings class `groups()` returns, derived
     when the command parses, so that classes registered by plugins (loaded by the group's
@@ -54,6 +21,10 @@ class SettingsCommand(click.Command):
 
 
 def settings_params(groups):
+    """One click option per settings field of `groups`, derived now (plugins' names in the
+    choices shown). A field with `parse` reads the typed text through it (a ValueError or
+    UsageError becomes click's one-line error); a field with choices from a registry is checked
+    where the settings are built, so its message lists the names registered then."""
     from fmfp_tf import settings
 
     options = []
@@ -61,19 +32,44 @@ def settings_params(groups):
         for field in settings.fields(cls):
             name, flag, meta = settings.key(cls, field.name), settings.flag(cls, field.name), \
                 field.metadata
-            help_text = f"{meta['help']} [default: {_shown(field.default)}]"
-            if field.type is bool:
-                options.append(click.Option([f"{flag}/--no-{flag[2:]}", name], default=None,
-                                            help=help_text))
-                continue
-            kind = (click.Choice(meta["choices"]) if meta["choices"] else
-                    {int: int, float: float, str: str}[field.type])
-            options.append(click.Option([flag, *meta["aliases"], name], type=kind, default=None,
-                                        help=help_text))
+            options.append(_option(field, name, flag, meta, settings))
     return options
 
 
+def _option(field, name, flag, meta, settings):
+    kind, _ = settings.base_type(field)
+    names = settings.choices(field)
+    shown = (f" One of {', '.join(map(str, names))}." if callable(meta["choices"]) else "")
+    default = ("" if field.default is None else
+               f" [default: {meta.get('shown') or _shown(field.default)}]")
+    help_text = f"{meta['help']}.{shown}{default}"
+    if kind is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None, help=help_text)
+    if meta.get("parse"):
+        return click.Option([flag, *meta["aliases"], name], default=None, help=help_text,
+                            multiple=meta.get("multiple", False), metavar=meta.get("metavar"),
+                            callback=_parsed(meta["parse"], meta.get("multiple", False)))
+    if names and not callable(meta["choices"]):
+        kind = click.Choice(names)
+    return click.Option([flag, *meta["aliases"], name], type=kind, default=None, help=help_text)
+
+
+def _parsed(parse, multiple):
+    def callback(ctx, param, value):
+        if value is None or (multiple and not value):
+            return None
+        from fmfp_tf.errors import UsageError
+
+        try:
+            return parse(value)
+        except (ValueError, UsageError) as error:
+            raise click.BadParameter(str(error)) from None
+    return callback
+
+
 def _shown(value):
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
     return str(value).lower() if isinstance(value, bool) else value
 
 

@@ -1,5 +1,14 @@
 """Typed, validated configs: YAML files and CLI flags resolve into one `TrainConfig`.
 
+A `TrainConfig` is composed of `Settings` groups, the way `evaluation.AttackSettings` is, each
+declared beside what reads it: `data.registry.DataSettings`, `models.ModelSettings`,
+`defense_registry.DefenseSettings`, each defense layer's `train_settings`
+(`layers.base.DefenseLayerSettings`), each adversarial-training method's groups (named in its
+`defense_registry` entry: `OnlineATSettings`, `CWATSettings`, or a plugin's), the robust probe's
+`ProbeSettings`, `optimization_registry.OptimisationSettings` and `RuntimeSettings` here. YAML
+files, `config.json` and the CLI stay flat, one key each (`at_eps`, `epochs`); `fmfp-tf train`'s
+options and checks are derived from the groups.
+
 Unknown keys and wrong types are errors that name the key, the value and what was expected;
 YAML is read with `yaml.safe_load` only.
 """
@@ -7,94 +16,178 @@ import dataclasses
 import hashlib
 import json
 import os
-import typing
 
 from fmfp_tf import atomic, budgets, defense_registry, sizes
-from fmfp_tf.optimization_registry import OPTIMIZERS, SCHEDULES
+from fmfp_tf import settings as settings_lib
+from fmfp_tf.data.registry import DataSettings
+from fmfp_tf.defense_registry import DefenseSettings, ProbeSettings
 from fmfp_tf.errors import UsageError
-from fmfp_tf.settings import MAX_COUNT
+from fmfp_tf.models import ModelSettings
+from fmfp_tf.optimization_registry import OptimisationSettings
+from fmfp_tf.settings import Settings, setting
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-FACE_CROPS = ("auto", "none", "center", "mtcnn")
 # named here, without TensorFlow, for validation and the CLI's choices; training.precision holds
-# what each name does (tests/test_package.py keeps the two in step); schedules and optimizers
-# are registries (optimization_registry)
+# what each name does (tests/test_package.py keeps the two in step)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-MAX_BATCH_SIZE = 2 ** 20
-WEIGHT_AVERAGING = ("none", "ema")
-OVERFIT_GUARDS = ("restore", "warn")
 
 
-# the settings by what reads them; YAML files and CLI flags stay flat, one key each
-GROUPS = {
-    "data": ("dataset", "data_dir", "image_size", "face_crop", "train_limit", "test_limit",
-             "on_bad_image"),
-    "model": ("model",),
-    "defense": ("defense", "size", "fill", "layer_options", "test_time", "at_eps", "at_steps",
-                "at_step_size", "at_clean_fraction", "cw_at_fraction", "cw_at_iterations",
-                "probe_images", "overfit_guard"),
-    "optimisation": ("epochs", "batch_size", "learning_rate", "optimizer", "schedule",
-                     "warmup_epochs", "weight_decay", "weight_averaging", "ema_decay", "seed"),
-    "runtime": ("strategy", "precision"),
-}
+@dataclasses.dataclass(frozen=True)
+class RuntimeSettings(Settings):
+    """Where and in what precision a training job runs (training.strategies, .precision); the
+    strategy changes no weight, so the fingerprint leaves it out."""
+
+    strategy: str = setting("auto", "auto, default, mirrored or multiworker (TF_CONFIG)",
+                            choices=STRATEGIES)
+    precision: str = setting("auto", "training precision (auto: bfloat16 where the CPU/GPU "
+                                     "computes it natively, else float32); the saved model is "
+                                     "float32", choices=PRECISIONS)
 
 
-@dataclasses.dataclass
+# every key a fingerprint has hashed since fingerprints began: always in it (reset to its default
+# when unread), so old runs and the model cache keep their names; keys that later groups (a
+# plugin's method) declare join the fingerprint only in runs that read them
+FINGERPRINT_KEYS = (
+    "dataset", "data_dir", "image_size", "face_crop", "train_limit", "test_limit",
+    "on_bad_image", "model", "defense", "size", "fill", "layer_options", "test_time", "at_eps",
+    "at_steps", "at_step_size", "at_clean_fraction", "cw_at_fraction", "cw_at_iterations",
+    "probe_images", "overfit_guard", "epochs", "batch_size", "learning_rate", "optimizer",
+    "schedule", "warmup_epochs", "weight_decay", "weight_averaging", "ema_decay", "seed",
+    "strategy", "precision")
+
+
+def group_classes():
+    """{group name: the settings classes in it}, every registered layer's and method's included
+    (plugins' too, once imported), each class once."""
+    layers = _unique(defense_registry.layer_settings(name)
+                     for name in defense_registry.layer_names())
+    methods = _unique(group for method in defense_registry.ADVERSARIAL_TRAINING
+                      for group in defense_registry.method_settings(method))
+    found = {"data": [DataSettings], "model": [ModelSettings],
+             "defense": [DefenseSettings, *layers, *methods, ProbeSettings],
+             "optimisation": [OptimisationSettings], "runtime": [RuntimeSettings]}
+    _check_keys([cls for classes in found.values() for cls in classes])
+    return found
+
+
+def setting_groups():
+    """Every settings class a training job may read, in the order the CLI lists them."""
+    return [cls for classes in group_classes().values() for cls in classes]
+
+
+def groups():
+    """{group name: its flat keys}: the settings by what reads them."""
+    return {name: tuple(_keys(classes)) for name, classes in group_classes().items()}
+
+
+def _unique(items):
+    found = []
+    for item in items:
+        if item not in found:
+            found.append(item)
+    return found
+
+
+def _keys(classes):
+    return [settings_lib.key(cls, f.name) for cls in classes for f in settings_lib.fields(cls)]
+
+
+def _check_keys(classes):
+    """Two groups may not spell one flat key: one would take the other's values."""
+    seen = {}
+    for cls in classes:
+        for key in _keys([cls]):
+            other = seen.setdefault(key, cls)
+            if other is not cls:
+                raise UsageError(f"settings {cls.__module__}.{cls.__name__} and "
+                                 f"{other.__module__}.{other.__name__} both declare {key!r}; "
+                                 "give one of them another prefix")
+
+
+def _fields():
+    """{flat key: (class, field)} of every setting."""
+    return {settings_lib.key(cls, f.name): (cls, f) for cls in setting_groups()
+            for f in settings_lib.fields(cls)}
+
+
 class TrainConfig:
-    """Everything that determines a training run (and so its cache key), in the groups of
-    `GROUPS`: `config.group("optimisation")` is what the optimiser and schedule read."""
+    """Everything that determines a training run (and so its cache key): one frozen settings
+    instance per group class, read as flat keys (`config.epochs`, `config.at_eps`) or by group
+    (`config.of(OnlineATSettings).eps`, `config.group("optimisation")`).
 
-    # data: fmfp_tf.data
-    dataset: str = "synthetic"
-    data_dir: typing.Optional[str] = None
-    image_size: typing.Tuple[int, int] = (32, 32)
-    face_crop: str = "auto"
-    train_limit: typing.Optional[int] = None
-    test_limit: typing.Optional[int] = None
-    on_bad_image: str = "fail"
-    # model: fmfp_tf.models
-    model: str = "dnn1"
-    # defense: the layer (FM/FP) and the adversarial training, fmfp_tf.defenses / .training
-    defense: str = "none"
-    # FM square / FP largest shrink, stored as '20%' or '6px' (see fmfp_tf.sizes); given with a
-    # unit or as a fraction (in YAML and the CLI a bare number is a percent)
-    size: typing.Optional[str] = None
-    fill: typing.Union[str, float] = "zero"
-    # further arguments of the defense layer, e.g. {"interpolation": "nearest"} for padding
-    layer_options: typing.Optional[typing.Dict[str, typing.Any]] = None
-    test_time: bool = False
-    at_eps: float = 8 / 255  # a number or a fraction written as "8/255"
-    at_steps: int = 7
-    at_step_size: typing.Optional[float] = None  # default 2.5 * eps / steps (Madry et al.)
-    at_clean_fraction: typing.Optional[float] = None  # weight of the clean loss; default per method
-    cw_at_fraction: float = 0.2  # share of the training set augmented with C&W examples
-    cw_at_iterations: int = 50
-    # held-out training images attacked after every epoch (FGSM, PGD-10); None: 512 under
-    # online adversarial training, none otherwise; 0 turns the probe off
-    probe_images: typing.Optional[int] = None
-    overfit_guard: str = "restore"  # restore the best PGD epoch after a collapse, or only warn
-    # optimisation: fmfp_tf.training.schedules, .averaging, .loop
-    epochs: int = 8
-    batch_size: int = 32
-    learning_rate: float = 1e-3  # the peak rate under a schedule
-    optimizer: str = "adam"  # adam, adamw or sgd (momentum 0.9, Nesterov)
-    schedule: str = "constant"  # constant, cosine (with warm-up) or one-cycle
-    warmup_epochs: float = 0.0  # cosine only
-    weight_decay: float = 0.0  # adamw and sgd (decoupled)
-    weight_averaging: str = "none"  # none or ema: the saved model is the average
-    ema_decay: float = 0.999
-    seed: int = 0
-    # runtime: fmfp_tf.training.strategies, .precision
-    strategy: str = "auto"
-    # auto: bfloat16 where the CPU or GPU computes it natively, else float32 (training.precision)
-    precision: str = "auto"
+    `TrainConfig(**flat keys)`; a key left out takes its default. Values are coerced as YAML and
+    JSON give them (an integer for a float, a list for image_size, "8/255" for at_eps) and
+    checked; the first problem raises a UsageError naming key and value."""
 
-    def __post_init__(self):
-        validate(self)
+    def __init__(self, **values):
+        fields = _fields()
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise UsageError(f"config: unknown key(s) {', '.join(unknown)}; known keys: "
+                             f"{', '.join(sorted(fields))}")
+        values = dict(values)
+        if values.get("size") is not None:
+            try:
+                values["size"] = sizes.parse(values["size"], bare="refused").text
+            except ValueError as error:
+                raise UsageError(f"config: {error}") from None
+        if isinstance(values.get("at_eps"), str):  # "8/255", as table files and the CLI write it
+            values["at_eps"] = budgets.parse_eps(values["at_eps"])
+        chosen = {}
+        for key, value in values.items():
+            cls, field = fields[key]
+            chosen.setdefault(cls, {})[field.name] = settings_lib.coerce(value, field)
+        instances = {}
+        # the defense first: the layer and method groups are read by its name
+        for cls in sorted(setting_groups(), key=lambda cls: cls is not DefenseSettings):
+            try:
+                instances[cls] = settings_lib.build(cls, chosen.get(cls, {}))
+            except UsageError as error:
+                raise UsageError(f"config: {error}") from None
+        object.__setattr__(self, "_instances", instances)
+        object.__setattr__(self, "_fields", fields)
+        _check_defense_layer(self)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        fields = self.__dict__.get("_fields", {})
+        if name in fields:
+            cls, field = fields[name]
+            return getattr(self._instances[cls], field.name)
+        raise AttributeError(f"TrainConfig has no setting {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"TrainConfig is frozen; use config.replace({name}=...)")
+
+    def __eq__(self, other):
+        return isinstance(other, TrainConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        defaults = TrainConfig.defaults()
+        changed = {k: v for k, v in self.to_dict().items() if v != _json(defaults[k])}
+        return f"TrainConfig({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    @staticmethod
+    def keys():
+        """Every flat key, in group order."""
+        return tuple(_fields())
+
+    @staticmethod
+    def defaults():
+        return {key: field.default for key, (_, field) in _fields().items()}
+
+    def replace(self, **changes):
+        """A new TrainConfig with `changes` applied (checked like any other)."""
+        return TrainConfig(**{**self.to_dict(), **changes})
+
+    def of(self, cls):
+        """The frozen settings instance of group class `cls`."""
+        return self._instances[cls]
 
     def group(self, name):
-        """{key: value} of one group of `GROUPS`."""
-        return {key: getattr(self, key) for key in GROUPS[name]}
+        """{key: value} of one group of `groups()`."""
+        return {key: getattr(self, key) for key in groups()[name]}
 
     @property
     def layer_defense(self):
@@ -106,13 +199,24 @@ class TrainConfig:
         """'fgsm', 'pgd', 'cw' or None: the adversarial-training part of the defense."""
         return defense_registry.split(self.defense)[1]
 
+    def read_groups(self):
+        """The settings classes this run reads: data, model, defense, the probe, optimisation
+        and runtime always; its layer's and its method's groups."""
+        read = [DataSettings, ModelSettings, DefenseSettings, ProbeSettings,
+                OptimisationSettings, RuntimeSettings]
+        if self.layer_defense:
+            read.append(defense_registry.layer_settings(self.layer_defense))
+        if self.adversarial_training:
+            read += defense_registry.method_settings(self.adversarial_training)
+        return read
+
     def undefended_twin(self):
         """The same run without any defense: what transfer examples are crafted on, what cw-at
         augments from and what a defended run is compared with. Only the defense's own settings
         change; everything else (data, model, seed, schedule) stays, so the twin is found by
         fingerprint."""
-        defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-        return dataclasses.replace(self, **{key: defaults[key] for key in GROUPS["defense"]})
+        defaults = TrainConfig.defaults()
+        return self.replace(**{key: defaults[key] for key in groups()["defense"]})
 
     @property
     def layer_size(self):
@@ -141,9 +245,8 @@ class TrainConfig:
         return None if self.size is None else sizes.parse(self.size).pixels(min(self.image_size))
 
     def to_dict(self):
-        data = dataclasses.asdict(self)
-        data["image_size"] = list(self.image_size)
-        return data
+        """{flat key: value} of every setting, as config.json and YAML files write them."""
+        return {key: _json(getattr(self, key)) for key in self._fields}
 
     def fingerprint(self):
         """A hash of what determines the trained weights: not where the run is written, how many
@@ -155,34 +258,31 @@ class TrainConfig:
     def weight_settings(self):
         """to_dict() with the data directory made absolute, the strategy dropped and every
         setting that this run's defense, schedule and averaging do not read reset to its
-        default: what the fingerprint hashes."""
-        data = self.to_dict()
+        default (a later group's key left out): what the fingerprint hashes."""
+        unread = set(self.unread_settings())
+        defaults = TrainConfig.defaults()
+        data = {}
+        for key, value in self.to_dict().items():
+            if key in unread:
+                if key in FINGERPRINT_KEYS:
+                    data[key] = _json(defaults[key])
+            else:
+                data[key] = value
         data.pop("strategy")
         if self.data_dir is not None:
             data["data_dir"] = os.path.realpath(self.data_dir)
-        unread = self.unread_settings()
-        defaults = TrainConfig.__dataclass_fields__
-        for key in unread:
-            default = defaults[key].default
-            data[key] = list(default) if isinstance(default, tuple) else default
         return data
 
     def unread_settings(self):
-        """The settings this run's defense, schedule and averaging never read (a cw-at budget of
-        an undefended run, FM's fill without FM): the fingerprint resets them, and the CLI
-        refuses them when given."""
-        data = self.to_dict()
-        unread = []
-        if self.layer_defense is None:
-            unread += ["size", "fill", "layer_options", "test_time"]
+        """The settings this run never reads (a cw-at budget of an undefended run, FM's fill
+        without FM): the keys of the groups outside `read_groups()`, the probe's when it is
+        off, ema_decay without averaging. The fingerprint resets them, and the CLI refuses them
+        when given."""
+        read = self.read_groups()
+        unread = [key for key, (cls, _) in self._fields.items() if cls not in read]
         method = defense_registry.ADVERSARIAL_TRAINING.get(self.adversarial_training)
-        if method is None or not method.online:
-            # the robust probe of any adversarial training attacks at at_eps
-            probe_reads_eps = method is not None and self.probe_size > 0
-            unread += [key for key in data if key.startswith("at_")
-                       and not (key == "at_eps" and probe_reads_eps)]
-        if method is None or method.online:
-            unread += [key for key in data if key.startswith("cw_at_")]
+        if method is not None and self.probe_size > 0 and "at_eps" in unread:
+            unread.remove("at_eps")  # the robust probe of any adversarial training attacks at it
         if self.probe_size == 0:
             unread.append("overfit_guard")
             # probe_images=0 turns off the default probe of online adversarial training: read
@@ -202,93 +302,18 @@ class TrainConfig:
         return "-".join(parts)
 
 
+def _json(value):
+    """A value as JSON writes it (a tuple as a list)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _fail(key, value, expected):
     raise UsageError(f"config: {key} = {value!r} is invalid; expected {expected}")
 
 
-def _coerce(key, value, annotation):
-    """Checks one value against its annotation, accepting ints for floats and lists for tuples."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        for option in args:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(key, value, option)
-            except UsageError:
-                continue
-        _fail(key, value, " or ".join(getattr(a, "__name__", str(a)) for a in args))
-    if origin in (tuple, typing.Tuple):
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            _fail(key, value, f"a list of {len(args)} values")
-        return tuple(_coerce(key, v, a) for v, a in zip(value, args))
-    if annotation is bool:
-        if not isinstance(value, bool):
-            _fail(key, value, "true or false")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            _fail(key, value, "an integer")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(key, value, "a number")
-        return float(value)
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            _fail(key, value, "a mapping of names to values")
-        return dict(value)
-    if annotation is typing.Any:
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            _fail(key, value, "a string")
-        return value
-    return value
-
-
-def validate(config):
-    """Coerces each value to its type, then checks choices, the defense's size and fill, ranges
-    and the data directory; the first problem raises a UsageError naming key and value."""
-    if config.size is not None:
-        try:
-            config.size = sizes.parse(config.size, bare="refused").text
-        except ValueError as error:
-            raise UsageError(f"config: {error}") from None
-    if isinstance(config.at_eps, str):  # "8/255", as table files and the CLI write it
-        config.at_eps = budgets.parse_eps(config.at_eps)
-    hints = typing.get_type_hints(type(config))
-    for field in dataclasses.fields(config):
-        setattr(config, field.name, _coerce(field.name, getattr(config, field.name),
-                                            hints[field.name]))
-    _check_choices(config)
-    _check_defense_layer(config)
-    _check_ranges(config)
-    _check_data_dir(config)
-
-
-def _check_choices(config):
-    from fmfp_tf.data import registry as datasets
-    from fmfp_tf.models import names as model_names
-
-    choices = {"dataset": datasets.names(), "model": model_names(),
-               "defense": defense_registry.names(), "strategy": STRATEGIES, "face_crop": FACE_CROPS,
-               "precision": PRECISIONS, "optimizer": OPTIMIZERS.names(),
-               "schedule": SCHEDULES.names(),
-               "weight_averaging": WEIGHT_AVERAGING, "overfit_guard": OVERFIT_GUARDS,
-               "on_bad_image": ("fail", "skip")}
-    for key, allowed in choices.items():
-        if getattr(config, key) not in allowed:
-            _fail(key, getattr(config, key), "one of " + ", ".join(allowed))
-
-
 def _check_defense_layer(config):
-    """The size a layer needs (and only a layer), its options and its fill."""
+    """The size a layer needs (and only a layer), its options and its fill: checks across the
+    defense, layer and data groups."""
     if config.layer_defense:
         if config.size is None:
             _fail("size", None, f"a size for defense {config.defense!r} (20 = 20% of the image "
@@ -303,64 +328,11 @@ def _check_defense_layer(config):
                                    "(use mask, padding or their +pgd-at forms)")
     if config.layer_options:
         _check_layer_options(config)
-    if isinstance(config.fill, str) and config.fill not in ("zero", "mean", "noise"):
-        _fail("fill", config.fill, "zero, mean, noise or a number")
     if not isinstance(config.fill, str):
         low, high = (config.layer_options or {}).get("value_range", (0.0, 1.0))
         if not low <= config.fill <= high:
             _fail("fill", config.fill, f"a number inside the pixel range [{low}, {high}] "
                                        "(layer option value_range)")
-
-
-def _check_ranges(config):
-    # a batch beyond int32 tensors, and beyond any memory, is refused too
-    for key, low, high in (("epochs", 1, 100_000), ("batch_size", 1, MAX_BATCH_SIZE),
-                           ("at_steps", 1, MAX_COUNT), ("cw_at_iterations", 1, MAX_COUNT)):
-        # above the bound a value is mistyped (--epochs 1e23 would run for ever)
-        if not low <= getattr(config, key) <= high:
-            _fail(key, getattr(config, key), f"an integer in {low}..{high}")
-    for key in ("train_limit", "test_limit"):
-        if getattr(config, key) is not None and getattr(config, key) < 1:
-            _fail(key, getattr(config, key), "a positive integer or null")
-    if not 0 < config.learning_rate < 10:
-        _fail("learning_rate", config.learning_rate, "a number in (0, 10)")
-    if not 0 <= config.warmup_epochs < config.epochs:
-        _fail("warmup_epochs", config.warmup_epochs, f"a number in [0, epochs = {config.epochs})")
-    if config.warmup_epochs and config.schedule != "cosine":
-        _fail("warmup_epochs", config.warmup_epochs, "0 unless schedule is cosine (one-cycle "
-                                                     "has its own rise)")
-    if not 0 < config.ema_decay < 1:
-        _fail("ema_decay", config.ema_decay, "a number in (0, 1)")
-    if config.weight_averaging == "none" and config.ema_decay != 0.999:
-        _fail("ema_decay", config.ema_decay, "the default unless weight_averaging is ema")
-    if config.probe_images is not None and config.probe_images < 0:
-        _fail("probe_images", config.probe_images, "an integer >= 0 or null")
-    if not 0 <= config.weight_decay < 1:
-        _fail("weight_decay", config.weight_decay, "a number in [0, 1)")
-    if config.weight_decay and config.optimizer == "adam":
-        _fail("weight_decay", config.weight_decay, "0 with optimizer adam (use adamw or sgd for "
-                                                   "decoupled weight decay)")
-    if not 0 < config.at_eps <= 1:
-        _fail("at_eps", config.at_eps, "a number in (0, 1] (pixels are in [0, 1])")
-    if config.at_step_size is not None and not 0 < config.at_step_size <= 1:
-        _fail("at_step_size", config.at_step_size, "a number in (0, 1]")
-    if config.at_clean_fraction is not None and not 0 <= config.at_clean_fraction < 1:
-        _fail("at_clean_fraction", config.at_clean_fraction, "a number in [0, 1)")
-    if not 0 < config.cw_at_fraction <= 1:
-        _fail("cw_at_fraction", config.cw_at_fraction, "a number in (0, 1]")
-    if not (4 <= config.image_size[0] <= 1024 and 4 <= config.image_size[1] <= 1024):
-        _fail("image_size", config.image_size, "two sides in 4..1024")
-
-
-def _check_data_dir(config):
-    from fmfp_tf.data import registry as datasets
-
-    needs_data_dir = datasets.get(config.dataset).needs_data_dir
-    if config.data_dir is None and needs_data_dir:
-        _fail("data_dir", None, f"a directory for dataset {config.dataset!r}")
-    if config.data_dir is not None and not needs_data_dir:
-        _fail("data_dir", config.data_dir, f"none: the {config.dataset} dataset is drawn from the "
-                                           "seed and reads no files (set dataset=NAME too)")
 
 
 def _check_layer_options(config):
@@ -430,12 +402,15 @@ def train_config(values, source="config", bare_size="percent"):
     files and the CLI; 'pixels' for a run's config.json, which before sizes carried units wrote
     pixels (it now writes '20%' or '6px', so the reading matters only for old runs).
     """
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    known = set(TrainConfig.keys())
     unknown = sorted(set(values) - known)
     if unknown:
+        if isinstance(values.get("defense"), str):
+            # a plugin's method brings its keys: a missing plugin is named by its defense first
+            defense_registry.check(values["defense"])
         raise UsageError(
             f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-        )
+            " (a plugin's settings exist once its module is imported: fmfp-tf --plugin MODULE)")
     values = dict(values)
     if values.get("size") is not None:
         try:

@@ -18,8 +18,79 @@ import dataclasses
 import inspect
 import typing
 
+from fmfp_tf import budgets
+from fmfp_tf import registry as registry_lib
 from fmfp_tf.errors import UsageError
 from fmfp_tf.registry import Registry, passes_registrations_on
+from fmfp_tf.settings import MAX_COUNT, Settings, setting
+
+OVERFIT_GUARDS = ("restore", "warn")
+
+
+def _eps(value):
+    """A budget as a number; "8/255" as table files and the CLI write it."""
+    if isinstance(value, str):
+        return budgets.parse_eps(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(value)
+    return float(value)
+
+
+def names_now():
+    """The defense names registered now (a function, so that help and checks see plugins')."""
+    return names()
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseSettings(Settings):
+    """Which defense a training job trains (the `defense` group of `config.TrainConfig`)."""
+
+    defense: str = setting("none", "none, a defense layer, an adversarial-training method or a "
+                                   "layer with an online method (mask+pgd-at)", choices=names_now)
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineATSettings(Settings):
+    """What the online methods (fgsm-at, pgd-at, fast-at, nfgsm-at) read: the budget and the
+    inner attack's steps (keys `at_eps`, `at_steps`, ...)."""
+
+    prefix: typing.ClassVar[str] = "at"
+    eps: float = setting(8 / 255, "adversarial-training budget, e.g. 8/255 (pixels in [0, 1])",
+                         above=0, maximum=1, coerce=_eps,
+                         expected="a number in (0, 1] (pixels are in [0, 1])", parse=_eps,
+                         metavar="EPS", shown="8/255")
+    steps: int = setting(7, "PGD-AT steps", minimum=1, maximum=MAX_COUNT)
+    step_size: typing.Optional[float] = setting(
+        None, "the inner attack's step (default: 2.5 eps / steps for PGD-AT, eps for N-FGSM)",
+        above=0, maximum=1)
+    clean_fraction: typing.Optional[float] = setting(
+        None, "weight of the clean loss (default per method: 0.5 for fgsm-at, else 0)",
+        minimum=0, below=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CWATSettings(Settings):
+    """What cw-at reads (keys `cw_at_fraction`, `cw_at_iterations`)."""
+
+    prefix: typing.ClassVar[str] = "cw_at"
+    fraction: float = setting(0.2, "share of the training set augmented with C&W examples",
+                              above=0, maximum=1)
+    iterations: int = setting(50, "C&W iterations per example", minimum=1, maximum=MAX_COUNT)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSettings(Settings):
+    """The robust probe and the catastrophic-overfitting guard (training.robustness_probe)."""
+
+    probe_images: typing.Optional[int] = setting(
+        None, "held-out training images attacked (FGSM, PGD-10) after every epoch; default 512 "
+              "under online adversarial training, 0 to turn off", minimum=0)
+    overfit_guard: str = setting("restore", "after a catastrophic-overfitting collapse: restore "
+                                            "the best PGD epoch or only warn",
+                                 choices=OVERFIT_GUARDS)
+
+
+_ONLINE = (OnlineATSettings,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,16 +99,26 @@ class AdversarialTraining:
     weights at every step (`perturbation`: "module:function" building the
     `training.adversarial.Perturbation` from (config, model)), so they compose with a defense
     layer, which is part of the model being attacked. cw-at instead augments the data set once
-    from the undefended twin (`perturbation` None)."""
+    from the undefended twin (`perturbation` None).
+
+    `settings`: the settings groups the method reads (classes or "module:Class"), whose keys
+    become config keys and `fmfp-tf train` flags; None: the online methods' shared group
+    (`OnlineATSettings`) for an online method, none for an offline one."""
 
     name: str
     description: str
     perturbation: typing.Optional[str] = None
     clean_weight: float = 0.0  # default weight of the clean loss (config: at_clean_fraction)
+    settings: typing.Optional[typing.Tuple[typing.Union[type, str], ...]] = None
 
     @property
     def online(self):
         return self.perturbation is not None
+
+    def setting_groups(self):
+        groups = self.settings if self.settings is not None else (
+            _ONLINE if self.online else ())
+        return tuple(registry_lib.resolve(group) for group in groups)
 
 
 def _check_layer_name(name):
@@ -76,7 +157,7 @@ ADVERSARIAL_TRAINING = Registry("adversarial-training method", {method.name: met
                                  "(de Jorge et al. 2022, N-FGSM)",
                         f"{_ADVERSARIAL}:noisy_fgsm_examples"),
     AdversarialTraining("cw", "the training set augmented once with C&W L2 examples crafted on "
-                              "the undefended twin"),
+                              "the undefended twin", settings=(CWATSettings,)),
 )}, entry_type=AdversarialTraining)
 
 # the arguments every defense layer takes from TrainConfig's own keys, never from layer_options
@@ -102,6 +183,17 @@ passes_registrations_on(__name__)
 
 def layer_names():
     return tuple(LAYERS)
+
+
+def layer_settings(name):
+    """The settings group `fmfp-tf train` reads for layer `name` (its class's
+    `train_settings`)."""
+    return layer_class(name).train_settings
+
+
+def method_settings(method):
+    """The settings groups adversarial-training method `method` ('pgd', ...) reads."""
+    return ADVERSARIAL_TRAINING[method].setting_groups()
 
 
 def layer_class(name):

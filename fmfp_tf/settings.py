@@ -24,17 +24,27 @@ from fmfp_tf.errors import UsageError
 # the most iterations, queries, targets or restarts any count setting takes: beyond it a run
 # would plan years (--square-queries 1e21), so it is a mistyped value, refused in one line
 MAX_COUNT = 10 ** 7
+# a batch beyond int32 tensors, and beyond any memory
+MAX_BATCH_SIZE = 2 ** 20
 
 
-def setting(default, help, minimum=None, maximum=None, above=None, choices=None, flag=None,
-            aliases=()):
-    """A settings field: its default, one line of help, an inclusive range (or `above`, an
-    exclusive lower bound) or choices, and
-    optionally a flag other than the derived `--prefix-name` (plus older spellings)."""
+def setting(default, help, minimum=None, maximum=None, above=None, below=None, choices=None,
+            flag=None, aliases=(), parse=None, coerce=None, expected=None, multiple=False,
+            metavar=None, shown=None):
+    """A settings field: its default, one line of help, an inclusive range (`above` / `below`:
+    exclusive bounds) or choices (a tuple, or a function returning the names registered now),
+    and optionally a flag other than the derived `--prefix-name` (plus older spellings).
+
+    A field of a type beyond int, float, bool and str (optional ones included) gives `coerce`
+    (value -> value, ValueError when wrong) and `expected` (what it accepts, in words);
+    `parse` reads the CLI's text (ValueError with a one-line message when wrong); `multiple`
+    makes the option repeatable (`parse` then gets the tuple of texts); `metavar` names the
+    option's value in help, `shown` the default as help shows it ("8/255")."""
     return dataclasses.field(default=default, metadata={
-        "help": help, "minimum": minimum, "maximum": maximum, "above": above, "choices": choices,
-        "flag": flag,
-        "aliases": tuple(aliases)})
+        "help": help, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
+        "choices": choices, "flag": flag, "aliases": tuple(aliases), "parse": parse,
+        "coerce": coerce, "expected": expected, "multiple": multiple, "metavar": metavar,
+        "shown": shown})
 
 
 class Settings:
@@ -62,18 +72,51 @@ def flag(cls, name):
     return field.metadata["flag"] or "--" + key(cls, name).replace("_", "-")
 
 
+def base_type(field):
+    """(the field's type without Optional, whether None is accepted)."""
+    kind = field.type
+    if typing.get_origin(kind) is typing.Union:
+        args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(args) == 1 and len(typing.get_args(kind)) == 2:
+            return args[0], True
+    return kind, False
+
+
+def choices(field):
+    """The names a field accepts now (a registry's, plugins included), or None."""
+    names = field.metadata.get("choices")
+    return tuple(names()) if callable(names) else names
+
+
 def expected(field):
     """What a field accepts, in words."""
     meta = field.metadata
-    if meta["choices"]:
-        return "one of " + ", ".join(map(str, meta["choices"]))
-    kind = {int: "an integer", float: "a finite number", bool: "true or false",
-            str: "a string"}[field.type]
+    kind, optional = base_type(field)
+    if meta.get("expected"):
+        text = meta["expected"]
+    elif choices(field):
+        text = "one of " + ", ".join(map(str, choices(field)))
+    else:
+        text = _range_text({int: "an integer", float: "a finite number", bool: "true or false",
+                            str: "a string"}[kind], meta)
+    return f"{text} or null" if optional else text
+
+
+def _range_text(kind, meta):
     low, high = meta["minimum"], meta["maximum"]
-    if meta["above"] is not None:
-        return f"{kind} > {meta['above']}"
+    above, below = meta["above"], meta.get("below")
+    if above is not None and below is not None:
+        return f"{kind} in ({above}, {below})"
+    if above is not None and high is not None:
+        return f"{kind} in ({above}, {high}]"
+    if low is not None and below is not None:
+        return f"{kind} in [{low}, {below})"
+    if above is not None:
+        return f"{kind} > {above}"
     if low is not None and high is not None:
         return f"{kind} in {low}..{high}"
+    if below is not None:
+        return f"{kind} < {below}"
     return kind if low is None else f"{kind} >= {low}"
 
 
@@ -85,8 +128,8 @@ def build(cls, values, spell=None):
             raise UsageError(f"{(spell or key)(cls, name)} = {value!r} is invalid; expected "
                              f"{expected(by_name[name])}")
     # 0 and 0.0 must record (and key a kept cell) alike
-    values = {name: float(value) if by_name[name].type is float else value
-              for name, value in values.items()}
+    values = {name: float(value) if base_type(by_name[name])[0] is float and value is not None
+              else value for name, value in values.items()}
     return cls(**values)
 
 
@@ -103,9 +146,16 @@ def check(instance, spell=None):
 
 def _valid(value, field):
     meta = field.metadata
-    if meta["choices"]:
-        return value in meta["choices"]
-    kind = field.type
+    kind, optional = base_type(field)
+    if value is None:
+        return optional
+    if meta.get("coerce"):
+        try:
+            return meta["coerce"](value) == value
+        except (ValueError, TypeError):
+            return False
+    if choices(field):
+        return value in choices(field)
     if kind is bool:
         return isinstance(value, bool)
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
@@ -114,4 +164,24 @@ def _valid(value, field):
         return False
     return ((meta["minimum"] is None or value >= meta["minimum"])
             and (meta["above"] is None or value > meta["above"])
+            and (meta.get("below") is None or value < meta["below"])
             and (meta["maximum"] is None or value <= meta["maximum"]))
+
+
+def coerce(value, field):
+    """`value` in the field's own type where it is one loosely (an integer for a float, 15.0
+    for an integer, a list for a tuple), as YAML and JSON give them; anything else unchanged
+    for `check` to refuse."""
+    kind, _ = base_type(field)
+    if value is None:
+        return None
+    if field.metadata.get("coerce"):
+        try:
+            return field.metadata["coerce"](value)
+        except (ValueError, TypeError):
+            return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

@@ -214,12 +214,10 @@ def test_a_training_budget_reads_as_a_fraction_in_yaml_and_python(tmp_path):
 
 
 def test_every_training_setting_is_in_exactly_one_group_and_the_twin_resets_the_defense_group():
-    import dataclasses
+    from fmfp_tf.config import FINGERPRINT_KEYS, groups
 
-    from fmfp_tf.config import GROUPS
-
-    keys = [key for group in GROUPS.values() for key in group]
-    assert sorted(keys) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    keys = [key for group in groups().values() for key in group]
+    assert sorted(keys) == sorted(TrainConfig.keys()) == sorted(FINGERPRINT_KEYS)
     assert len(keys) == len(set(keys))
     config = TrainConfig(defense="mask+pgd-at", size="20%", at_steps=3, epochs=2, seed=5)
     twin = config.undefended_twin()

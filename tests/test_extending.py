@@ -127,3 +127,68 @@ def test_a_layer_registered_by_name_loads_in_a_fresh_process(tmp_path):
                             capture_output=True, text=True, env=ENV, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip().endswith("ToyFlip")
+
+
+IN_PACKAGE_METHOD = textwrap.dedent('''
+    import dataclasses
+    import typing
+
+    import tensorflow as tf
+
+    from fmfp_tf.settings import Settings, setting
+
+
+    @dataclasses.dataclass(frozen=True)
+    class NoiseSettings(Settings):
+        """The method's own setting: key noise_share, flag --noise-share."""
+
+        prefix: typing.ClassVar[str] = "noise"
+        share: float = setting(1.0, "share of at_eps the noise spans", above=0.0, maximum=1.0)
+
+
+    def noise_examples(config, model):
+        """Uniform noise in a share of the eps-ball: a toy online method."""
+        radius = config.at_eps * config.noise_share
+        return (lambda x, y: tf.clip_by_value(
+            x + tf.random.uniform(tf.shape(x), -radius, radius), 0.0, 1.0)), None
+''')
+
+
+def test_a_method_with_a_setting_of_its_own_is_two_files_in_the_package(tmp_path):
+    """An adversarial-training method added as the package adds one: its module (a settings
+    class and the function) + one `AdversarialTraining` line in `defense_registry`, naming both
+    by "module:name". A fresh `fmfp-tf train` derives --noise-share, checks it, records it in
+    config.json and refuses it where the run does not read it."""
+    (tmp_path / "toy_noise.py").write_text(IN_PACKAGE_METHOD)
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent('''
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        from fmfp_tf import defense_registry
+        # the one line the package's ADVERSARIAL_TRAINING table would hold
+        defense_registry.ADVERSARIAL_TRAINING.register("noise", defense_registry.AdversarialTraining(
+            "noise", "uniform noise (toy)", "toy_noise:noise_examples",
+            settings=(defense_registry.OnlineATSettings, "toy_noise:NoiseSettings")))
+        assert "toy_noise" not in sys.modules  # resolved when the command parses
+        from fmfp_tf.cli import errors
+        from fmfp_tf.cli.main import cli
+        sys.argv = ["fmfp-tf", "train", *sys.argv[2:]]
+        errors.run_guarded(cli)
+    '''))
+    common = ["--train-limit", "256", "--test-limit", "64", "--epochs", "1", "--batch-size",
+              "64", "--probe-images", "0", "--quiet"]
+
+    def train(*args):
+        return subprocess.run([sys.executable, str(script), str(tmp_path), *args, *common],
+                              capture_output=True, text=True, env=ENV, timeout=600)
+
+    trained = train("--defense", "noise-at", "--noise-share", "0.5", "--out",
+                    str(tmp_path / "run"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["noise_share"] == 0.5 and config["defense"] == "noise-at"
+    bad = train("--defense", "noise-at", "--noise-share", "2", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "noise_share = 2.0 is invalid" in bad.stderr
+    unread = train("--noise-share", "0.5", "--out", str(tmp_path / "unread"))
+    assert unread.returncode == 2 and "--noise-share is not read by this run" in unread.stderr
+    assert "Traceback" not in bad.stderr + unread.stderr

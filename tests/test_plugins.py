@@ -28,19 +28,33 @@ FILES = {
         defense_registry.register_layer("toyflip", ToyFlip)
     ''',
     "toyplugin/method.py": '''
+        import dataclasses
+        import typing
+
         import tensorflow as tf
 
         from fmfp_tf import defense_registry
+        from fmfp_tf.settings import Settings, setting
+
+
+        @dataclasses.dataclass(frozen=True)
+        class NoiseSettings(Settings):
+            """The toy method's own setting: key noise_share, flag --noise-share."""
+
+            prefix: typing.ClassVar[str] = "noise"
+            share: float = setting(1.0, "share of at_eps the noise spans", above=0.0, maximum=1.0)
 
 
         def noise_examples(config, model):
-            """Uniform noise in the eps-ball: a toy online method."""
+            """Uniform noise in a share of the eps-ball: a toy online method."""
+            radius = config.at_eps * config.noise_share
             return (lambda x, y: tf.clip_by_value(
-                x + tf.random.uniform(tf.shape(x), -config.at_eps, config.at_eps), 0.0, 1.0)), None
+                x + tf.random.uniform(tf.shape(x), -radius, radius), 0.0, 1.0)), None
 
 
         defense_registry.register_method(defense_registry.AdversarialTraining(
-            "noise", "uniform noise (toy)", "toyplugin.method:noise_examples"))
+            "noise", "uniform noise (toy)", "toyplugin.method:noise_examples",
+            settings=(defense_registry.OnlineATSettings, NoiseSettings)))
     ''',
     "toyplugin/attack.py": '''
         import dataclasses
@@ -147,7 +161,7 @@ def _fmfp(root, *args, cwd):
 
 
 TRAIN = ["train", "--dataset", "stripes", "--defense", "toyflip+noise-at", "--size", "2px",
-         "--epochs", "2", "--image-size", "16", "--batch-size", "32", "--probe-images", "0",
+         "--noise-share", "0.5", "--epochs", "2", "--image-size", "16", "--batch-size", "32", "--probe-images", "0",
          "--quiet"]
 EVALUATE = ["evaluate", "--attacks", "part-fgsm,fgsm", "--part-fraction", "0.25", "--n", "30",
             "--no-unbounded-check"]
@@ -163,6 +177,11 @@ def test_a_plugins_things_work_in_fresh_processes(tmp_path, installed):
     trained = _fmfp(root, *plugin, *TRAIN, "--out", str(run), cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["test_accuracy"] > 0.5
+    # the method's own setting: a flag derived from its settings class, recorded under its key
+    assert json.loads((run / "config.json").read_text())["noise_share"] == 0.5
+    unread = _fmfp(root, *plugin, "train", "--dataset", "stripes", "--noise-share", "0.5",
+                   "--out", str(tmp_path / "none"), cwd=tmp_path)
+    assert unread.returncode == 2 and "--noise-share is not read by this run" in unread.stderr
     # a fresh process loads the run (its config names the plugin's layer, method and dataset;
     # its model.keras holds the layer) and runs the plugin's attack with its own option
     evaluated = _fmfp(root, *plugin, *EVALUATE, "--model", str(run), "--out",
@@ -177,7 +196,7 @@ def test_a_plugins_things_work_in_fresh_processes(tmp_path, installed):
     helped = ["".join(_fmfp(root, *plugin, command, "--help", cwd=tmp_path).stdout.split())
               for command in ("train", "evaluate")]  # (help wraps lines, at hyphens too)
     assert "toynet" in helped[0] and "toyflip+noise-at" in helped[0] and "stripes" in helped[0]
-    assert "halved" in helped[0]
+    assert "halved" in helped[0] and "--noise-share" in helped[0]
     assert "part-fgsm" in helped[1]
     toynet = _fmfp(root, *plugin, "train", "--dataset", "stripes", "--model", "toynet",
                    "--schedule", "halved", "--epochs", "1", "--image-size", "16", "--quiet",

@@ -22,7 +22,7 @@ def test_a_settings_class_checks_its_fields_and_names_them():
     assert settings.flag(Toy, "steps") == "--toy-steps" and settings.flag(Toy, "mode") == "--toy-kind"
     for bad, message in (({"steps": 0}, "toy_steps = 0 is invalid; expected an integer >= 1"),
                          ({"steps": 2.5}, "toy_steps"), ({"steps": True}, "toy_steps"),
-                         ({"rate": 0.0}, "toy_rate = 0.0 is invalid; expected a finite number > 0"),
+                         ({"rate": 0.0}, r"toy_rate = 0.0 is invalid; expected a finite number in \(0.0, 1.0\]"),
                          ({"rate": float("nan")}, "toy_rate"), ({"rate": 2.0}, "toy_rate"),
                          ({"mode": "c"}, "toy_mode = 'c' is invalid; expected one of a, b")):
         with pytest.raises(UsageError, match=message):

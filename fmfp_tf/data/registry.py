@@ -14,7 +14,11 @@ Example:
 import dataclasses
 import typing
 
+from fmfp_tf.errors import UsageError
 from fmfp_tf.registry import Registry, passes_registrations_on
+from fmfp_tf.settings import Settings, setting
+
+FACE_CROPS = ("auto", "none", "center", "mtcnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +81,55 @@ def names():
 def get(name):
     """The `Dataset` registered as `name` (its module imported on first use)."""
     return DATASETS[name]
+
+
+def _image_size(value):
+    """(height, width) from a list or tuple of two sides in 4..1024."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(side, int) and not isinstance(side, bool) and 4 <= side <= 1024
+                       for side in value)):
+        raise ValueError("two sides in 4..1024")
+    return tuple(value)
+
+
+def _square_side(text):
+    """The CLI's --image-size N: a square N x N."""
+    try:
+        side = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+    return _image_size((side, side))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings(Settings):
+    """What a training job reads and how (the `data` group of `config.TrainConfig`)."""
+
+    dataset: str = setting("synthetic", "the dataset", choices=names)
+    data_dir: typing.Optional[str] = setting(None, "directory of the dataset in its official "
+                                                   "layout")
+    image_size: typing.Tuple[int, int] = setting(
+        (32, 32), "square image side in pixels, 4..1024", coerce=_image_size,
+        expected="two sides in 4..1024", parse=_square_side, metavar="SIDE", shown="32")
+    face_crop: str = setting("auto", "auto (mtcnn for face datasets), none, center or mtcnn",
+                             choices=FACE_CROPS)
+    train_limit: typing.Optional[int] = setting(None, "use a seeded random sample of N training "
+                                                      "images", minimum=1)
+    test_limit: typing.Optional[int] = setting(None, "use a seeded random sample of N test "
+                                                     "images", minimum=1)
+    on_bad_image: str = setting("fail", "what to do with corrupt or wrong-mode image files",
+                                choices=("fail", "skip"))
+
+    def __post_init__(self):
+        super().__post_init__()
+        needs_data_dir = get(self.dataset).needs_data_dir
+        if self.data_dir is None and needs_data_dir:
+            raise UsageError(f"data_dir = None is invalid; expected a directory for dataset "
+                             f"{self.dataset!r}")
+        if self.data_dir is not None and not needs_data_dir:
+            raise UsageError(f"data_dir = {self.data_dir!r} is invalid; expected none: the "
+                             f"{self.dataset} dataset is drawn from the seed and reads no files "
+                             "(set dataset=NAME too)")
 
 
 def face_crop_for(dataset, face_crop="auto"):

@@ -5,6 +5,7 @@ evaluating needs no plotting library.
 """
 from fmfp_tf.evaluation.attack_specs import AttackSettings, names_selectable
 from fmfp_tf.evaluation.diagnostics import check as masking_checks
+from fmfp_tf.evaluation.request import Budget, EvaluationRequest
 from fmfp_tf.evaluation.robustness import ModelEntry, evaluate, load_entry
 from fmfp_tf.evaluation.threat_models import THREAT_MODELS
 
@@ -17,5 +18,6 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["evaluate", "load_entry", "AttackSettings", "ModelEntry", "write_report",
+__all__ = ["evaluate", "load_entry", "AttackSettings", "EvaluationRequest", "Budget",
+           "ModelEntry", "write_report",
            "masking_checks", "names_selectable", "THREAT_MODELS"]

@@ -14,7 +14,7 @@ import typing
 from fmfp_tf import registry
 from fmfp_tf import settings as settings_lib
 from fmfp_tf.attacks import counting
-from fmfp_tf.config import MAX_BATCH_SIZE
+from fmfp_tf.settings import MAX_BATCH_SIZE
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import MAX_COUNT, Settings, setting
 

@@ -19,9 +19,10 @@ from fmfp_tf import attacks as attack_lib
 from fmfp_tf import data, runs
 from fmfp_tf.attacks import counting
 from fmfp_tf.errors import DataError, Interrupted, ModelError, UsageError
-from fmfp_tf.evaluation import attack_specs, cells, shards, threat_models
+from fmfp_tf.evaluation import attack_specs, cells, threat_models
 from fmfp_tf.evaluation.attack_specs import AttackSettings
 from fmfp_tf.evaluation.report import format_eps
+from fmfp_tf.evaluation.request import EvaluationRequest
 from fmfp_tf.models_io import check_compatible, load_model, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def _worst_case(base, threat, correct, source_entry):
 def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",),
              n=1000, source=None, settings=None, dataset=None, data_dir=None, log=None,
              crafted=None, white_box_attacks=(), store=None, skip=0, shard=None, stop=None,
-             input_range=(0.0, 1.0)):
+             input_range=(0.0, 1.0), request=None):
     """Records of robust accuracy for each model x threat model x attack x eps (`attacks`: names
     from `attack_specs`, by default every selectable one).
 
@@ -231,43 +232,35 @@ def evaluate(entries, attacks=None, eps_values=(8 / 255,), threats=("white-box",
     checked after every batch of an attack and before every cell, it ends the evaluation with
     `errors.Interrupted` (finished cells stay in `store`; an ensemble's finished attacks too).
     """
-    if isinstance(skip, bool) or not isinstance(skip, (int, np.integer)) or skip < 0:
-        raise UsageError(f"skip must be a non-negative integer; got {skip!r}")
-    sample_n, shard_text = None, None
-    if shard is not None:
-        k, count = shards.parse_shard(shard if isinstance(shard, str) else
-                                      "/".join(map(str, shard)))
-        first, after = shards.shard_range(k, count, n)
-        sample_n, shard_text, skip, n = n, f"{k}/{count}", skip + first, after - first
-    settings = settings or AttackSettings()
-    log = log or logger.info
-    attacks = attack_specs.names_selectable() if attacks is None else attacks
-    threats = threat_models.check_threats(threats)
-    attacks = attack_specs.check_names(attacks)
-    white_box_attacks = [a for a in attack_specs.check_names(
-        list(white_box_attacks), "white_box_attacks") if a not in attacks] if white_box_attacks \
-        else []
-    if white_box_attacks and "white-box" not in threats:
-        raise UsageError(f"white_box_attacks={white_box_attacks} needs the white-box threat "
-                         f"model; threats are {', '.join(threats)}")
-    eps_values = [attack_lib.parse_eps(e) for e in eps_values]
-    low, high = attack_lib.common.check_bounds(input_range)
+    if request is None:
+        request = EvaluationRequest.build(attacks, eps_values, threats, n, skip, shard,
+                                          white_box_attacks, settings, dataset, data_dir,
+                                          input_range)
+    elif (attacks, tuple(eps_values), tuple(threats), n, settings, dataset, data_dir,
+          tuple(white_box_attacks), skip, shard, tuple(input_range)) != (
+            None, (8 / 255,), ("white-box",), 1000, None, None, None, (), 0, None, (0.0, 1.0)):
+        raise UsageError("evaluate(): give the request or its fields (attacks, eps_values, ...), "
+                         "not both")
+    return _run(entries, request, source, log or logger.info, crafted, store, stop)
+
+
+def _run(entries, request, source, log, crafted, store, stop):
+    low, high = request.input_range
     if (low, high) != (0.0, 1.0):  # the models seen on [0, 1]: every attack and check as ever
         ranged = attack_lib.common.in_unit_range
         entries = [dataclasses.replace(e, model=ranged(e.model, (low, high))) for e in entries]
         source = source and dataclasses.replace(source, model=ranged(source.model, (low, high)))
     for entry in entries:  # fail before hours of attacks on the first models, not after
-        _dataset_of(entry, dataset, data_dir)
-        if "transfer" in threats and source is None:
+        _dataset_of(entry, request.dataset, request.data_dir)
+        if "transfer" in request.threats and source is None:
             _twin_of(entry)
     unique_names(entries)  # one label per model in records and reports
-    job = _Job(attacks, white_box_attacks, eps_values, threats, n, source, settings, dataset,
-               data_dir, log, crafted, store, int(skip), shard_text, sample_n, stop,
-               (low, high))
+    job = _Job(request, source, log, crafted, store, stop)
     # every model's test images are read (and checked against it) before the plan measures
     # anything: a wrong data folder or an unfitting model is said first, not after 30 s
     targets = [_target(job, entry) for entry in entries]
-    _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log)
+    _say_the_plan(entries, job.attacks, job.white_box_attacks, job.eps_values, job.threats,
+                  job.n, job.settings, log)
     records = []
     for target in targets:
         records += _evaluate_one(job, target)
@@ -381,25 +374,28 @@ def _model_digest(entry):
 
 @dataclasses.dataclass
 class _Job:
-    """What every model of one `evaluate` call shares."""
+    """One `evaluate` call: its request and what runs it (the log, the crafted-examples cache,
+    the cell store, the stop flag); every model shares it."""
 
-    attacks: list
-    white_box_attacks: list
-    eps_values: list
-    threats: list
-    n: int
+    request: EvaluationRequest
     source: typing.Optional[ModelEntry]
-    settings: AttackSettings
-    dataset: typing.Optional[str]
-    data_dir: typing.Optional[str]
     log: typing.Callable
     crafted: typing.Optional[dict]
     store: typing.Optional[cells.CellStore]
-    skip: int = 0
-    shard: typing.Optional[str] = None     # "K/N" when this is one part of a split sample
-    sample_n: typing.Optional[int] = None  # the images of the whole split sample
     stop: typing.Any = None  # its `signal` set: stop at the next batch (stopping.StopFlag)
-    input_range: tuple = (0.0, 1.0)
+
+    def __post_init__(self):
+        # the images after the shard: skip+1 .. skip+n of the seeded sample
+        self.skip, self.n, self.shard, self.sample_n = self.request.images()
+
+    attacks = property(lambda self: list(self.request.attacks))
+    white_box_attacks = property(lambda self: list(self.request.white_box_attacks))
+    eps_values = property(lambda self: self.request.eps_values)
+    threats = property(lambda self: list(self.request.threats))
+    settings = property(lambda self: self.request.settings)
+    dataset = property(lambda self: self.request.dataset)
+    data_dir = property(lambda self: self.request.data_dir)
+    input_range = property(lambda self: self.request.input_range)
 
 
 @dataclasses.dataclass

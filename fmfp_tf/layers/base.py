@@ -1,4 +1,7 @@
 """What every defense layer shares: arguments, seeds, the training rule, layouts, dict inputs."""
+import dataclasses
+import typing
+
 import keras
 
 # Keras's own base of its image preprocessing layers (RandomErasing, RandomZoom, ...): it gives
@@ -9,7 +12,86 @@ from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing
     BaseImagePreprocessingLayer,
 )
 
+from fmfp_tf import sizes
 from fmfp_tf.layers import common
+from fmfp_tf.settings import Settings, setting
+
+
+def _size_text(value):
+    """A size as TrainConfig stores it ('20%', '6px'): a unit is required there."""
+    return sizes.parse(value, bare="refused").text
+
+
+def _cli_size(text):
+    """--size: a bare number is the paper's z, a percent of the image side."""
+    return sizes.parse(text, bare="percent", name="size").text
+
+
+def _fill(value):
+    if isinstance(value, str):
+        if value not in ("zero", "mean", "noise"):
+            raise ValueError(value)
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(value)
+    return float(value)
+
+
+def _cli_fill(text):
+    """A number stays a number (the layers take one); names stay names."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _options(value):
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError(value)
+    return dict(value)
+
+
+def parse_layer_options(texts):
+    """('interpolation=nearest', 'value_range=[0, 255]') -> {'interpolation': 'nearest',
+    'value_range': [0, 255]}; each value is read as YAML (numbers, lists, true/false)."""
+    import yaml
+
+    options = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"{text!r}: expected KEY=VALUE, e.g. interpolation=nearest")
+        if key.strip() in options:
+            raise ValueError(f"{key.strip()} is given twice; give each option once")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"{text!r}: the value is not readable") from None
+    return options or None
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseLayerSettings(Settings):
+    """What `fmfp-tf train` gives a defense layer (its group of `config.TrainConfig`): the
+    arguments every layer shares. A layer with settings of its own names a subclass as its
+    `train_settings`."""
+
+    size: typing.Optional[str] = setting(
+        None, "FM square side / FP largest shrink: the paper's z, a percent of the image side "
+              "(20 = 20%: 6 px of 32); 6px for pixels, 0.2 for a fraction; required with "
+              "--defense mask or padding (or another layer)", coerce=_size_text,
+        expected="'20%' (percent of the image side), '6px' (pixels) or a fraction in (0, 1)",
+        parse=_cli_size, metavar="SIZE")
+    fill: typing.Union[str, float] = setting("zero", "zero, mean, noise or a number",
+                                             coerce=_fill,
+                                             expected="zero, mean, noise or a number",
+                                             parse=_cli_fill, metavar="FILL")
+    layer_options: typing.Optional[typing.Dict[str, typing.Any]] = setting(
+        None, "another argument of the defense layer, KEY=VALUE (e.g. interpolation=nearest "
+              "for padding); repeatable", coerce=_options, expected="a mapping of names to values",
+        parse=parse_layer_options, multiple=True, flag="--layer-option", metavar="KEY=VALUE")
+    test_time: bool = setting(False, "keep FM/FP active at inference (a randomized defense; "
+                                     "evaluate with EOT)")
 
 
 class RandomImageDefense(BaseImagePreprocessingLayer):
@@ -40,6 +122,8 @@ class RandomImageDefense(BaseImagePreprocessingLayer):
     """
 
     _USE_BASE_FACTOR = False
+    # what `fmfp-tf train` reads for this layer (its flags and config keys)
+    train_settings = DefenseLayerSettings
 
     def __init__(self, size, fill="zero", value_range=(0.0, 1.0), seed=None, test_time=False,
                  data_format=None, **kwargs):

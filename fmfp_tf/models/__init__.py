@@ -10,8 +10,11 @@
 | mtcnn | CNN classifier of MTCNN-aligned faces | faces |
 | wrn16_4, wrn28_10 | wide residual networks | robust training (GPU) |
 """
+import dataclasses
+
 from fmfp_tf.errors import UsageError
 from fmfp_tf.registry import Registry, passes_registrations_on
+from fmfp_tf.settings import Settings, setting
 from fmfp_tf.models.face_cnn import face_cnn
 from fmfp_tf.models.facenet import facenet
 from fmfp_tf.models.traffic_signs import dnn1, dnn2, dnn3, dnn4
@@ -45,6 +48,13 @@ def names():
     return tuple(BUILDERS)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSettings(Settings):
+    """Which network a training job builds (the `model` group of `config.TrainConfig`)."""
+
+    model: str = setting("dnn1", "the network", choices=names)
+
+
 def build(name, input_shape, num_classes):
     """A fresh, functional Keras model `name` for images of `input_shape` (H, W, C).
 
@@ -67,4 +77,4 @@ def build(name, input_shape, num_classes):
     return BUILDERS[name](shape, num_classes)
 
 
-__all__ = ["build", "register", "names", "MODELS", "BUILDERS"]
+__all__ = ["build", "register", "names", "MODELS", "BUILDERS", "ModelSettings"]

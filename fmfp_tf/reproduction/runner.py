@@ -17,10 +17,10 @@ import time
 
 from fmfp_tf import runs
 from fmfp_tf import sizes as fmfp_sizes
-from fmfp_tf.budgets import parse_eps
 from fmfp_tf.config import TrainConfig
 from fmfp_tf.data import registry as datasets
 from fmfp_tf.errors import UsageError
+from fmfp_tf.evaluation.request import Budget, EvaluationRequest
 from fmfp_tf.evaluation.robustness import evaluate, load_entry
 from fmfp_tf.reproduction import paper_numbers, report, table_spec
 
@@ -144,7 +144,7 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
     started = time.time()
     crafted = {} if crafted is None else crafted
     settings = spec.attack_settings()
-    eps = parse_eps(spec.eps)
+    eps = Budget.of(spec.eps)  # the table's budget, read once
     cells, records = [], []
     # the paper's attacks, the strongest attack (white-box only), then the per-image worst case
     rows = ["none"] + spec.attacks + spec.strongest + ["worst-case"]
@@ -175,9 +175,10 @@ def run_table(spec, out_dir, models_dir, data_dirs, crafted=None, log=None):
             threats = ["white-box"]
             if spec.protocol == "transfer" and spec.defense != "none":
                 threats.append("transfer")
-            found = evaluate([entry], spec.attacks, [eps], threats, spec.n, source=source,
-                             settings=settings, log=log, crafted=crafted,
-                             white_box_attacks=spec.strongest)
+            request = EvaluationRequest.build(spec.attacks, [eps], threats, spec.n,
+                                              white_box_attacks=spec.strongest,
+                                              settings=settings)
+            found = evaluate([entry], request=request, source=source, log=log, crafted=crafted)
             for record in found:
                 record["table"] = spec.table
                 record["column"] = column.label
@@ -219,10 +220,11 @@ def _control(spec, column, twin_config, source, models_dir, eps, settings, log, 
     attacked with the examples transferred from the twin. Any second model resists transferred
     examples to some degree; the defended model's transfer accuracy minus the control's is what
     the defense adds under the paper's protocol. Returns ({attack: accuracy %}, records)."""
-    config = dataclasses.replace(twin_config, seed=twin_config.seed + 1)
+    config = twin_config.replace(seed=twin_config.seed + 1)
     entry = load_entry(ensure_trained(config, models_dir, log))
-    found = evaluate([entry], spec.attacks, [eps], ["transfer"], spec.n, source=source,
-                     settings=settings, log=log, crafted=crafted)
+    request = EvaluationRequest.build(spec.attacks, [eps], ["transfer"], spec.n,
+                                      settings=settings)
+    found = evaluate([entry], request=request, source=source, log=log, crafted=crafted)
     accuracy = {"none": round(100 * found[0]["accuracy"], 2)}
     for record in found:
         record.update(table=spec.table, column=column.label, paper_size=None, role="control")

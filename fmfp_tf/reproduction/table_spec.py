@@ -32,8 +32,13 @@ PROTOCOLS = ("white-box", "transfer")
 TOP_KEYS = {"table", "title", "defense", "sizes", "columns", "attacks", "strongest", "eps",
             "protocol", "train", "datasets", "evaluation", "quick", "notes"}
 QUICK_KEYS = {"train", "datasets", "evaluation", "columns", "sizes"}
-TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset", "model", "defense",
-                                                                     "size", "data_dir"}
+# the keys a table's column sets itself; the others come from its train sections
+COLUMN_KEYS = {"dataset", "model", "defense", "size", "data_dir"}
+
+
+def train_keys():
+    """The TrainConfig keys a table's `train` sections may set (plugins' groups included)."""
+    return set(TrainConfig.keys()) - COLUMN_KEYS
 
 
 @dataclasses.dataclass
@@ -204,9 +209,9 @@ def _sections(path, data, quick_section):
         sections["datasets"] = merged
         sections["evaluation"] = {**sections["evaluation"],
                                   **(quick_section.get("evaluation") or {})}
-    _check_keys(path, "train", sections["train"], TRAIN_KEYS)
+    _check_keys(path, "train", sections["train"], train_keys())
     for dataset, values in sections["datasets"].items():
-        _check_keys(path, f"datasets.{dataset}", values, TRAIN_KEYS)
+        _check_keys(path, f"datasets.{dataset}", values, train_keys())
     _check_keys(path, "evaluation", sections["evaluation"], {*AttackSettings.keys(), "n"})
     return sections
 

@@ -7,7 +7,7 @@ import importlib
 _NAMES = {"train": "run", "train_cached": "run", "build_model": "run", "fit": "loop",
           "Interrupted": "loop", "get_strategy": "strategies",
           "AdversarialModel": "keras_fit", "RobustProbe": "keras_fit",
-          "AdversarialFitSettings": "keras_fit"}
+          "AdversarialFitSettings": "keras_fit", "TrainingJob": "run_directory"}
 
 
 def __getattr__(name):

@@ -21,12 +21,11 @@ import keras
 import numpy as np
 
 from fmfp_tf import atomic, plots, provenance
-from fmfp_tf.config import TrainConfig
 from fmfp_tf.errors import UsageError
 from fmfp_tf.training import schedules
 from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe
-from fmfp_tf.training.run_directory import (build_model, hold_out, in_run_directory, load_split,
-                                            resumed_config, weights_digest)
+from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,
+                                            in_run_directory, load_split, weights_digest)
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +48,16 @@ def check(config):
 def train(config, out_dir, resume=False, overwrite=False, verbose=1):
     """Trains `config` into `out_dir` with `model.fit`; returns the metrics dict (`run.train`'s
     keys). `resume` continues from the last finished epoch."""
-    if resume:
-        config = resumed_config(out_dir)
-    elif not isinstance(config, TrainConfig):
-        raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
-    check(config)
-    return in_run_directory(config, out_dir, resume, overwrite,
-                            lambda work_dir, _: _train_in(config, work_dir, verbose))
+    return run_job(TrainingJob.build(config, out_dir, resume, overwrite, verbose))
+
+
+def run_job(job):
+    """Runs a `TrainingJob` through Keras's `fit`; returns the metrics dict."""
+    if job.twin_dir is not None:
+        raise UsageError("twin_dir is cw-at's, which Keras's fit route refuses")
+    check(job.config)
+    return in_run_directory(job.config, job.out_dir, job.resume, job.overwrite,
+                            lambda work_dir, _: _train_in(job.config, work_dir, job.verbose))
 
 
 def _images(arrays):

@@ -10,6 +10,7 @@ A run directory holds:
   `.overwrite/` and swaps the new run in only once it is complete.
 """
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -18,13 +19,12 @@ import keras
 import tensorflow as tf
 
 from fmfp_tf import atomic, plots, provenance, runs, sizes
-from fmfp_tf.config import TrainConfig
-from fmfp_tf.errors import UsageError
 from fmfp_tf.training import adversarial, precision, robustness_probe, schedules, strategies
 from fmfp_tf.training import averaging as averaging_lib
 from fmfp_tf.training.loop import evaluate_model, fit
-from fmfp_tf.training.run_directory import (build_model, hold_out, in_run_directory,  # noqa: F401
-                                            load_split, resumed_config, weights_digest)
+from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,  # noqa: F401
+                                            in_run_directory, load_split, resumed_config,
+                                            weights_digest)
 
 logger = logging.getLogger(__name__)
 
@@ -71,31 +71,35 @@ def train(config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=No
     With `resume`, the config stored in `out_dir` is used and training continues from the last
     checkpoint. `twin_dir`: for cw-at, where the undefended twin is (or is to be) trained; by
     default `out_dir/twin-undefended`. `verbose`: 1 shows a progress bar; messages go to the
-    `fmfp_tf` logger.
+    `fmfp_tf` logger. (`TrainingJob.build(...)` and `run_job` are the same in two steps.)
     """
-    if resume:
-        config = resumed_config(out_dir)
-    elif not isinstance(config, TrainConfig):
-        raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
-    strategy = strategies.get_strategy(config.strategy)
+    return run_job(TrainingJob.build(config, out_dir, resume, overwrite, verbose, twin_dir))
+
+
+def run_job(job):
+    """Runs a `TrainingJob` with TensorFlow's loop; returns the metrics dict."""
+    strategy = strategies.get_strategy(job.config.strategy)
     if not strategies.is_chief(strategy):
         # workers other than the chief write nothing that lasts in the run directory
-        return _train_in(config, out_dir, strategy, False, verbose, twin_dir)
+        return _train_in(job, strategy, chief=False)
     return in_run_directory(
-        config, out_dir, resume, overwrite,
-        lambda work_dir, staged_twin: _train_in(config, work_dir, strategy, True, verbose,
-                                                twin_dir or staged_twin))
+        job.config, job.out_dir, job.resume, job.overwrite,
+        lambda work_dir, staged_twin: _train_in(
+            dataclasses.replace(job, out_dir=work_dir, twin_dir=job.twin_dir or staged_twin),
+            strategy, chief=True))
 
 
-def _train_in(config, out_dir, strategy, chief, verbose, twin_dir):
-    """Trains into `out_dir` (the run directory, or its staging directory on --overwrite)."""
-    with deterministic(config.seed):
-        return _train_seeded(config, out_dir, strategy, chief, verbose, twin_dir)
+def _train_in(job, strategy, chief):
+    """Trains into `job.out_dir` (the run directory, or its staging directory on
+    --overwrite)."""
+    with deterministic(job.config.seed):
+        return _train_seeded(job, strategy, chief)
 
 
-def _train_seeded(config, out_dir, strategy, chief, verbose, twin_dir):
+def _train_seeded(job, strategy, chief):
+    config, out_dir = job.config, job.out_dir
     started = time.time()
-    train_arrays, test_arrays = _load_data(config, out_dir, verbose, twin_dir)
+    train_arrays, test_arrays = _load_data(config, out_dir, job.verbose, job.twin_dir)
     train_arrays, held_out = hold_out(train_arrays, config.probe_size, config.seed)
     input_shape = tuple(train_arrays.images.shape[1:])
     num_classes = len(train_arrays.class_names)
@@ -124,7 +128,7 @@ def _train_seeded(config, out_dir, strategy, chief, verbose, twin_dir):
         epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
         checkpoint_dir=checkpoint_dir, write_files=chief, perturbation=perturbation,
         averaging=averaging, probe=probe, log_dir=os.path.join(out_dir, "logs"),
-        verbose=verbose,
+        verbose=job.verbose,
     )
 
     def rebuild():

@@ -3,11 +3,14 @@
 nothing behind), the data split and the (defended) model of a config. No TensorFlow: the
 TensorFlow job (`run.py`) and the `model.fit` job of the other backends (`keras_run.py`) share
 it."""
+import dataclasses
 import logging
 import os
 import shutil
+import typing
 
 from fmfp_tf import atomic, data, models, runs
+from fmfp_tf.config import TrainConfig
 from fmfp_tf.defenses import defend
 from fmfp_tf.errors import DataError, Interrupted, ModelError, UsageError
 
@@ -63,6 +66,36 @@ def weights_digest(model):
         value = np.asarray(keras.ops.convert_to_numpy(weight.value), np.float32)
         digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingJob:
+    """One training job, as the CLI, the library and `reproduce` ask for it: the config (the
+    run's recorded one when resuming), the run directory, whether it continues or replaces a
+    run there, where cw-at's undefended twin is (default: `out_dir/twin-undefended`) and the
+    progress bar (1 shows Keras's). Build it with `build`, which checks it; `run.run_job(job)`
+    trains it with TensorFlow's loop, `keras_run.run_job(job)` with Keras's `fit` (JAX,
+    PyTorch)."""
+
+    config: TrainConfig
+    out_dir: str
+    resume: bool = False
+    overwrite: bool = False
+    verbose: int = 1
+    twin_dir: typing.Optional[str] = None
+
+    @classmethod
+    def build(cls, config, out_dir, resume=False, overwrite=False, verbose=1, twin_dir=None):
+        if resume and overwrite:
+            raise UsageError("resume and overwrite contradict each other: resume continues the "
+                             "run in out_dir, overwrite starts it again")
+        if not out_dir:
+            raise UsageError("out_dir is empty; give the run directory")
+        if resume:
+            config = resumed_config(out_dir)
+        elif not isinstance(config, TrainConfig):
+            raise UsageError("train() needs a TrainConfig (see fmfp_tf.config.train_config)")
+        return cls(config, os.fspath(out_dir), bool(resume), bool(overwrite), verbose, twin_dir)
 
 
 def resumed_config(out_dir):
