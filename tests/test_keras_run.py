@@ -97,3 +97,37 @@ def test_fmfp_tf_train_on_jax_stops_and_resumes_at_its_last_epoch(tmp_path):
                                 "--no-unbounded-check", "--out", str(tmp_path / "eval")],
                                capture_output=True, text=True, env=env, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+
+
+def test_a_resumed_run_keeps_the_guards_best_epoch(tmp_path):
+    """The overfitting guard's best weights go with every checkpoint: after a stop, a collapse
+    is measured against (and restored to) the best epoch before it, not the first one after."""
+    import keras
+    import numpy as np
+
+    from fmfp_tf.training.keras_fit import RobustProbe
+    from fmfp_tf.training.keras_run import _Checkpoint
+
+    def model():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+    first, folder = model(), str(tmp_path / "checkpoints")
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(first.trainable_variables)
+    probe = RobustProbe(np.zeros((2, 4, 1, 1), np.float32), [0, 1], model=first)
+    checkpoint = _Checkpoint(folder, first, optimizer)
+    checkpoint.watch(probe)
+    best = [np.full_like(w, 0.5) for w in first.get_weights()]
+    probe.best, probe.best_weights = 0.75, best  # what the probe found in this epoch
+    checkpoint.on_epoch_begin(0)
+    checkpoint.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5, "probe_robust_accuracy": 0.75})
+
+    second = model()
+    optimizer = keras.optimizers.Adam()
+    resumed = _Checkpoint(folder, second, optimizer)
+    done, history = resumed.restore(second)
+    probe = RobustProbe(np.zeros((2, 4, 1, 1), np.float32), [0, 1], model=second)
+    resumed.watch(probe)
+    assert done == 1 and probe.history == [0.75] and probe.best == 0.75
+    for kept, expected in zip(probe.best_weights, best):
+        np.testing.assert_array_equal(kept, expected)

@@ -96,8 +96,7 @@ def _train_in(config, out_dir, verbose):
         probe_x, probe_y = _images(held_out)
         probe = RobustProbe(probe_x, probe_y, eps=config.at_eps if config.adversarial_training
                             else 8 / 255, model=model, seed=config.seed)
-        probe.history = [record["probe_robust_accuracy"] for record in history
-                         if "probe_robust_accuracy" in record]
+        checkpoints.watch(probe)
         callbacks.insert(0, probe)
     logger.info("model %s (%s parameters), defense %s, float32, Keras's %s backend, model.fit",
                 config.model, f"{model.count_params():,}", config.defense,
@@ -161,6 +160,19 @@ class _Checkpoint(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.inner, self.optimizer = folder, model, optimizer
         self.history, self.began = [], None
+        self.probe, self.probe_best = None, None  # the guard's best epoch, kept across a stop
+
+    def watch(self, probe):
+        """Keeps `probe`'s best weights with every checkpoint and gives them back on resume,
+        so a collapse after a stop is still measured against, and restored to, the best epoch
+        before it."""
+        self.probe = probe
+        probe.history = [record["probe_robust_accuracy"] for record in self.history
+                         if "probe_robust_accuracy" in record]
+        if self.probe_best is not None:
+            with np.load(os.path.join(self.folder, "probe-best.npz")) as kept:
+                probe.best_weights = [kept[f"w{i}"] for i in range(len(kept.files))]
+            probe.best = self.probe_best
 
     def restore(self, trained):
         """(epochs done, history) from the folder, the weights and optimizer put back."""
@@ -181,6 +193,7 @@ class _Checkpoint(keras.callbacks.Callback):
             for index, variable in enumerate(self.optimizer.variables):
                 variable.assign(kept[f"v{index}"])
         self.history = saved["history"]
+        self.probe_best = saved.get("probe_best")
         logger.info("resuming after epoch %d of the checkpoint in %s", saved["epoch"],
                     self.folder)
         return saved["epoch"], self.history
@@ -203,10 +216,18 @@ class _Checkpoint(keras.callbacks.Callback):
         weights = {f"w{i}": w for i, w in enumerate(self.inner.get_weights())}
         variables = {f"v{i}": keras.ops.convert_to_numpy(v.value)
                      for i, v in enumerate(self.optimizer.variables)}
-        for name, arrays in (("weights.npz", weights), ("optimizer.npz", variables)):
+        files = [("weights.npz", weights), ("optimizer.npz", variables)]
+        probe = self.probe
+        if probe is not None and probe.best_weights is not None and probe.best != self.probe_best:
+            files.append(("probe-best.npz", {f"w{i}": w
+                                             for i, w in enumerate(probe.best_weights)}))
+            self.probe_best = probe.best
+        for name, arrays in files:
             with atomic.atomic_path(os.path.join(self.folder, name), suffix=".npz") as tmp:
                 with open(tmp, "wb") as handle:
                     np.savez(handle, **arrays)
-        # the state last: it names an epoch only once both files hold it
-        atomic.write_json(os.path.join(self.folder, "state.json"),
-                          {"epoch": epoch + 1, "history": self.history})
+        # the state last: it names an epoch only once the files hold it
+        state = {"epoch": epoch + 1, "history": self.history}
+        if self.probe_best is not None:
+            state["probe_best"] = self.probe_best
+        atomic.write_json(os.path.join(self.folder, "state.json"), state)
