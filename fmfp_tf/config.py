@@ -219,9 +219,14 @@ class TrainConfig:
         return self.replace(**{key: defaults[key] for key in groups()["defense"]})
 
     @property
+    def size_spec(self):
+        """The size as a `sizes.Size` (its value and unit), or None; `size` is its text."""
+        return None if self.size is None else sizes.parse(self.size)
+
+    @property
     def layer_size(self):
         """The FM/FP layer's `size` argument (int pixels or float fraction), or None."""
-        return None if self.size is None else sizes.parse(self.size).layer_value
+        return None if self.size is None else self.size_spec.layer_value
 
     @property
     def probe_size(self):
@@ -242,7 +247,7 @@ class TrainConfig:
     @property
     def size_pixels(self):
         """The size in pixels of the model input, or None."""
-        return None if self.size is None else sizes.parse(self.size).pixels(min(self.image_size))
+        return None if self.size is None else self.size_spec.pixels(min(self.image_size))
 
     def to_dict(self):
         """{flat key: value} of every setting, as config.json and YAML files write them."""

@@ -244,3 +244,36 @@ def test_a_config_that_is_no_file_is_named_for_what_it_is(tmp_path):
                         (tmp_path / "absent", "config file not found")):
         with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
             read_yaml(str(path))
+
+
+# the fingerprints of the committed configs (data_dir /data/<dataset>), as the flat dataclass
+# computed them before TrainConfig was composed of settings groups: run directories and the
+# model cache are named by them, so a change here orphans every cached model
+CONFIG_FINGERPRINTS = {
+    "gtsrb-dnn1-mask20.yaml": "014f07541ab6da67",
+    "gtsrb-dnn1-nfgsm-at.yaml": "fd18d9206f443520",
+    "gtsrb-dnn1-none.yaml": "895e9fae32a85544",
+    "gtsrb-dnn1-padding.yaml": "e293851139e9fc53",
+    "gtsrb-dnn1-pgd-at-ema.yaml": "36f624c1570b7b46",
+    "gtsrb-dnn1-pgd-at.yaml": "5d7073ab21202693",
+    "gtsrb-dnn3-nfgsm-at.yaml": "b80b62fa1c417a7d",
+    "gtsrb-wrn16_4-nfgsm-at.yaml": "76f0234a7b987a6e",
+    "orl-facenet.yaml": "b9c9205c3a6cc332",
+    "yale-facenet.yaml": "60b331cf58adbd37",
+}
+
+
+def test_the_committed_configs_keep_their_fingerprints():
+    import glob
+    import os
+
+    from fmfp_tf.config import read_yaml, resolve_train_config
+
+    found = {}
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                              "*.yaml"))):
+        values = read_yaml(path)
+        if "dataset" in values:  # table files are not train configs
+            config = resolve_train_config(path, data_dir=f"/data/{values['dataset']}")
+            found[os.path.basename(path)] = config.fingerprint()
+    assert found == CONFIG_FINGERPRINTS
