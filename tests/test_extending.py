@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from toys import STRIPES, TOY_FLIP
+from toys import NOISE_METHOD, STRIPES, TOY_FLIP
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -137,59 +137,7 @@ IN_PACKAGE_METHOD = textwrap.dedent('''
     import tensorflow as tf
 
     from fmfp_tf.settings import Settings, setting
-
-
-    @dataclasses.dataclass(frozen=True)
-    class NoiseSettings(Settings):
-        """The method's own setting: key noise_share, flag --noise-share."""
-
-        prefix: typing.ClassVar[str] = "noise"
-        share: float = setting(1.0, "share of at_eps the noise spans", above=0.0, maximum=1.0)
-
-
-    def noise_examples(config, model):
-        """Uniform noise in a share of the eps-ball: a toy online method."""
-        radius = config.at_eps * config.noise_share
-        return (lambda x, y: tf.clip_by_value(
-            x + tf.random.uniform(tf.shape(x), -radius, radius), 0.0, 1.0)), None
-''')
-
-
-@pytest.mark.extended
-def test_a_layer_added_in_the_package_trains_and_evaluates_from_the_cli(tmp_path):
-    """The layer's module + its one "module:Class" line in `defense_registry.LAYERS` (the
-    line made at each process's start, as the package's table would hold it): `fmfp-tf train
-    --defense toyflip` in one fresh process, `fmfp-tf evaluate` of the run in another, which
-    never imports the module before the loader resolves the registered layers."""
-    (tmp_path / "toyflip_layer.py").write_text(IN_PACKAGE_LAYER)
-    script = tmp_path / "fmfp.py"
-    script.write_text(textwrap.dedent('''
-        import sys
-        sys.path.insert(0, sys.argv[1])
-        from fmfp_tf import defense_registry
-        defense_registry.LAYERS.register("toyflip", "toyflip_layer:ToyFlip")
-        assert "toyflip_layer" not in sys.modules
-        from fmfp_tf.cli import errors
-        from fmfp_tf.cli.main import cli
-        sys.argv = ["fmfp-tf", *sys.argv[2:]]
-        errors.run_guarded(cli)
-    '''))
-
-    def fmfp(*args):
-        return subprocess.run([sys.executable, str(script), str(tmp_path), *args],
-                              capture_output=True, text=True, env=ENV, timeout=600)
-
-    run = tmp_path / "run"
-    trained = fmfp("train", "--defense", "toyflip", "--size", "2px", "--train-limit", "256",
-                   "--test-limit", "64", "--epochs", "1", "--batch-size", "64", "--quiet",
-                   "--out", str(run))
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    evaluated = fmfp("evaluate", "--model", str(run), "--attacks", "fgsm", "--n", "20",
-                     "--no-unbounded-check", "--out", str(tmp_path / "eval"))
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    records = json.loads((tmp_path / "eval" / "results.json").read_text())["records"]
-    assert {r["attack"] for r in records} >= {"none", "fgsm"}
-    assert all(r["defense"] == "toyflip" for r in records if r["attack"] == "fgsm")
+''') + NOISE_METHOD
 
 
 def test_a_method_with_a_setting_of_its_own_is_two_files_in_the_package(tmp_path):

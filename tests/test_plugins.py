@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from toys import STRIPES, TOY_FLIP
+from toys import NOISE_METHOD, STRIPES, TOY_FLIP
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -37,19 +37,7 @@ FILES = {
         from fmfp_tf.settings import Settings, setting
 
 
-        @dataclasses.dataclass(frozen=True)
-        class NoiseSettings(Settings):
-            """The toy method's own setting: key noise_share, flag --noise-share."""
-
-            prefix: typing.ClassVar[str] = "noise"
-            share: float = setting(1.0, "share of at_eps the noise spans", above=0.0, maximum=1.0)
-
-
-        def noise_examples(config, model):
-            """Uniform noise in a share of the eps-ball: a toy online method."""
-            radius = config.at_eps * config.noise_share
-            return (lambda x, y: tf.clip_by_value(
-                x + tf.random.uniform(tf.shape(x), -radius, radius), 0.0, 1.0)), None
+        {NOISE_METHOD}
 
 
         defense_registry.register_method(defense_registry.AdversarialTraining(
@@ -145,7 +133,7 @@ def _write_plugin(root, installed):
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(textwrap.dedent(source).replace("{TOY_FLIP}", TOY_FLIP)
-                          .replace("{STRIPES}", STRIPES))
+                          .replace("{STRIPES}", STRIPES).replace("{NOISE_METHOD}", NOISE_METHOD))
     if installed:  # what `pip install` of the plugin would leave: its metadata, with entry points
         info = root / "toyplugin-1.0.dist-info"
         info.mkdir()

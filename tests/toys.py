@@ -29,3 +29,21 @@ def stripes(split, image_size, seed, limit):
     images[labels == 1, :, ::4] = 255
     return Arrays(images, labels, ["horizontal", "vertical", "plain"])
 '''
+
+# an online adversarial-training method with a setting of its own (key noise_share, flag
+# --noise-share): uniform noise in a share of the eps-ball
+NOISE_METHOD = '''
+@dataclasses.dataclass(frozen=True)
+class NoiseSettings(Settings):
+    """The toy method's own setting: key noise_share, flag --noise-share."""
+
+    prefix: typing.ClassVar[str] = "noise"
+    share: float = setting(1.0, "share of at_eps the noise spans", above=0.0, maximum=1.0)
+
+
+def noise_examples(config, model):
+    """Uniform noise in a share of the eps-ball: a toy online method."""
+    radius = config.at_eps * config.noise_share
+    return (lambda x, y: tf.clip_by_value(
+        x + tf.random.uniform(tf.shape(x), -radius, radius), 0.0, 1.0)), None
+'''
