@@ -251,3 +251,29 @@ def test_a_column_label_names_a_pixel_size_once_and_a_percent_with_its_pixels():
         "gtsrb/dnn1 z=4px"
     assert report._group_label({"column": "gtsrb/dnn1", "size": "20%", "size_pixels": 6}) == \
         "gtsrb/dnn1 z=20% (6 px)"
+
+
+def test_the_tables_model_cache_keys_are_unchanged():
+    """`reproduce` names its cached models by fingerprint: the 74 column configs of tables 3-6
+    (full and quick, defended and the twin; data_dir /data/<dataset>) hash to the digest the
+    flat TrainConfig gave before it was composed of settings groups. A change orphans every
+    cached model: print `found` to see which key moved."""
+    import hashlib
+    import json
+
+    from fmfp_tf.reproduction import table_spec
+    from fmfp_tf.reproduction.runner import column_config
+
+    found = {}
+    for name in ("table3", "table4", "table5", "table6"):
+        for quick in (False, True):
+            spec = table_spec.load(name, quick=quick)
+            for column in spec.columns:
+                for defense in (spec.defense, "none"):
+                    for size in (spec.sizes if defense != "none" else [None]):
+                        config = column_config(spec, column, f"/data/{column.dataset}", defense,
+                                               size)
+                        found[f"{name}:{quick}:{column.label}:{defense}:{size}"] = \
+                            config.fingerprint()
+    digest = hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()[:16]
+    assert (len(found), digest) == (74, "f0a5e6a2656377e4")
