@@ -151,12 +151,15 @@ print(json.dumps(bits))
 
 
 @pytest.mark.extended
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+                    reason="run once, from the TensorFlow suite, against a JAX process")
 def test_the_same_gtsrb_recipe_on_tensorflow_and_jax_is_as_robust_on_the_same_images(tmp_path):
     """`fmfp-tf train` with N-FGSM + EMA on a GTSRB subset, once on TensorFlow's loop and once
     through Keras's fit on JAX (their random streams differ), both float32; then the same PGD-10
     on the same 300 test images of the seeded sample attacks both models (on TensorFlow): the
     images on which they disagree are few and split both ways (McNemar at 5 %)."""
     pytest.importorskip("jax")
+    pytest.importorskip("tensorflow")
     from tests.conftest import shared_dataset
 
     import numpy as np
