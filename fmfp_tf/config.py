@@ -139,7 +139,8 @@ class TrainConfig:
             chosen.setdefault(cls, {})[field.name] = settings_lib.coerce(value, field)
         instances = {}
         # the defense first: the layer and method groups are read by its name
-        for cls in sorted(setting_groups(), key=lambda cls: cls is not DefenseSettings):
+        for cls in sorted(_unique(cls for cls, _ in fields.values()),
+                          key=lambda cls: cls is not DefenseSettings):
             try:
                 instances[cls] = settings_lib.build(cls, chosen.get(cls, {}))
             except UsageError as error:
