@@ -314,7 +314,7 @@ def _json(value):
 
 
 def _fail(key, value, expected):
-    raise UsageError(f"config: {key} = {value!r} is invalid; expected {expected}")
+    raise settings_lib.invalid(f"config: {key}", value, expected)
 
 
 def _check_defense_layer(config):

@@ -15,9 +15,8 @@ Example:
 """
 import dataclasses
 
-from fmfp_tf.errors import UsageError
 from fmfp_tf.registry import Registry
-from fmfp_tf.settings import MAX_BATCH_SIZE, Settings, setting
+from fmfp_tf.settings import MAX_BATCH_SIZE, Settings, invalid, setting
 
 WEIGHT_AVERAGING = ("none", "ema")
 
@@ -72,17 +71,15 @@ class OptimisationSettings(Settings):
     def __post_init__(self):
         super().__post_init__()
         if not self.warmup_epochs < self.epochs:
-            _refuse("warmup_epochs", self.warmup_epochs,
-                    f"a number in [0, epochs = {self.epochs})")
+            raise invalid("warmup_epochs", self.warmup_epochs,
+                          f"a number in [0, epochs = {self.epochs})")
         if self.warmup_epochs and self.schedule != "cosine":
-            _refuse("warmup_epochs", self.warmup_epochs,
-                    "0 unless schedule is cosine (one-cycle has its own rise)")
+            raise invalid("warmup_epochs", self.warmup_epochs,
+                          "0 unless schedule is cosine (one-cycle has its own rise)")
         if self.weight_averaging == "none" and self.ema_decay != 0.999:
-            _refuse("ema_decay", self.ema_decay, "the default unless weight_averaging is ema")
+            raise invalid("ema_decay", self.ema_decay, "the default unless weight_averaging is ema")
         if self.weight_decay and self.optimizer == "adam":
-            _refuse("weight_decay", self.weight_decay,
-                    "0 with optimizer adam (use adamw or sgd for decoupled weight decay)")
+            raise invalid("weight_decay", self.weight_decay,
+                          "0 with optimizer adam (use adamw or sgd for decoupled weight decay)")
 
 
-def _refuse(key, value, expected):
-    raise UsageError(f"{key} = {value!r} is invalid; expected {expected}")

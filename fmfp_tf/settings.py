@@ -120,13 +120,17 @@ def _range_text(kind, meta):
     return kind if low is None else f"{kind} >= {low}"
 
 
+def invalid(key, value, expected):
+    """The one-line error every settings check raises: which setting, its value, what it takes."""
+    return UsageError(f"{key} = {value!r} is invalid; expected {expected}")
+
+
 def build(cls, values, spell=None):
     """`cls(**values)`, each value checked first so that an error names it as `spell` does."""
     by_name = {f.name: f for f in fields(cls)}
     for name, value in values.items():
         if not _valid(value, by_name[name]):
-            raise UsageError(f"{(spell or key)(cls, name)} = {value!r} is invalid; expected "
-                             f"{expected(by_name[name])}")
+            raise invalid((spell or key)(cls, name), value, expected(by_name[name]))
     # 0 and 0.0 must record (and key a kept cell) alike
     values = {name: float(value) if base_type(by_name[name])[0] is float and value is not None
               else value for name, value in values.items()}

@@ -176,3 +176,66 @@ def test_an_interrupted_ensemble_keeps_its_passes_with_its_stages(tmp_path):
     # the resumed call ran Square and one prediction; the kept stages' passes count too
     assert resumed.backward == whole.backward
     assert whole.forward <= resumed.forward <= whole.forward + len(x)
+
+
+def test_a_later_stage_reads_the_share_of_margin_the_earlier_ones_left(tmp_path):
+    from fmfp_tf.attacks.autoattack import run_plan
+    from fmfp_tf.evaluation.cells import CellStore
+
+    model, x, y = toy(images=24)
+    seen = []
+
+    def nudge(model, x, y, eps, seed, batch_size, ids, progress=None):
+        return np.clip(x + eps * np.sign(np.cos(np.arange(x[0].size))).reshape(x[0].shape),
+                       0.0, 1.0).astype("float32")
+
+    def reader(model, x, y, eps, seed, batch_size, ids, share, progress=None):
+        seen.append((ids.copy(), share.copy()))
+        return x
+
+    def margins(images):
+        z = common.predict_logits(model, images)
+        return common.numpy(common.margin(common.tensor(z), common.tensor(y)))
+
+    nudge.planned_passes = reader.planned_passes = lambda kwargs: counting.Passes(1, 0)
+    plan = [("nudge", nudge, {}), ("reader", reader, {})]
+    out = run_plan(model, x, y, 0.05, plan, stages=CellStore(str(tmp_path)).stages("k"))
+    ids, share = seen[0]
+    nudged = nudge(model, x, y, 0.05, 0, 8, None)
+    expected = np.minimum(margins(nudged) / margins(x), 1.0)
+    # the reader attacks the images the nudge left correctly classified, each with the share
+    # of its clean margin the nudge's point kept (capped at 1: none moved it further away)
+    np.testing.assert_array_equal(ids, np.flatnonzero(expected > 0))
+    np.testing.assert_allclose(share, expected[ids], rtol=1e-5)
+    assert (share < 1.0).any() and (share == 1.0).any() and (out != x).any()
+    # a plan stopped after the nudge and resumed hands the reader the same evidence
+    seen.clear()
+
+    class Stop(Exception):
+        pass
+
+    def stop(name, robust):
+        if name == "nudge":
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_plan(model, x, y, 0.05, plan, stages=CellStore(str(tmp_path)).stages("j"), log=stop)
+    assert not seen
+    run_plan(model, x, y, 0.05, plan, stages=CellStore(str(tmp_path)).stages("j"))
+    np.testing.assert_allclose(seen[0][1], share, rtol=1e-6)
+
+
+def test_the_fast_ensemble_restarts_only_the_images_its_evidence_puts_near_the_boundary():
+    from fmfp_tf.attacks.fast_autoattack import targets_by_evidence
+
+    model, x, y = toy(images=16)
+    kwargs = dict(eps=1e-4, steps=2, target_classes=2, close_targets=2, close_margin=1e-6,
+                  close_steps=7, restart_margin=0.15, batch_size=8)  # nothing falls at 1e-4
+    share = np.ones(len(x), np.float32)
+    with counting.counted() as far:
+        targets_by_evidence(model, x, y, share=share, **kwargs)
+    share[[1, 4, 9]] = 0.05  # an earlier stage brought these three near the boundary
+    with counting.counted() as near:
+        targets_by_evidence(model, x, y, share=share, **kwargs)
+    # the three, and they alone, get the 7-step restart: a gradient at the start and per step
+    assert near.backward - far.backward == 3 * (7 + 1)

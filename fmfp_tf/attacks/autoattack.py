@@ -11,6 +11,7 @@ same order, each on the inputs the previous ones left.
 """
 import collections
 import dataclasses
+import inspect
 import typing
 
 import numpy as np
@@ -132,12 +133,20 @@ def run_plan(model, x, y, eps, attacks, seed=0, precision="float32", batch_size=
 def _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, log, stages,
               spent, ids):
     out = x.copy()
-    robust = _correct(model, x, y, batch_size)
+    clean = _logits(model, x, batch_size)
+    robust = clean.argmax(-1) == y
+    clean_margin = _margins(clean, y)
+    # the evidence a later stage may read (a stage function with a `share` parameter): per
+    # image, the smallest share of its clean margin z_y - max z_other left at the points the
+    # earlier stages returned (their highest-loss points where they failed); 1 before any
+    share = np.ones(len(x), np.float32)
     history = []  # the share still robust after each attack, for `log` and the stages
     kept = _last_kept(stages, attacks, len(x))
     if kept is not None:
         robust, history = kept.robust, kept.history
         out[kept.fooled] = kept.found
+        if kept.share is not None:
+            share = kept.share
         if kept.passes is not None:  # what the kept attacks cost when they ran counts too
             counting.add_passes(kept.passes)
     # attacks read back cost no time: counting them done would shorten the time left
@@ -166,24 +175,31 @@ def _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, 
                 attacked = eot_model(model, draws)
             if function is not square and precision != "float32":
                 kwargs["precision"] = precision
+            if "share" in inspect.signature(function).parameters:
+                kwargs["share"] = share[todo]
             found = function(attacked, x[todo], y[todo], eps=eps, seed=seed + index,
                              batch_size=batch_size, ids=ids[todo], **kwargs)
-            fooled = ~_correct(attacked, found, y[todo], batch_size)
+            logits = _logits(attacked, found, batch_size)
+            fooled = logits.argmax(-1) != y[todo]
             out[todo[fooled]] = found[fooled]
             robust[todo[fooled]] = False
+            left = todo[~fooled]
+            share[left] = np.minimum(share[left], _margins(logits[~fooled], y[left])
+                                     / clean_margin[left])
         history.append(float(robust.mean()) if len(robust) else 0.0)
         if stages is not None and len(todo):
             changed = np.flatnonzero(np.any(out != x, axis=tuple(range(1, x.ndim))))
             stages.save(name, {"robust": robust, "fooled": changed, "found": out[changed],
                                "history": np.asarray(history, np.float64),
-                               "passes": np.asarray([spent.forward, spent.backward], np.int64)})
+                               "passes": np.asarray([spent.forward, spent.backward], np.int64),
+                               "share": share})
         if log is not None:
             log(name, history[-1])
         tally.finish(robust)
     return out
 
 
-_Kept = collections.namedtuple("_Kept", "robust fooled found history passes")
+_Kept = collections.namedtuple("_Kept", "robust fooled found history passes share")
 
 
 def _last_kept(stages, attacks, n):
@@ -207,7 +223,10 @@ def _last_kept(stages, attacks, n):
         passes = None
         if "passes" in saved and np.shape(saved["passes"]) == (2,):
             passes = counting.Passes(*(int(v) for v in saved["passes"]))
-        return _Kept(robust, fooled, found, history, passes)
+        share = None  # stages kept before the evidence was: a later stage reads none (1)
+        if "share" in saved and np.shape(saved["share"]) == (n,):
+            share = np.asarray(saved["share"], np.float32).copy()
+        return _Kept(robust, fooled, found, history, passes, share)
     return None
 
 
@@ -253,7 +272,14 @@ class _Tally:
             common.report(self.progress, total, total, still)
 
 
-def _correct(model, x, y, batch_size):
+def _logits(model, x, batch_size):
     if not len(x):
-        return np.zeros(0, bool)
-    return common.predict_logits(model, x, batch_size).argmax(-1) == y
+        return np.zeros((0, 1), np.float32)
+    return common.predict_logits(model, x, batch_size)
+
+
+def _margins(logits, y):
+    """z_y - max z_other per image (positive where it is classified correctly)."""
+    if not len(y):
+        return np.zeros(0, np.float32)
+    return common.numpy(common.margin(common.tensor(logits), common.tensor(y)))

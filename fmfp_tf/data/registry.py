@@ -14,9 +14,8 @@ Example:
 import dataclasses
 import typing
 
-from fmfp_tf.errors import UsageError
 from fmfp_tf.registry import Registry, passes_registrations_on
-from fmfp_tf.settings import Settings, setting
+from fmfp_tf.settings import Settings, invalid, setting
 
 FACE_CROPS = ("auto", "none", "center", "mtcnn")
 
@@ -124,12 +123,10 @@ class DataSettings(Settings):
         super().__post_init__()
         needs_data_dir = get(self.dataset).needs_data_dir
         if self.data_dir is None and needs_data_dir:
-            raise UsageError(f"data_dir = None is invalid; expected a directory for dataset "
-                             f"{self.dataset!r}")
+            raise invalid("data_dir", None, f"a directory for dataset {self.dataset!r}")
         if self.data_dir is not None and not needs_data_dir:
-            raise UsageError(f"data_dir = {self.data_dir!r} is invalid; expected none: the "
-                             f"{self.dataset} dataset is drawn from the seed and reads no files "
-                             "(set dataset=NAME too)")
+            raise invalid("data_dir", self.data_dir, f"none: the {self.dataset} dataset is "
+                          "drawn from the seed and reads no files (set dataset=NAME too)")
 
 
 def face_crop_for(dataset, face_crop="auto"):

@@ -256,7 +256,7 @@ def _fast_cost(p):
 
     stages = plan(p["steps"], p["target_steps"], p["target_classes"], p["close_targets"],
                   p["close_margin"], p["close_steps"], p["queries"],
-                  EOT_DRAWS if p["randomized"] else None)
+                  EOT_DRAWS if p["randomized"] else None, p.get("restart_margin", 0.15))
     return sum((counting.Passes(1, 1) if kwargs.get("select") is not None
                 else planned_passes(function, kwargs) for _, function, kwargs in stages),
                counting.Passes())
@@ -348,6 +348,7 @@ register(AttackSpec("autoattack-fast", "AutoAttack-fast (not the standard AutoAt
                                        "close_targets": s.autoattack_fast.close_targets,
                                        "close_margin": s.autoattack_fast.close_margin,
                                        "close_steps": s.autoattack_fast.close_steps,
+                                       "restart_margin": s.autoattack_fast.restart_margin,
                                        "queries": s.autoattack_fast.queries, "randomized": r,
                                        "seed": s.seed, **_precision(s, r)},
                     settings=(f"{_A}.fast_autoattack:FastAutoAttackSettings",), kind="ensemble",

@@ -28,13 +28,8 @@ def _cli_size(text):
 
 
 def _fill(value):
-    if isinstance(value, str):
-        if value not in ("zero", "mean", "noise"):
-            raise ValueError(value)
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(value)
-    return float(value)
+    """The config's fill is what the layer takes (`common.check_fill`)."""
+    return common.check_fill(value, "fill")
 
 
 def _cli_fill(text):
