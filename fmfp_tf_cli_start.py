@@ -114,10 +114,25 @@ def _stopped(signum, frame):
     os._exit(128 + signum)
 
 
+def _answered_at_once(args):
+    """`fmfp-tf --help` (or -h) and `fmfp-tf --version` need no Keras: the group's declaration
+    answers them (`fmfp_tf_cli_group`), unless installed plugins may add commands or options."""
+    if args not in (["--help"], ["-h"], ["--version"]):
+        return False
+    from importlib.metadata import entry_points
+
+    return not (entry_points(group="fmfp_tf.commands") or entry_points(group="fmfp_tf.plugins"))
+
+
 def main():
     """The `fmfp-tf` console script: imports the CLI (and with it Keras and TensorFlow) inside the
     filter, then runs it."""
     import signal
+
+    if _answered_at_once(sys.argv[1:]):
+        import fmfp_tf_cli_group
+
+        return fmfp_tf_cli_group.build(fmfp_tf_cli_group.placeholders())(prog_name="fmfp-tf")
 
     signal.signal(signal.SIGTERM, _stopped)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process is the CLI's own

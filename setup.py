@@ -31,8 +31,9 @@ setup(
     packages=find_packages(include=["fmfp_tf", "fmfp_tf.*"]) + ["fmfp_tf.cli", "fmfp_tf.configs"],
     # the top-level folders cli/ and configs/ install inside the fmfp_tf namespace
     package_dir={"fmfp_tf.cli": "cli", "fmfp_tf.configs": "configs"},
-    # the console script's quiet start: outside the package, so it runs before `import fmfp_tf`
-    py_modules=["fmfp_tf_cli_start"],
+    # the console script's quiet start and its group's declaration: outside the package, so
+    # they run before `import fmfp_tf` (`fmfp-tf --help` needs no Keras)
+    py_modules=["fmfp_tf_cli_start", "fmfp_tf_cli_group"],
     package_data={"fmfp_tf": ["py.typed"], "fmfp_tf.configs": ["*.yaml"],
                   "fmfp_tf.reproduction": ["paper_tables.csv"]},
     # the library, the layers, the attacks and `fmfp-tf evaluate` run on any Keras backend: the

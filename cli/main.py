@@ -3,6 +3,7 @@ import logging
 import sys
 
 import click
+import fmfp_tf_cli_group
 
 from fmfp_tf.cli import errors
 from fmfp_tf.cli.evaluate import evaluate
@@ -11,7 +12,6 @@ from fmfp_tf.cli.extract import extract
 from fmfp_tf.cli.report import report
 from fmfp_tf.cli.reproduce import reproduce
 from fmfp_tf.cli.train import train
-from fmfp_tf.version import __version__
 
 
 def _load_plugins(ctx, param, modules):
@@ -37,23 +37,10 @@ class Commands(click.Group):
         return super().get_command(ctx, name) or self._installed().get(name)
 
 
-@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="fmfp-tf")
-@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", is_eager=True,
-              expose_value=False, callback=_load_plugins,
-              help="Import MODULE first (repeatable): a plugin that registers defense layers, "
-                   "attacks, datasets or adversarial-training methods. Installed plugins "
-                   "(entry-point group fmfp_tf.plugins) are always loaded.")
-def cli():
-    """Feature mask / feature padding defenses against adversarial examples."""
-
-
-cli.add_command(train)
-cli.add_command(evaluate)
-cli.add_command(export)
-cli.add_command(extract)
-cli.add_command(reproduce)
-cli.add_command(report)
+# the group's help, options and summaries are declared outside the package, where `fmfp-tf
+# --help` and `--version` read them without importing Keras (fmfp_tf_cli_start)
+cli = fmfp_tf_cli_group.build([train, evaluate, export, extract, reproduce, report], Commands,
+                              _load_plugins)
 
 
 def show_library_messages(level=logging.INFO):

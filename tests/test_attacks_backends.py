@@ -208,8 +208,8 @@ def test_a_model_random_at_inference_draws_anew_on_every_call_and_eot_attacks_it
                                 target_classes=1, close_targets=2, queries=20, randomized=True,
                                 eot_draws=2, log=lambda name, robust: seen.append(name))
     assert seen == ["apgd-ce", "apgd-t", "square"]
-    # every APGD run takes 3 gradients per image, each of 2 draws
-    assert passes.backward > 0 and passes.backward % (3 * 2) == 0, passes
+    # every gradient is one of 2 draws, each counted (an image leaves a run once it falls)
+    assert passes.backward > 0 and passes.backward % 2 == 0, passes
 
 
 SAME_ON_ANOTHER_BACKEND = """

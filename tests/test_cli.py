@@ -630,3 +630,28 @@ def test_help_states_requirements_and_defaults_in_words():
     train = " ".join(runner.invoke(cli, ["train", "--help"]).output.split())
     assert "required with --defense mask or padding" in train
     assert "[default: 8/255]" in train
+
+
+def test_help_and_version_answer_without_keras_and_say_what_the_full_cli_says():
+    from click.testing import CliRunner
+
+    import fmfp_tf
+    import fmfp_tf_cli_group
+    from fmfp_tf.cli.main import cli
+
+    # every built-in command has its summary, declared once
+    assert set(cli.commands) == set(fmfp_tf_cli_group.SUMMARIES)
+    quick = fmfp_tf_cli_group.build(fmfp_tf_cli_group.placeholders())
+    for args in (["--help"], ["--version"]):
+        fast, full = (CliRunner().invoke(group, args, prog_name="fmfp-tf")
+                      for group in (quick, cli))
+        assert fast.exit_code == full.exit_code == 0 and fast.output == full.output, args
+    assert fmfp_tf.__version__ in full.output
+    # the console script answers them without importing Keras (seconds of TensorFlow)
+    probe = ("import sys, fmfp_tf_cli_start\nsys.argv = ['fmfp-tf', '--help']\n"
+             "try:\n    fmfp_tf_cli_start.main()\nexcept SystemExit:\n    pass\n"
+             "print('keras' in sys.modules, 'fmfp_tf' in sys.modules, file=sys.stderr)")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV,
+                         timeout=120)
+    assert ran.stderr.strip().splitlines()[-1] == "False False", ran.stderr[-2000:]
+    assert "train" in ran.stdout and "Commands:" in ran.stdout

@@ -67,14 +67,31 @@ def test_apgd_counts_a_gradient_per_step_per_image_and_the_counters_nest():
     model, x, y = toy()
     with counting.counted() as outer:
         with counting.counted() as inner:
-            attacks.apgd(model, x, y, eps=0.02, steps=5, batch_size=16)
+            attacks.apgd(model, x, y, eps=0.0, steps=5, batch_size=16)
         attacks.fgsm(model, x, y, eps=0.02, batch_size=16)
     # one image to read the number of classes, the clean prediction, then the start and 5
-    # steps for each of the 40 images
+    # steps for each of the 40 images (eps 0: none falls, so none leaves early)
     assert inner.as_dict() == {"forward": 1 + 40 + 40 * 6, "backward": 40 * 6}
     assert outer.as_dict() == {"forward": 281 + 1 + 40, "backward": 240 + 40}
     # outside a counted block nothing is counted and nothing fails
     attacks.fgsm(model, x, y, eps=0.02)
+
+
+def test_apgd_lets_the_images_it_fooled_go_and_no_result_changes():
+    model, x, y = toy(images=160)
+    with counting.counted() as together:
+        whole = attacks.apgd(model, x, y, eps=0.03, steps=16, batch_size=160)
+    with counting.counted() as apart:
+        parts = attacks.apgd(model, x, y, eps=0.03, steps=16, batch_size=40)
+    fell = common.predict_logits(model, whole).argmax(-1) != y
+    assert 20 <= fell.sum() <= 140, fell.sum()
+    # an image's steps after its first misclassified point cannot change its result, so its
+    # result is the same whoever shares its batch and whenever they leave
+    np.testing.assert_array_equal(whole, parts)
+    # the images that fell stopped early: fewer than a gradient per step for every image (on
+    # JAX a shrinking batch runs padded to a multiple of 32, which saves less)
+    for passes in (together, apart):
+        assert (~fell).sum() * 17 + fell.sum() <= passes.backward < 160 * 17
 
 
 def test_square_counts_only_the_queries_it_ran():

@@ -267,6 +267,15 @@ def compiled(fn, model, batch=()):
     return cache[key]
 
 
+def padded_rows(rows, most):
+    """The rows a compiled call runs for `rows` images: as many where a compiled program takes
+    any batch size; on JAX, which compiles once per shape, the next multiple of 32 (at most
+    `most`, a size it runs anyway), so that shrinking batches cost a few programs."""
+    if keras.backend.backend() != "jax":
+        return rows
+    return max(rows, min(-(-rows // 32) * 32, most))
+
+
 def tensor(x, dtype=None):
     return ops.convert_to_tensor(x, dtype=dtype)
 

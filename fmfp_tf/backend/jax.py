@@ -145,11 +145,12 @@ class Replicas:
         import keras
 
         del model  # its variables enter the program as arguments, replicated as needed
-        rows = args[positions[0]].shape[0]
+        rows = keras.tree.flatten(args[positions[0]])[0].shape[0]
         if rows % self.count:
             return run(*args, **static)
         args = list(args)
-        for index in positions:
-            layout = self.distribution.get_data_layout(args[index].shape)
-            args[index] = keras.distribution.distribute_tensor(args[index], layout)
+        for index in positions:  # a structure of arrays (APGD's state) is sharded leaf by leaf
+            args[index] = keras.tree.map_structure(
+                lambda a: keras.distribution.distribute_tensor(
+                    a, self.distribution.get_data_layout(a.shape)), args[index])
         return run(*args, **static)

@@ -64,7 +64,7 @@ class Replicas:
         return self.strategy.scope()
 
     def call(self, run, args, static, positions, model):
-        rows = int(args[positions[0]].shape[0])
+        rows = int(tf.nest.flatten(args[positions[0]])[0].shape[0])
         if rows < self.count:
             return run(*args, **static)
         variables = getattr(model, "variables", None) or []
@@ -78,7 +78,9 @@ class Replicas:
         bounds = [rows * k // self.count for k in range(self.count + 1)]
         args = list(args)
         for index in positions:
-            shares = [args[index][bounds[k]:bounds[k + 1]] for k in range(self.count)]
+            # a per-image argument may be a structure of tensors (APGD's state)
+            shares = [tf.nest.map_structure(lambda t, k=k: t[bounds[k]:bounds[k + 1]],
+                                            args[index]) for k in range(self.count)]
             args[index] = self.strategy.experimental_distribute_values_from_function(
                 lambda context, shares=shares: shares[context.replica_id_in_sync_group])
         out = self.strategy.run(run, args=tuple(args), kwargs=static)
