@@ -259,8 +259,7 @@ def _run(entries, request, source, log, crafted, store, stop):
     # every model's test images are read (and checked against it) before the plan measures
     # anything: a wrong data folder or an unfitting model is said first, not after 30 s
     targets = [_target(job, entry) for entry in entries]
-    _say_the_plan(entries, job.attacks, job.white_box_attacks, job.eps_values, job.threats,
-                  job.n, job.settings, log)
+    _say_the_plan(entries, job.request, job.n, log)
     records = []
     for target in targets:
         records += _evaluate_one(job, target)
@@ -269,7 +268,7 @@ def _run(entries, request, source, log, crafted, store, stop):
 
 def _attacks_under(threat, attacks, white_box_attacks):
     """The attacks a threat model runs: the white-box-only ones join the white-box threat."""
-    return attacks + list(white_box_attacks) if threat == "white-box" else attacks
+    return list(attacks) + list(white_box_attacks) if threat == "white-box" else list(attacks)
 
 
 def _cell_label(entry, threat, attack, eps):
@@ -305,10 +304,12 @@ def _seconds_per_pass(entry, settings, n):
     return tuple(timed)
 
 
-def _say_the_plan(entries, attacks, white_box_attacks, eps_values, threats, n, settings, log):
+def _say_the_plan(entries, request, n, log):
     """Logs what will run and what it will cost, before anything runs: models x threat models
     x attacks x eps, the passes per image each attack declares at most (the unit records count)
     and a time bound from them and a measured gradient and forward pass."""
+    attacks, white_box_attacks = list(request.attacks), list(request.white_box_attacks)
+    eps_values, threats, settings = request.eps_values, list(request.threats), request.settings
     planned, cells_count, unknown = counting.Passes(), 0, []
     for entry in entries:
         randomized = threat_models.is_randomised_at_test_time(entry.model)
@@ -388,15 +389,6 @@ class _Job:
         # the images after the shard: skip+1 .. skip+n of the seeded sample
         self.skip, self.n, self.shard, self.sample_n = self.request.images()
 
-    attacks = property(lambda self: list(self.request.attacks))
-    white_box_attacks = property(lambda self: list(self.request.white_box_attacks))
-    eps_values = property(lambda self: self.request.eps_values)
-    threats = property(lambda self: list(self.request.threats))
-    settings = property(lambda self: self.request.settings)
-    dataset = property(lambda self: self.request.dataset)
-    data_dir = property(lambda self: self.request.data_dir)
-    input_range = property(lambda self: self.request.input_range)
-
 
 @dataclasses.dataclass
 class _Target:
@@ -416,17 +408,18 @@ class _Target:
 
 
 def _target(job, entry):
-    x, y, num_classes, dataset_name = test_images(entry, job.n, job.dataset, job.data_dir,
-                                                  job.settings.seed, job.skip)
+    request = job.request
+    x, y, num_classes, dataset_name = test_images(entry, job.n, request.dataset, request.data_dir,
+                                                  request.settings.seed, job.skip)
     check_compatible(entry.model, x.shape[1:], num_classes, entry.name, dataset_name)
     randomized = threat_models.is_randomised_at_test_time(entry.model)
     base = {"model": entry.name, "defense": entry.defense, "size": entry.size,
             "size_pixels": entry.size_pixels, "dataset": dataset_name, "n": int(len(y)),
-            "skip": job.skip, "randomized": randomized, "seed": job.settings.seed}
+            "skip": job.skip, "randomized": randomized, "seed": job.request.settings.seed}
     if job.shard:  # which part of which sample, for `fmfp-tf report` to join and check
         base.update(shard=job.shard, sample_n=job.sample_n)
-    if job.input_range != (0.0, 1.0):
-        base["input_range"] = list(job.input_range)
+    if job.request.input_range != (0.0, 1.0):
+        base["input_range"] = list(job.request.input_range)
     # examples are reused only for the very same test images
     return _Target(entry, x, y, num_classes, dataset_name, randomized, base,
                    hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
@@ -437,7 +430,7 @@ def _target(job, entry):
 
 def _evaluate_one(job, target):
     entry = target.entry
-    settings = job.settings
+    settings = job.request.settings
     clean = threat_models.predict_labels("white-box", entry.model, target.x,
                                          settings.eot_samples)
     records = [{**target.base, "attack": "none", "threat_model": "none", "eps": None,
@@ -448,10 +441,10 @@ def _evaluate_one(job, target):
              + (f", shard {job.shard} of {job.sample_n}" if job.shard else "") + ")"
              if job.skip or job.shard else "")
     moved = (f" from {entry.data_dir} (its config records {entry.data_dir_recorded}, not here)"
-             if entry.data_dir_recorded and not job.data_dir else "")
+             if entry.data_dir_recorded and not job.request.data_dir else "")
     job.log(f"{entry.name}: clean accuracy {records[-1]['accuracy']:.4f} on {len(target.y)} "
             f"images{shard}{moved}")
-    for threat in job.threats:
+    for threat in job.request.threats:
         records += _evaluate_threat(job, target, threat)
     return records
 
@@ -470,10 +463,11 @@ def _evaluate_threat(job, target, threat):
             return []
     crafter = threat_models.attacked_model(threat, entry.model,
                                            source_entry and source_entry.model,
-                                           job.settings.eot_samples)
+                                           job.request.settings.eot_samples)
     records, correct = [], {}
-    for attack, eps in _plan(_attacks_under(threat, job.attacks, job.white_box_attacks),
-                             job.eps_values, threat, job.settings):
+    request = job.request
+    for attack, eps in _plan(_attacks_under(threat, request.attacks, request.white_box_attacks),
+                             request.eps_values, threat, request.settings):
         _stop_if_asked(job, f"before {_cell_label(entry, threat, attack, eps)}")
         record, survived = _evaluate_cell(job, target, threat, crafter, source_entry, attack,
                                           eps)
@@ -486,7 +480,7 @@ def _evaluate_threat(job, target, threat):
 
 def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
     """(record, per-image survival) of one cell: read back from the store, or attacked."""
-    entry, settings = target.entry, job.settings
+    entry, settings = target.entry, job.request.settings
     spec = attack_specs.get(attack)
     # the crafter is random at inference only in white-box (adaptive wraps it in EOT)
     crafter_random = target.randomized and threat == "white-box"
@@ -499,8 +493,8 @@ def _evaluate_cell(job, target, threat, crafter, source_entry, attack, eps):
             labels=target.labels_digest, threat=threat, attack=attack, eps=eps, params=params,
             eot_samples=settings.eot_samples, name=entry.name,
             source=source_entry and source_entry.name)
-        if job.input_range != (0.0, 1.0):
-            parts["input_range"] = list(job.input_range)
+        if job.request.input_range != (0.0, 1.0):
+            parts["input_range"] = list(job.request.input_range)
         if "seed" in params:  # random draws per image, keyed by its place in the sample
             parts["draws"] = ["per image", int(target.ids[0]), len(target.ids)]
         cell = cells.cell_key(**parts)
@@ -564,7 +558,7 @@ def _crafted_examples(job, target, threat, crafter, source_entry, spec, eps, par
     if keep and key in job.crafted:
         return job.crafted[key]
     with counting.counted() as passes:
-        x_adv = spec.craft(crafter, target.x, target.y, eps, job.settings, progress,
+        x_adv = spec.craft(crafter, target.x, target.y, eps, job.request.settings, progress,
                            target.randomized and threat == "white-box", ids=target.ids,
                            **hooks)
     if keep:  # a reused example cost what crafting it cost, and the record says so
