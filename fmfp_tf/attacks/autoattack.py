@@ -135,7 +135,7 @@ def _run_plan(model, x, y, eps, attacks, seed, precision, batch_size, progress, 
     out = x.copy()
     clean = _logits(model, x, batch_size)
     robust = clean.argmax(-1) == y
-    clean_margin = _margins(clean, y)
+    clean_margin = np.maximum(_margins(clean, y), 1e-12)  # a tie is no division by zero
     # the evidence a later stage may read (a stage function with a `share` parameter): per
     # image, the smallest share of its clean margin z_y - max z_other left at the points the
     # earlier stages returned (their highest-loss points where they failed); 1 before any
