@@ -206,17 +206,20 @@ def _run(model, crafter, x, y, target, start, eps, steps, is_end, interval, norm
     examples, highest = np.empty_like(x), np.empty_like(x)
     wrong, loss = np.zeros(len(x), bool), np.zeros(len(x), np.float32)
     checked = np.zeros(len(x), bool)  # fooled ones whose success the float32 model confirmed
+    refuted = np.zeros(len(x), bool)  # fooled on the twin, not on the float32 model
     active = np.arange(len(x))
     counting.add(crafter, len(x), forward=1, backward=1)  # the gradient at the start
     state = begin(common.tensor(x), common.tensor(y), common.tensor(target), eps_t,
                   common.tensor(start), norm=norm, loss_name=loss_name)
     for first, last in [*stretches(steps), (steps, None)]:
         state = {name: common.numpy(value) for name, value in state.items()}
-        confirmed = state["fooled"].copy()
+        confirmed = state["fooled"] & ~refuted[active]
         if crafter is not model and confirmed.any():  # a bfloat16 success counts in float32
             found = np.flatnonzero(confirmed)
             confirmed[found] = common.predict_logits(model, state["x_found"][found],
                                                      batch_size).argmax(-1) != y[active[found]]
+            # its first misclassified point no longer moves: one check is its verdict
+            refuted[active[found[~confirmed[found]]]] = True
         leaving = np.ones_like(confirmed) if last is None else confirmed
         rows = active[leaving]
         checked[rows] = confirmed[leaving]
