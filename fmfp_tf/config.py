@@ -18,6 +18,7 @@ import json
 import os
 
 from fmfp_tf import atomic, budgets, defense_registry, sizes
+from fmfp_tf.augmentation_registry import AugmentationSettings
 from fmfp_tf import settings as settings_lib
 from fmfp_tf.data.registry import DataSettings
 from fmfp_tf.defense_registry import DefenseSettings, ProbeSettings
@@ -54,6 +55,9 @@ FINGERPRINT_KEYS = (
     "probe_images", "overfit_guard", "epochs", "batch_size", "learning_rate", "optimizer",
     "schedule", "warmup_epochs", "weight_decay", "weight_averaging", "ema_decay", "seed",
     "strategy", "precision")
+# keys added since, whose default is what every run did before them: left out of the fingerprint
+# at that default, so the runs and cached models from before keep their names
+LEFT_OUT_AT_DEFAULT = ("augment",)
 
 
 def group_classes():
@@ -65,7 +69,7 @@ def group_classes():
                       for group in defense_registry.method_settings(method))
     found = {"data": [DataSettings], "model": [ModelSettings],
              "defense": [DefenseSettings, *layers, *methods, ProbeSettings],
-             "optimisation": [OptimisationSettings], "runtime": [RuntimeSettings]}
+             "optimisation": [OptimisationSettings, AugmentationSettings], "runtime": [RuntimeSettings]}
     _check_keys([cls for classes in found.values() for cls in classes])
     return found
 
@@ -201,10 +205,10 @@ class TrainConfig:
         return defense_registry.split(self.defense)[1]
 
     def read_groups(self):
-        """The settings classes this run reads: data, model, defense, the probe, optimisation
-        and runtime always; its layer's and its method's groups."""
+        """The settings classes this run reads: data, model, defense, the probe, optimisation,
+        augmentation and runtime always; its layer's and its method's groups."""
         read = [DataSettings, ModelSettings, DefenseSettings, ProbeSettings,
-                OptimisationSettings, RuntimeSettings]
+                OptimisationSettings, AugmentationSettings, RuntimeSettings]
         if self.layer_defense:
             read.append(defense_registry.layer_settings(self.layer_defense))
         if self.adversarial_training:
@@ -275,6 +279,9 @@ class TrainConfig:
             else:
                 data[key] = value
         data.pop("strategy")
+        for key in LEFT_OUT_AT_DEFAULT:
+            if data.get(key) == defaults[key]:
+                data.pop(key)
         if self.data_dir is not None:
             data["data_dir"] = os.path.realpath(self.data_dir)
         return data
@@ -296,6 +303,8 @@ class TrainConfig:
                 unread.append("probe_images")
         if self.weight_averaging == "none":
             unread.append("ema_decay")
+        if self.augment == "none":
+            unread.append("augment_shift")
         return unread
 
     def run_name(self):

@@ -168,6 +168,19 @@ def test_fingerprint_ignores_only_settings_the_run_never_reads():
             == TrainConfig(probe_images=64).fingerprint())
 
 
+def test_augmentation_joins_the_fingerprint_only_when_on():
+    plain = TrainConfig(defense="nfgsm-at")
+    assert "augment" not in plain.weight_settings()
+    assert TrainConfig(defense="nfgsm-at", augment="none").fingerprint() == plain.fingerprint()
+    shifted = TrainConfig(defense="nfgsm-at", augment="shift")
+    assert shifted.fingerprint() != plain.fingerprint()
+    assert (TrainConfig(defense="nfgsm-at", augment="shift", augment_shift=2).fingerprint()
+            != shifted.fingerprint())
+    assert "augment_shift" in TrainConfig().unread_settings()
+    with pytest.raises(UsageError, match="augment = 'flip' is invalid"):
+        TrainConfig(augment="flip")
+
+
 def test_fingerprint_reads_the_data_directory_through_links(tmp_path):
     (tmp_path / "gtsrb").mkdir()
     os.symlink(tmp_path / "gtsrb", tmp_path / "link")
@@ -217,7 +230,9 @@ def test_every_training_setting_is_in_exactly_one_group_and_the_twin_resets_the_
     from fmfp_tf.config import FINGERPRINT_KEYS, groups
 
     keys = [key for group in groups().values() for key in group]
-    assert sorted(keys) == sorted(TrainConfig.keys()) == sorted(FINGERPRINT_KEYS)
+    # the keys added since fingerprints began join a fingerprint only when read and not default
+    later = ("augment", "augment_shift")
+    assert sorted(keys) == sorted(TrainConfig.keys()) == sorted(FINGERPRINT_KEYS + later)
     assert len(keys) == len(set(keys))
     config = TrainConfig(defense="mask+pgd-at", size="20%", at_steps=3, epochs=2, seed=5)
     twin = config.undefended_twin()

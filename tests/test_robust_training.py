@@ -101,3 +101,40 @@ def test_a_training_run_leaves_the_process_determinism_as_it_found_it():
     with deterministic(3):
         assert tf_config.is_op_determinism_enabled()
     assert tf_config.is_op_determinism_enabled() == before
+
+
+def test_shift_moves_each_image_by_its_own_offset_within_reach_and_resumes_its_draws(tmp_path):
+    from fmfp_tf.training import augmentation
+
+    config = TrainConfig(augment="shift", augment_shift=2, seed=3)
+    shift = augmentation.build(config)
+    x = tf.reshape(tf.range(16 * 8 * 8 * 2, dtype=tf.float32), (16, 8, 8, 2))
+    padded = tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT").numpy()
+    checkpoint = tf.train.Checkpoint(rng=shift.generator)
+    saved = checkpoint.write(str(tmp_path / "rng"))
+    out = shift(x).numpy()
+    moves = []
+    for image, pad in zip(out, padded):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if np.array_equal(image, pad[dy:dy + 8, dx:dx + 8])]
+        assert len(found) == 1, "every image is one crop of its reflected padding"
+        moves.append(found[0])
+    assert len(set(moves)) > 3, "each image draws its own offset"
+    assert np.array_equal(augmentation.shifted(x, tf.fill((16, 2), 2), 2).numpy(), x.numpy())
+    checkpoint.read(saved)
+    assert np.array_equal(shift(x).numpy(), out), "a restored generator draws the same offsets"
+    assert augmentation.build(TrainConfig()) is None
+
+
+def test_a_run_with_shift_checkpoints_its_draws_and_the_jax_route_refuses_it(tmp_path):
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.training import keras_run, train
+
+    config = TrainConfig(epochs=1, train_limit=300, test_limit=100, defense="nfgsm-at",
+                         augment="shift", probe_images=0)
+    metrics = train(config, str(tmp_path / "run"), verbose=0)
+    assert 0 <= metrics["test_accuracy"] <= 1
+    latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert any(name.startswith("augment_rng/") for name, _ in tf.train.list_variables(latest))
+    with pytest.raises(UsageError, match="augment = 'shift' is the TensorFlow loop's"):
+        keras_run.check(config)

@@ -37,6 +37,10 @@ def check(config):
         raise UsageError(f"defense {config.defense!r}: cw-at crafts its C&W examples with the "
                          f"TensorFlow loop; on Keras's {backend} backend use an online method "
                          "(fgsm-at, pgd-at, fast-at, nfgsm-at) or KERAS_BACKEND=tensorflow")
+    if config.augment != "none":
+        raise UsageError(f"augment = {config.augment!r} is the TensorFlow loop's for now; on "
+                         f"Keras's {backend} backend train with augment none or "
+                         "KERAS_BACKEND=tensorflow")
     if config.strategy not in ("auto", "default"):
         raise UsageError(f"strategy = {config.strategy!r} is tf.distribute's; on Keras's "
                          f"{backend} backend training runs on one device (strategy auto)")

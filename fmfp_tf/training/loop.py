@@ -25,9 +25,11 @@ from fmfp_tf.errors import (FmfpError, Interrupted, StorageError, UsageError,  #
 logger = logging.getLogger(__name__)
 
 
-def make_steps(model, optimizer, strategy, perturbation=None, averaging=None):
+def make_steps(model, optimizer, strategy, perturbation=None, averaging=None, augmentation=None):
     """Compiled distributed train and eval steps.
 
+    `augmentation` (an `augmentation.Augmentation`), when given, transforms each batch first:
+    the adversarial examples are crafted from, and the clean loss taken on, what it returns.
     `perturbation` (an `adversarial.Perturbation`), when given, crafts adversarial inputs for
     each batch; the loss is then clean_weight * clean loss + (1 - clean_weight) * adversarial
     loss. `averaging` (an `averaging.ExponentialAverage`) is updated after every step.
@@ -36,6 +38,8 @@ def make_steps(model, optimizer, strategy, perturbation=None, averaging=None):
     clean_weight = perturbation.clean_weight if perturbation is not None else 0.0
 
     def replica_train(x, y):
+        if augmentation is not None:
+            x = augmentation(x)
         inputs = perturbation(x, y) if perturbation is not None else x
         with tf.GradientTape() as tape:
             # mixed precision computes the layers in bfloat16/float16; the loss stays float32
@@ -124,7 +128,8 @@ class _Checkpoints:
     """A run's checkpoints: weights, optimizer, position, RNG states (`CheckpointManager`, two
     kept), and `state.json` with the history and the running totals of a half-done epoch."""
 
-    def __init__(self, model, optimizer, checkpoint_dir, write_files, perturbation, averaging):
+    def __init__(self, model, optimizer, checkpoint_dir, write_files, perturbation, averaging,
+                 augmentation=None):
         # position = (whole epochs done, batches done in the next epoch); the shuffle order
         # depends on (seed, epoch) only, so skipping the batches done resumes mid-epoch exactly
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -133,6 +138,8 @@ class _Checkpoints:
                                               step=self.step, rng=rng_state_variables(model))
         if perturbation is not None and perturbation.generator is not None:
             self.checkpoint.attack_rng = perturbation.generator  # random starts resume too
+        if augmentation is not None:
+            self.checkpoint.augment_rng = augmentation.generator  # and the augmentation's draws
         if averaging is not None:
             for name, value in averaging.trackables().items():
                 setattr(self.checkpoint, name, value)
@@ -232,7 +239,7 @@ def _read_state(path):
 
 def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, checkpoint_dir,
         write_files=True, perturbation=None, averaging=None, probe=None, log_dir=None, verbose=1,
-        on_epoch_end=None):
+        on_epoch_end=None, augmentation=None):
     """Trains `model` for `epochs`, resuming from `checkpoint_dir` if it holds a checkpoint, and
     returns the per-epoch history (a list of dicts: loss, accuracy, seconds, test_loss and
     test_accuracy when `test` is given, rss_mb).
@@ -241,6 +248,7 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     state, the defense layers' RNG state, the position and the history) is written after every
     epoch and when SIGTERM/SIGINT arrives, in which case `Interrupted` is raised after the
     checkpoint is written. `perturbation`: adversarial training's `adversarial.Perturbation`.
+    `augmentation`: an `augmentation.Augmentation` applied to every batch first.
     `averaging`: an `averaging.ExponentialAverage`, updated every step; the epoch's test numbers
     are then the averaged model's (`test_accuracy_raw`: the raw weights'). `probe`: a
     `robustness_probe.RobustProbe` measuring robust accuracy after every epoch (on the model
@@ -251,9 +259,10 @@ def fit(model, optimizer, strategy, train, test, *, epochs, batch_size, seed, ch
     # them lazily inside a cross-replica cond, which MirroredStrategy cannot run
     with strategy.scope():
         optimizer.build(model.trainable_variables)
-    train_step, eval_step = make_steps(model, optimizer, strategy, perturbation, averaging)
+    train_step, eval_step = make_steps(model, optimizer, strategy, perturbation, averaging,
+                                       augmentation)
     checkpoints = _Checkpoints(model, optimizer, checkpoint_dir, write_files, perturbation,
-                               averaging)
+                               averaging, augmentation)
     history, partial = checkpoints.restore()
     steps = int(np.ceil(len(train.labels) / batch_size))
     writer = tf.summary.create_file_writer(log_dir) if (log_dir and write_files) else None

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from fmfp_tf import atomic, plots, provenance, runs, sizes
 from fmfp_tf.training import adversarial, precision, robustness_probe, schedules, strategies
+from fmfp_tf.training import augmentation as augmentation_lib
 from fmfp_tf.training import averaging as averaging_lib
 from fmfp_tf.training.loop import evaluate_model, fit
 from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,  # noqa: F401
@@ -109,6 +110,7 @@ def _train_seeded(job, strategy, chief):
         steps_per_epoch = -(-len(train_arrays.labels) // config.batch_size)
         optimizer = precision.optimizer_for(schedules.optimizer(config, steps_per_epoch), used)
         perturbation = adversarial.perturbation(config, model)
+        augmentation = augmentation_lib.build(config)
         averaging = (averaging_lib.ExponentialAverage(model, config.ema_decay)
                      if config.weight_averaging == "ema" else None)
     checkpoint_dir = os.path.join(out_dir, "checkpoints")
@@ -128,7 +130,7 @@ def _train_seeded(job, strategy, chief):
         epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
         checkpoint_dir=checkpoint_dir, write_files=chief, perturbation=perturbation,
         averaging=averaging, probe=probe, log_dir=os.path.join(out_dir, "logs"),
-        verbose=job.verbose,
+        verbose=job.verbose, augmentation=augmentation,
     )
 
     def rebuild():
