@@ -179,6 +179,9 @@ def test_augmentation_joins_the_fingerprint_only_when_on():
     assert "augment_shift" in TrainConfig().unread_settings()
     with pytest.raises(UsageError, match="augment = 'flip' is invalid"):
         TrainConfig(augment="flip")
+    with pytest.raises(UsageError, match="augment_shift = 2 is invalid; expected the default "
+                                         "unless augment is shift"):
+        TrainConfig(augment_shift=2)
 
 
 def test_fingerprint_reads_the_data_directory_through_links(tmp_path):
