@@ -18,8 +18,8 @@ import json
 import os
 
 from fmfp_tf import atomic, budgets, defense_registry, sizes
-from fmfp_tf.augmentation_registry import AugmentationSettings
 from fmfp_tf import settings as settings_lib
+from fmfp_tf.augmentation_registry import AugmentationSettings
 from fmfp_tf.data.registry import DataSettings
 from fmfp_tf.defense_registry import DefenseSettings, ProbeSettings
 from fmfp_tf.errors import UsageError
@@ -69,7 +69,8 @@ def group_classes():
                       for group in defense_registry.method_settings(method))
     found = {"data": [DataSettings], "model": [ModelSettings],
              "defense": [DefenseSettings, *layers, *methods, ProbeSettings],
-             "optimisation": [OptimisationSettings, AugmentationSettings], "runtime": [RuntimeSettings]}
+             "optimisation": [OptimisationSettings, AugmentationSettings],
+             "runtime": [RuntimeSettings]}
     _check_keys([cls for classes in found.values() for cls in classes])
     return found
 

@@ -14,7 +14,6 @@ from fmfp_tf.errors import UsageError
 class Augmentation:
     """`augment(x) -> x'` inside the compiled train step; `generator` is checkpointed."""
 
-    name: str
     augment: typing.Callable
     generator: tf.random.Generator
 
@@ -27,7 +26,7 @@ def build(config):
     if config.augment == "none":
         return None
     builder = augmentation_registry.AUGMENTATIONS[config.augment]
-    return Augmentation(config.augment, *builder(config))
+    return Augmentation(*builder(config))
 
 
 def random_shift(config):
