@@ -302,6 +302,8 @@ class TrainConfig:
             # probe_images=0 turns off the default probe of online adversarial training: read
             if method is None or not method.online:
                 unread.append("probe_images")
+        if method is not None:
+            unread += [key for key in method.unread if key not in unread]
         if self.weight_averaging == "none":
             unread.append("ema_decay")
         if self.augment == "none":

@@ -51,8 +51,8 @@ class DefenseSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class OnlineATSettings(Settings):
-    """What the online methods (fgsm-at, pgd-at, fast-at, nfgsm-at) read: the budget and the
-    inner attack's steps (keys `at_eps`, `at_steps`, ...)."""
+    """What the online methods (fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at) read: the budget
+    and the inner attack's steps (keys `at_eps`, `at_steps`, ...)."""
 
     prefix: typing.ClassVar[str] = "at"
     eps: float = setting(8 / 255, "adversarial-training budget, e.g. 8/255 (pixels in [0, 1])",
@@ -90,6 +90,16 @@ class ProbeSettings(Settings):
                                  choices=OVERFIT_GUARDS)
 
 
+@dataclasses.dataclass(frozen=True)
+class TradesSettings(Settings):
+    """What trades-at reads beside the online methods' budget and steps (key `trades_beta`)."""
+
+    prefix: typing.ClassVar[str] = "trades"
+    beta: float = setting(6.0, "weight of KL(clean || adversarial) beside the clean "
+                               "cross-entropy (Zhang et al. 2019: 6 at 8/255)", above=0,
+                          maximum=1000)
+
+
 _ONLINE = (OnlineATSettings,)
 
 
@@ -103,13 +113,16 @@ class AdversarialTraining:
 
     `settings`: the settings groups the method reads (classes or "module:Class"), whose keys
     become config keys and `fmfp-tf train` flags; None: the online methods' shared group
-    (`OnlineATSettings`) for an online method, none for an offline one."""
+    (`OnlineATSettings`) for an online method, none for an offline one. `unread`: keys of those
+    groups the method ignores (TRADES has no clean weight): refused when given, and out of the
+    fingerprint."""
 
     name: str
     description: str
     perturbation: typing.Optional[str] = None
     clean_weight: float = 0.0  # default weight of the clean loss (config: at_clean_fraction)
     settings: typing.Optional[typing.Tuple[typing.Union[type, str], ...]] = None
+    unread: typing.Tuple[str, ...] = ()
 
     @property
     def online(self):
@@ -156,6 +169,12 @@ ADVERSARIAL_TRAINING = Registry("adversarial-training method", {method.name: met
     AdversarialTraining("nfgsm", "FGSM of step eps from noise in the 2 eps-ball, not projected "
                                  "(de Jorge et al. 2022, N-FGSM)",
                         f"{_ADVERSARIAL}:noisy_fgsm_examples"),
+    AdversarialTraining("trades", "clean cross-entropy plus trades_beta x KL(clean || "
+                                  "adversarial), the adversarial point maximising the KL by "
+                                  "at_steps signed steps (Zhang et al. 2019, TRADES)",
+                        f"{_ADVERSARIAL}:trades_examples",
+                        settings=(OnlineATSettings, TradesSettings),
+                        unread=("at_clean_fraction",)),
     AdversarialTraining("cw", "the training set augmented once with C&W L2 examples crafted on "
                               "the undefended twin", settings=(CWATSettings,)),
 )}, entry_type=AdversarialTraining)

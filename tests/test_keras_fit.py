@@ -13,6 +13,7 @@ import pytest
 
 from fmfp_tf.attacks import common, pgd
 from fmfp_tf.errors import UsageError
+from fmfp_tf.training import trades
 from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe
 
 EPS = 16 / 255
@@ -76,10 +77,10 @@ def test_adversarial_fit_makes_a_model_robust_on_this_backend(recipe):
     assert np.mean(recipe.robust(trained)) >= plain + 0.25, keras.backend.backend()
 
 
-@pytest.mark.parametrize("method", ["fgsm", "pgd", "fast", "nfgsm"])
+@pytest.mark.parametrize("method", ["fgsm", "pgd", "fast", "nfgsm", "trades"])
 def test_every_method_trains_within_the_budget_of_its_examples(recipe, method):
     """One epoch of each method; its examples stay in [0, 1] and, but for N-FGSM (3 eps by
-    design), within eps of the clean images."""
+    design), within eps of the clean images; fgsm and trades train on the clean images too."""
     x, y = recipe.data(128, 1)
     keras.utils.set_random_seed(0)
     wrapped = AdversarialModel(recipe.model(), method=method, eps=EPS, steps=2)
@@ -91,11 +92,20 @@ def test_every_method_trains_within_the_budget_of_its_examples(recipe, method):
                                  for t in wrapped._examples((x[:32], y[:32])))
     assert examples.min() >= 0 and examples.max() <= 1
     limit = 3 * EPS if method == "nfgsm" else EPS
-    clean = np.concatenate([x[:32], x[:32]]) if method == "fgsm" else x[:32]
+    both = method in ("fgsm", "trades")
+    clean = np.concatenate([x[:32], x[:32]]) if both else x[:32]
     assert np.abs(examples - clean).max() <= limit + 1e-5
+    if both:
+        assert len(labels) == 64 and np.abs(examples[32:] - x[:32]).max() > EPS / 2
+        np.testing.assert_array_equal(examples[:32], x[:32])  # the clean half first
     if method == "fgsm":  # clean and crafted halves weighing 0.5 each in the mean loss
         np.testing.assert_allclose(weights, 1.0)
-        assert len(labels) == 64
+    elif method == "trades":  # its own objective, not the compiled loss, weighs the halves
+        assert weights is None
+        logits = wrapped(examples)
+        expected = np.mean(common.numpy(trades.loss(labels[:32], logits[:32], logits[32:], 6.0)))
+        np.testing.assert_allclose(common.numpy(wrapped.compute_loss(y=labels, y_pred=logits)),
+                                   expected, rtol=1e-5)
     else:
         assert weights is None and np.abs(examples - x[:32]).max() > EPS / 2
 
@@ -103,7 +113,9 @@ def test_every_method_trains_within_the_budget_of_its_examples(recipe, method):
 def test_settings_are_checked_in_one_line(recipe):
     for kwargs, message in (({"method": "mim"}, "at_method"), ({"eps": 2.0}, "eps 2.0"),
                             ({"clean_weight": -0.5}, "clean_weight"),
-                            ({"steps": 0}, "at_steps")):
+                            ({"steps": 0}, "at_steps"), ({"beta": 0.0}, "beta"),
+                            ({"method": "pgd", "beta": 3.0}, "beta = 3.0 is trades's"),
+                            ({"method": "trades", "clean_weight": 0.5}, "leave clean_weight")):
         with pytest.raises(UsageError, match=message):
             AdversarialModel(recipe.model(), **kwargs)
     with pytest.raises(UsageError, match="wraps a Keras model"):

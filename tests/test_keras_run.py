@@ -44,6 +44,23 @@ def test_the_fit_job_writes_the_run_directory_of_the_tensorflow_job(tmp_path):
     assert again["history"] == metrics["history"]
 
 
+def test_trades_trains_through_the_fit_route_with_its_beta(tmp_path, monkeypatch):
+    from fmfp_tf.config import train_config
+    from fmfp_tf.training import keras_fit, keras_run
+
+    built = []
+    monkeypatch.setattr(keras_run, "AdversarialModel",
+                        lambda *a, **k: built.append(keras_fit.AdversarialModel(*a, **k))
+                        or built[-1])
+    config = train_config({"defense": "trades-at", "trades_beta": 3.0, "at_steps": 2,
+                           "epochs": 1, "train_limit": 300, "test_limit": 100,
+                           "probe_images": 0}, "test")
+    metrics = keras_run.train(config, str(tmp_path / "run"), verbose=0)
+    assert built[0].settings.method == "trades" and built[0].settings.beta == 3.0
+    assert built[0].settings.steps == 2
+    assert metrics["history"][0]["loss"] > 0
+
+
 @pytest.mark.parametrize("setting, message", [
     ({"defense": "cw-at"}, "cw-at crafts its C&W examples with the TensorFlow loop"),
     ({"strategy": "mirrored"}, "on one device"),

@@ -29,6 +29,34 @@ def test_single_step_examples_keep_their_reach_and_move(trained_model, defense, 
     assert not np.array_equal(x_adv, attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy())
 
 
+def test_trades_crafts_within_the_ball_and_trains_on_its_own_objective(trained_model, tmp_path):
+    """trades-at: the crafted examples stay in the eps-ball and move; the perturbation carries
+    TRADES's loss (clean cross-entropy + beta KL), which the loop trains on; beta and the clean
+    weight join the fingerprint only where read."""
+    from fmfp_tf.training import train, trades
+    from fmfp_tf.training.adversarial import perturbation
+
+    model, x, y = trained_model
+    config = TrainConfig(defense="trades-at", at_eps=8 / 255, at_steps=3, trades_beta=2.0)
+    attack = perturbation(config, model)
+    x_adv = attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy()
+    distance = np.abs(x_adv - x[:64]).reshape(64, -1).max(axis=1)
+    assert distance.max() <= 8 / 255 + 1e-6 and np.median(distance) > 4 / 255
+    clean, adversarial = model(x[:8], training=False), model(x_adv[:8], training=False)
+    np.testing.assert_allclose(attack.loss(y[:8], clean, adversarial).numpy(),
+                               trades.loss(y[:8], clean, adversarial, 2.0).numpy(), rtol=1e-6)
+    assert "at_clean_fraction" in config.unread_settings()
+    assert "trades_beta" not in config.unread_settings()
+    assert "trades_beta" in TrainConfig(defense="pgd-at").unread_settings()
+    assert (config.replace(at_clean_fraction=0.3).fingerprint() == config.fingerprint()
+            != config.replace(trades_beta=3.0).fingerprint())
+    assert (TrainConfig(defense="pgd-at").fingerprint()
+            == TrainConfig(defense="pgd-at", trades_beta=3.0).fingerprint())
+    metrics = train(config.replace(epochs=1, train_limit=300, test_limit=100, probe_images=0),
+                    str(tmp_path / "run"), verbose=0)
+    assert np.isfinite(metrics["history"][0]["loss"]) and metrics["history"][0]["loss"] > 0
+
+
 def _history(pgd, fgsm):
     return [{"epoch": i + 1, "probe_pgd_accuracy": p, "probe_fgsm_accuracy": f}
             for i, (p, f) in enumerate(zip(pgd, fgsm))]

@@ -11,6 +11,8 @@
 - nfgsm-at (de Jorge et al. 2022, "Make some noise"): FGSM of step eps from a uniform start in
   the 2 eps-ball, not projected back (the training examples reach 3 eps); as cheap as fast-at and
   without its catastrophic overfitting at 8/255.
+- trades-at (Zhang et al. 2019): clean cross-entropy plus beta x KL(clean || adversarial), the
+  adversarial point found by k signed steps on the KL (`trades.py`, shared with `keras_fit`).
 - mask+pgd-at / padding+fast-at / ...: the FM/FP layer is part of the model being attacked.
 
 Examples are crafted with the model in inference mode (no dropout, batch-norm statistics frozen).
@@ -28,6 +30,7 @@ from fmfp_tf.attacks.cw import cw_l2
 from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
 from fmfp_tf.data.images import Arrays
+from fmfp_tf.training import trades
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ class Perturbation:
     """Online adversarial training's inner step: how each batch's training examples are crafted.
 
     `craft(x, y) -> x_adv` runs inside the compiled train step against the current weights; the
-    loss is `clean_weight` * clean loss + (1 - clean_weight) * loss on `craft`'s examples.
+    loss is `clean_weight` * clean loss + (1 - clean_weight) * loss on `craft`'s examples, or,
+    when `loss` is given, `loss(y, clean_logits, adversarial_logits)` per example (TRADES).
     `generator` holds the state of random starts, so a checkpoint resumes them exactly.
     """
 
@@ -45,6 +49,7 @@ class Perturbation:
     craft: typing.Callable
     clean_weight: float = 0.0
     generator: typing.Optional[tf.random.Generator] = None
+    loss: typing.Optional[typing.Callable] = None
 
     def __call__(self, x, y):
         return tf.stop_gradient(self.craft(x, y))
@@ -59,11 +64,12 @@ def perturbation(config, model):
         return None
     clean_weight = (config.at_clean_fraction if config.at_clean_fraction is not None
                     else entry.clean_weight)
-    craft, generator = registry.resolve(entry.perturbation)(config, model)
+    # a builder gives (craft, generator), or (craft, generator, loss) for a loss of its own
+    craft, generator, *loss = registry.resolve(entry.perturbation)(config, model)
     # the attack core's backend module is imported here, not first inside the traced train
     # step (where AutoGraph would try, and fail, to convert importlib)
     backend.current()
-    return Perturbation(method, craft, clean_weight, generator)
+    return Perturbation(method, craft, clean_weight, generator, loss[0] if loss else None)
 
 
 def fgsm_examples(config, model):
@@ -102,6 +108,23 @@ def pgd_examples(config, model):
     steps = config.at_steps
     return _pgd_from_random_starts(config, model,
                                    config.at_step_size or 2.5 * config.at_eps / steps, steps)
+
+
+def trades_examples(config, model):
+    """(craft, generator, loss): TRADES (Zhang et al. 2019): at_steps signed steps of
+    at_step_size (default 2.5 eps / steps) on KL(f(x) || f(x')) from x + 0.001 N(0, 1); the loss
+    is the clean cross-entropy plus trades_beta x that KL."""
+    eps = config.at_eps
+    steps = config.at_steps
+    step = config.at_step_size or 2.5 * eps / steps
+    beta = config.trades_beta
+    generator = tf.random.Generator.from_seed(config.seed + 7919)
+
+    def craft(x, y):
+        return trades.examples(model, x, generator.normal(tf.shape(x)), eps, step, steps)
+
+    return craft, generator, lambda y, clean, adversarial: trades.loss(y, clean, adversarial,
+                                                                       beta)
 
 
 def _pgd_from_random_starts(config, model, step_size, steps):

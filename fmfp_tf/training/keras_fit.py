@@ -19,7 +19,9 @@ optimizer's `use_ema=True`, and `RobustProbe` (a callback) is the overfitting gu
 The methods are those of `fmfp-tf train` (`training/adversarial.py`, the TensorFlow loop), with
 the same arithmetic: fgsm (clean weight 0.5), pgd (k steps from a random start, step 2.5 eps /
 k), fast (one step of 1.25 eps from a random start, projected), nfgsm (a step of eps from noise
-in the 2 eps-ball, not projected). Examples are crafted with the model in inference mode.
+in the 2 eps-ball, not projected), trades (k signed steps on KL(f(x) || f(x')); the loss is the
+clean cross-entropy plus beta x that KL, `trades.py`). Examples are crafted with the model in
+inference mode.
 """
 import dataclasses
 import typing
@@ -33,9 +35,11 @@ from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import MAX_COUNT, Settings, setting
+from fmfp_tf.training import trades
 
-METHODS = ("fgsm", "pgd", "fast", "nfgsm")
+METHODS = ("fgsm", "pgd", "fast", "nfgsm", "trades")
 _CLEAN_WEIGHT = {"fgsm": 0.5, "pgd": 0.0, "fast": 0.0, "nfgsm": 0.0}
+_STEPPED = ("pgd", "trades")  # the methods that take `steps` steps of 2.5 eps / steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +50,15 @@ class AdversarialFitSettings(Settings):
     method: str = setting("nfgsm", "how each batch's examples are crafted", choices=METHODS)
     eps: float = setting(8 / 255, "L-inf budget, a share of the input range", minimum=0.0,
                          maximum=1.0)
-    steps: int = setting(10, "PGD's steps (pgd only)", minimum=1, maximum=MAX_COUNT)
-    step_size: float = setting(0.0, "the step; 0: the method's (pgd 2.5 eps / steps, fast "
-                                    "1.25 eps, nfgsm and fgsm eps)", minimum=0.0, maximum=1.0)
+    steps: int = setting(10, "the inner steps (pgd and trades)", minimum=1, maximum=MAX_COUNT)
+    step_size: float = setting(0.0, "the step; 0: the method's (pgd and trades 2.5 eps / steps, "
+                                    "fast 1.25 eps, nfgsm and fgsm eps)", minimum=0.0,
+                               maximum=1.0)
     clean_weight: float = setting(-1.0, "weight of the clean loss; -1: the method's (fgsm 0.5, "
-                                        "the others 0)", minimum=-1.0, maximum=1.0)
+                                        "the others 0; trades has none)", minimum=-1.0,
+                                  maximum=1.0)
+    beta: float = setting(6.0, "TRADES's weight of KL(clean || adversarial) (trades only)",
+                          above=0.0, maximum=1000.0)
     seed: int = setting(0, "seeds the random starts", minimum=0, maximum=2 ** 32 - 1)
 
 
@@ -65,8 +73,12 @@ def _craft(settings, model, x, y, seed_generator):
         grad, _ = common.loss_gradient(model, noisy, y)
         step = settings.step_size or eps
         return ops.clip(noisy + step * ops.sign(grad), 0.0, 1.0)
-    steps = settings.steps if settings.method == "pgd" else 1
-    step = settings.step_size or (2.5 * eps / steps if settings.method == "pgd" else 1.25 * eps)
+    steps = settings.steps if settings.method in _STEPPED else 1
+    step = settings.step_size or (2.5 * eps / steps if settings.method in _STEPPED
+                                  else 1.25 * eps)
+    if settings.method == "trades":
+        noise = keras.random.normal(ops.shape(x), seed=seed_generator)
+        return trades.examples(model, x, noise, eps, step, steps)
     start = keras.random.uniform(ops.shape(x), -1.0, 1.0, seed=seed_generator)
     return pgd_graph(model, x, y, eps, step, steps, "inf", start)
 
@@ -76,28 +88,35 @@ class AdversarialModel(keras.Model):
 
     Args:
         model: a Keras classifier that outputs logits for images in [0, 1].
-        method, eps, steps, step_size, clean_weight, seed: `AdversarialFitSettings`; or
+        method, eps, steps, step_size, clean_weight, beta, seed: `AdversarialFitSettings`; or
         settings: an `AdversarialFitSettings` instead.
 
     Calling it, `predict`, `evaluate` and saving `model` are the model's own; only `fit`'s train
     step differs. The loss is clean_weight x the clean loss + (1 - clean_weight) x the loss on
-    the crafted examples.
+    the crafted examples (the compiled loss), or, for trades, its own objective (the compiled
+    loss then only reports validation losses).
     """
 
     def __init__(self, model, method="nfgsm", eps=8 / 255, steps=10, step_size=0.0,
-                 clean_weight=-1.0, seed=0, settings=None, **kwargs):
+                 clean_weight=-1.0, beta=6.0, seed=0, settings=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(model, keras.Model):
             raise UsageError(f"AdversarialModel wraps a Keras model; got {type(model).__name__}")
         self.model = model
         self.settings = settings or AdversarialFitSettings(
             method=method, eps=common.parse_eps(eps), steps=steps, step_size=float(step_size),
-            clean_weight=float(clean_weight), seed=seed)
+            clean_weight=float(clean_weight), beta=float(beta), seed=seed)
         weight = self.settings.clean_weight
         if -1.0 < weight < 0.0:
             raise UsageError(f"clean_weight = {weight} is invalid; expected a weight in 0..1, or "
                              "-1 for the method's")
-        self.clean_weight = _CLEAN_WEIGHT[self.settings.method] if weight < 0 else weight
+        if self.settings.method == "trades" and weight != -1.0:
+            raise UsageError(f"clean_weight = {weight}: trades weighs its clean and adversarial "
+                             "terms with beta; leave clean_weight at -1")
+        if self.settings.method != "trades" and self.settings.beta != 6.0:
+            raise UsageError(f"beta = {self.settings.beta} is trades's; method "
+                             f"{self.settings.method!r} does not read it")
+        self.clean_weight = _CLEAN_WEIGHT.get(self.settings.method, 0.0) if weight < 0 else weight
         self.seed_generator = keras.random.SeedGenerator(self.settings.seed + 7919)
 
     def call(self, x, training=False):
@@ -114,6 +133,9 @@ class AdversarialModel(keras.Model):
         y = ops.cast(y, "int32")
         x_adv = ops.stop_gradient(_craft(self.settings, self.model, x, y,
                                          self.seed_generator))
+        if self.settings.method == "trades":
+            # clean first, crafted second: `compute_loss` splits the batch's logits there
+            return ops.concatenate([x, x_adv]), ops.concatenate([y, y]), None
         if self.clean_weight == 0.0:
             return x_adv, y, None
         # one batch of both: the mean loss over it is w clean + (1 - w) adversarial
@@ -121,6 +143,17 @@ class AdversarialModel(keras.Model):
         weights = ops.concatenate([2.0 * self.clean_weight * ones,
                                    2.0 * (1.0 - self.clean_weight) * ones])
         return ops.concatenate([x, x_adv]), ops.concatenate([y, y]), weights
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """TRADES's objective in training (the batch is the clean images, then their crafted
+        twins); otherwise the compiled loss."""
+        if not training or self.settings.method != "trades":
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        half = ops.shape(y)[0] // 2
+        loss = ops.mean(trades.loss(y[:half], y_pred[:half], y_pred[half:], self.settings.beta))
+        for term in self.losses:  # the model's own regularisers, as the compiled loss adds them
+            loss = loss + ops.cast(ops.sum(term), "float32")
+        return loss
 
     def train_step(self, *args):
         if keras.backend.backend() == "jax":

@@ -36,7 +36,8 @@ def check(config):
     if config.adversarial_training == "cw":
         raise UsageError(f"defense {config.defense!r}: cw-at crafts its C&W examples with the "
                          f"TensorFlow loop; on Keras's {backend} backend use an online method "
-                         "(fgsm-at, pgd-at, fast-at, nfgsm-at) or KERAS_BACKEND=tensorflow")
+                         "(fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at) or "
+                         "KERAS_BACKEND=tensorflow")
     if config.augment != "none":
         raise UsageError(f"augment = {config.augment!r} is the TensorFlow loop's for now; on "
                          f"Keras's {backend} backend train with augment none or "
@@ -84,7 +85,9 @@ def _train_in(config, out_dir, verbose):
             model, method=config.adversarial_training, eps=config.at_eps, steps=config.at_steps,
             step_size=config.at_step_size or 0.0,
             clean_weight=(-1.0 if config.at_clean_fraction is None
-                          else config.at_clean_fraction), seed=config.seed)
+                          else config.at_clean_fraction),
+            beta=config.trades_beta if config.adversarial_training == "trades" else 6.0,
+            seed=config.seed)
     steps_per_epoch = -(-len(y) // config.batch_size)
     optimizer = schedules.optimizer(config, steps_per_epoch)
     if config.weight_averaging == "ema":

@@ -32,7 +32,8 @@ def make_steps(model, optimizer, strategy, perturbation=None, averaging=None, au
     the adversarial examples are crafted from, and the clean loss taken on, what it returns.
     `perturbation` (an `adversarial.Perturbation`), when given, crafts adversarial inputs for
     each batch; the loss is then clean_weight * clean loss + (1 - clean_weight) * adversarial
-    loss. `averaging` (an `averaging.ExponentialAverage`) is updated after every step.
+    loss, or the perturbation's own loss of the clean and adversarial logits. `averaging` (an
+    `averaging.ExponentialAverage`) is updated after every step.
     """
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     clean_weight = perturbation.clean_weight if perturbation is not None else 0.0
@@ -45,7 +46,10 @@ def make_steps(model, optimizer, strategy, perturbation=None, averaging=None, au
             # mixed precision computes the layers in bfloat16/float16; the loss stays float32
             logits = tf.cast(model(inputs, training=True), tf.float32)
             per_example = loss_fn(y, logits)
-            if perturbation is not None and clean_weight > 0:
+            if perturbation is not None and perturbation.loss is not None:
+                clean = tf.cast(model(x, training=True), tf.float32)
+                per_example = perturbation.loss(y, clean, logits)
+            elif perturbation is not None and clean_weight > 0:
                 clean = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
                 per_example = clean_weight * clean + (1.0 - clean_weight) * per_example
             loss = tf.nn.compute_average_loss(per_example)
