@@ -16,7 +16,7 @@ run draws what an uninterrupted one would.
 import dataclasses
 
 from fmfp_tf.registry import Registry
-from fmfp_tf.settings import Settings, invalid, setting
+from fmfp_tf.settings import Settings, setting
 
 AUGMENTATIONS = Registry("augmentation", {
     "shift": "fmfp_tf.training.augmentation:random_shift",
@@ -43,10 +43,4 @@ class AugmentationSettings(Settings):
                                    "moved by up to --augment-shift pixels, edges reflected)",
                            choices=choices)
     augment_shift: int = setting(3, "largest shift of --augment shift, in pixels", minimum=1,
-                                 maximum=16)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.augment == "none" and self.augment_shift != 3:
-            raise invalid("augment_shift", self.augment_shift,
-                          "the default unless augment is shift")
+                                 maximum=16, unread_when=("augment", "none"))

@@ -304,10 +304,9 @@ class TrainConfig:
                 unread.append("probe_images")
         if method is not None:
             unread += [key for key in method.unread if key not in unread]
-        if self.weight_averaging == "none":
-            unread.append("ema_decay")
-        if self.augment == "none":
-            unread.append("augment_shift")
+        for group in read:  # a field whose switch is off (ema_decay without averaging)
+            unread += [settings_lib.key(group, name)
+                       for name in settings_lib.unread(self.of(group))]
         return unread
 
     def run_name(self):

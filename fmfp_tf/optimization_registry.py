@@ -64,7 +64,8 @@ class OptimisationSettings(Settings):
     weight_averaging: str = setting("none", "ema: save the exponential moving average of the "
                                             "weights (the raw ones go to model-raw.keras)",
                                     choices=WEIGHT_AVERAGING)
-    ema_decay: float = setting(0.999, "decay of --weight-averaging ema", above=0, below=1)
+    ema_decay: float = setting(0.999, "decay of --weight-averaging ema", above=0, below=1,
+                               unread_when=("weight_averaging", "none"))
     seed: int = setting(0, "seed of weights, shuffling and the layers", minimum=0,
                         maximum=2 ** 32 - 1)
 
@@ -76,8 +77,6 @@ class OptimisationSettings(Settings):
         if self.warmup_epochs and self.schedule != "cosine":
             raise invalid("warmup_epochs", self.warmup_epochs,
                           "0 unless schedule is cosine (one-cycle has its own rise)")
-        if self.weight_averaging == "none" and self.ema_decay != 0.999:
-            raise invalid("ema_decay", self.ema_decay, "the default unless weight_averaging is ema")
         if self.weight_decay and self.optimizer == "adam":
             raise invalid("weight_decay", self.weight_decay,
                           "0 with optimizer adam (use adamw or sgd for decoupled weight decay)")

@@ -30,7 +30,7 @@ MAX_BATCH_SIZE = 2 ** 20
 
 def setting(default, help, minimum=None, maximum=None, above=None, below=None, choices=None,
             flag=None, aliases=(), parse=None, coerce=None, expected=None, multiple=False,
-            metavar=None, shown=None):
+            metavar=None, shown=None, unread_when=None):
     """A settings field: its default, one line of help, an inclusive range (`above` / `below`:
     exclusive bounds) or choices (a tuple, or a function returning the names registered now),
     and optionally a flag other than the derived `--prefix-name` (plus older spellings).
@@ -39,12 +39,15 @@ def setting(default, help, minimum=None, maximum=None, above=None, below=None, c
     (value -> value, ValueError when wrong) and `expected` (what it accepts, in words);
     `parse` reads the CLI's text (ValueError with a one-line message when wrong); `multiple`
     makes the option repeatable (`parse` then gets the tuple of texts); `metavar` names the
-    option's value in help, `shown` the default as help shows it ("8/255")."""
+    option's value in help, `shown` the default as help shows it ("8/255"). `unread_when`
+    (field, value): nothing reads this setting while that field of the same group holds that
+    value (ema_decay without averaging): another value than the default is then refused, and
+    `unread` names it, so fingerprints and the CLI leave it out."""
     return dataclasses.field(default=default, metadata={
         "help": help, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
         "choices": choices, "flag": flag, "aliases": tuple(aliases), "parse": parse,
         "coerce": coerce, "expected": expected, "multiple": multiple, "metavar": metavar,
-        "shown": shown})
+        "shown": shown, "unread_when": unread_when})
 
 
 class Settings:
@@ -146,6 +149,20 @@ def check(instance, spell=None):
         if not _valid(value, field):
             raise UsageError(f"{spell(type(instance), field.name)} = {value!r} is invalid; "
                              f"expected {expected(field)}")
+        if field.name in unread(instance) and value != field.default:
+            switch, off = field.metadata["unread_when"]
+            raise UsageError(f"{spell(type(instance), field.name)} = {value!r} is invalid; "
+                             f"expected the default ({field.default!r}) while "
+                             f"{spell(type(instance), switch)} is {off}")
+
+
+def unread(instance):
+    """The names of `instance`'s fields that nothing reads given its other values (their
+    `unread_when` holds)."""
+    return [field.name for field in fields(instance)
+            if field.metadata.get("unread_when") is not None
+            and getattr(instance, field.metadata["unread_when"][0])
+            == field.metadata["unread_when"][1]]
 
 
 def _valid(value, field):

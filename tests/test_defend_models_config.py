@@ -179,8 +179,8 @@ def test_augmentation_joins_the_fingerprint_only_when_on():
     assert "augment_shift" in TrainConfig().unread_settings()
     with pytest.raises(UsageError, match="augment = 'flip' is invalid"):
         TrainConfig(augment="flip")
-    with pytest.raises(UsageError, match="augment_shift = 2 is invalid; expected the default "
-                                         "unless augment is shift"):
+    with pytest.raises(UsageError, match=r"augment_shift = 2 is invalid; expected the default "
+                                         r"\(3\) while augment is none"):
         TrainConfig(augment_shift=2)
 
 
