@@ -6,8 +6,8 @@ models to attack and a sample of test images (about 20 MiB for two models):
 
     python benchmarks/gpu_run.py bundle --models RUN_DIR [RUN_DIR ...] --out gpu-bundle
 
-To train (N-FGSM + EMA through `AdversarialModel.fit`, resumable across calls; bundle with
-`--train-images 15000`):
+To train (N-FGSM + EMA through `AdversarialModel.fit`, or `--method trades --beta 6`,
+resumable across calls; bundle with `--train-images 15000`):
 
     OUT=out python benchmarks/gpu_run.py train --bundle gpu-bundle --model wrn16_4 \
         --epochs 30 --minutes 8 [--resume out-of-the-last-call/train]
@@ -165,9 +165,10 @@ def _devices(path, x, y, steps):
     return out
 
 
-def train(bundle_dir, out, model_name, epochs, minutes, batch, eps, resume, limit, n_eval):
-    """N-FGSM + EMA training of `model_name` through `AdversarialModel.fit` (any backend; JAX on
-    the device machine), resumable across calls: after every epoch the weights, the EMA weights
+def train(bundle_dir, out, model_name, epochs, minutes, batch, eps, resume, limit, n_eval,
+          method="nfgsm", beta=6.0):
+    """`method` (N-FGSM by default; TRADES with `beta`) + EMA training of `model_name` through
+    `AdversarialModel.fit` (any backend; JAX on the device machine), resumable across calls: after every epoch the weights, the EMA weights
     and the epoch reached are written to OUT/train/; a later call given them (--resume) goes on
     from there. Stops before `minutes` run out; once every epoch is done, evaluates the EMA
     weights with autoattack-fast on the bundle's test images."""
@@ -185,13 +186,17 @@ def train(bundle_dir, out, model_name, epochs, minutes, batch, eps, resume, limi
     if limit:
         x, y = x[:limit], y[:limit]
     net = models.build(model_name, x.shape[1:], int(y.max()) + 1)
-    wrapped = AdversarialModel(net, method="nfgsm", eps=eps)
+    wrapped = AdversarialModel(net, method=method, eps=eps, beta=beta)
     optimizer = keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=0.999)
     wrapped.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    state = {"epoch": 0, "history": [], "seconds": 0.0}
+    state = {"epoch": 0, "history": [], "seconds": 0.0, "method": method, "beta": beta}
     if resume:
         with open(os.path.join(resume, "state.json")) as handle:
             state = json.load(handle)
+        kept_recipe = (state.get("method", "nfgsm"), state.get("beta", 6.0))
+        if kept_recipe != (method, beta):
+            sys.exit(f"--resume {resume}: that run trained --method {kept_recipe[0]} --beta "
+                     f"{kept_recipe[1]}, not --method {method} --beta {beta}")
         kept = np.load(os.path.join(resume, "weights.npz"))
         net.set_weights([kept[f"w{i}"] for i in range(len(net.weights))])
         optimizer.build(wrapped.trainable_variables)
@@ -285,6 +290,9 @@ def main():
     learn.add_argument("--minutes", type=float, default=8.0)
     learn.add_argument("--batch-size", type=int, default=128)
     learn.add_argument("--eps", type=float, default=8 / 255)
+    learn.add_argument("--method", default="nfgsm",
+                       choices=("fgsm", "pgd", "fast", "nfgsm", "trades"))
+    learn.add_argument("--beta", type=float, default=6.0, help="TRADES's KL weight")
     learn.add_argument("--resume", help="OUT/train of an earlier call")
     learn.add_argument("--limit", type=int, default=0, help="train on this many images only")
     learn.add_argument("--n-eval", type=int, default=1000)
@@ -306,7 +314,8 @@ def main():
             raise SystemExit(subprocess.run([python, *sys.argv, "--installed"]).returncode)
     if args.command == "train":
         train(args.bundle, os.environ.get("OUT", "."), args.model, args.epochs, args.minutes,
-              args.batch_size, args.eps, args.resume, args.limit, args.n_eval)
+              args.batch_size, args.eps, args.resume, args.limit, args.n_eval,
+              args.method, args.beta)
         return
     results = measure(args.bundle, args.n, args.queries, args.steps)
     text = json.dumps(results, indent=1)
