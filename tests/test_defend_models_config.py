@@ -233,8 +233,9 @@ def test_every_training_setting_is_in_exactly_one_group_and_the_twin_resets_the_
     from fmfp_tf.config import FINGERPRINT_KEYS, groups
 
     keys = [key for group in groups().values() for key in group]
-    # the keys added since fingerprints began join a fingerprint only when read and not default
-    later = ("augment", "augment_shift")
+    # the keys added since fingerprints began join a fingerprint only when read (augment also
+    # only when not its default); trades_beta is read by trades-at runs only
+    later = ("augment", "augment_shift", "trades_beta")
     assert sorted(keys) == sorted(TrainConfig.keys()) == sorted(FINGERPRINT_KEYS + later)
     assert len(keys) == len(set(keys))
     config = TrainConfig(defense="mask+pgd-at", size="20%", at_steps=3, epochs=2, seed=5)

@@ -44,6 +44,20 @@ def test_the_fit_job_writes_the_run_directory_of_the_tensorflow_job(tmp_path):
     assert again["history"] == metrics["history"]
 
 
+def test_a_method_registered_without_a_fit_route_is_refused_in_one_line(monkeypatch):
+    from fmfp_tf import defense_registry
+    from fmfp_tf.config import train_config
+    from fmfp_tf.errors import UsageError
+    from fmfp_tf.training import keras_run
+
+    monkeypatch.setitem(defense_registry.ADVERSARIAL_TRAINING._entries, "toy",
+                        defense_registry.AdversarialTraining("toy", "a plugin's", "toy:craft"))
+    monkeypatch.setitem(defense_registry.ADVERSARIAL_TRAINING._origins, "toy", "test")
+    config = train_config({"defense": "toy-at"}, "test")
+    with pytest.raises(UsageError, match="toy-at crafts its examples with TensorFlow"):
+        keras_run.check(config)
+
+
 def test_trades_trains_through_the_fit_route_with_its_beta(tmp_path, monkeypatch):
     from fmfp_tf.config import train_config
     from fmfp_tf.training import keras_fit, keras_run

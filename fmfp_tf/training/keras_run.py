@@ -23,7 +23,7 @@ import numpy as np
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.errors import UsageError
 from fmfp_tf.training import schedules
-from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe
+from fmfp_tf.training.keras_fit import METHODS, AdversarialModel, RobustProbe
 from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,
                                             in_run_directory, load_split, weights_digest)
 
@@ -38,6 +38,12 @@ def check(config):
                          f"TensorFlow loop; on Keras's {backend} backend use an online method "
                          "(fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at) or "
                          "KERAS_BACKEND=tensorflow")
+    method = config.adversarial_training
+    if method not in (None, "cw") and method not in METHODS:
+        raise UsageError(f"defense {config.defense!r}: {method}-at crafts its examples with "
+                         f"TensorFlow (its registry entry's builder); on Keras's {backend} "
+                         f"backend the fit route knows {', '.join(m + '-at' for m in METHODS)}; "
+                         "or train it with KERAS_BACKEND=tensorflow")
     if config.augment != "none":
         raise UsageError(f"augment = {config.augment!r} is the TensorFlow loop's for now; on "
                          f"Keras's {backend} backend train with augment none or "
