@@ -153,6 +153,7 @@ class TrainConfig:
         object.__setattr__(self, "_instances", instances)
         object.__setattr__(self, "_fields", fields)
         _check_defense_layer(self)
+        _check_method_reads(self)
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -350,6 +351,17 @@ def _check_defense_layer(config):
         if not low <= config.fill <= high:
             _fail("fill", config.fill, f"a number inside the pixel range [{low}, {high}] "
                                        "(layer option value_range)")
+
+
+def _check_method_reads(config):
+    """A key of its groups that the method declares it ignores (trades-at's clean weight) is
+    refused unless left at its default: a config file could otherwise set it to no effect."""
+    method = defense_registry.ADVERSARIAL_TRAINING.get(config.adversarial_training)
+    defaults = TrainConfig.defaults()
+    for key in method.unread if method is not None else ():
+        if getattr(config, key) != defaults[key]:
+            _fail(key, getattr(config, key), f"the default ({defaults[key]!r}): defense "
+                                             f"{config.defense!r} does not read it")
 
 
 def _check_layer_options(config):

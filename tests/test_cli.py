@@ -242,7 +242,8 @@ print("ok")
     (["train", "--defense", "none", "--fill", "mean"], 2, "--fill is not read"),
     (["train", "--face-crop", "mtcnn"], 2, "--face-crop is not read by this run"),
     (["train", "--defense", "trades-at", "--at-clean-fraction", "0.2"], 2,
-     "--at-clean-fraction is not read by this run (--defense trades-at"),
+     "at_clean_fraction = 0.2 is invalid; expected the default (None): defense 'trades-at' "
+     "does not read it"),
     (["train", "--defense", "pgd-at", "--trades-beta", "3"], 2, "--trades-beta is not read"),
     # issue 41: silently accepted before
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "fgsm",

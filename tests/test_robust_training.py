@@ -48,8 +48,11 @@ def test_trades_crafts_within_the_ball_and_trains_on_its_own_objective(trained_m
     assert "at_clean_fraction" in config.unread_settings()
     assert "trades_beta" not in config.unread_settings()
     assert "trades_beta" in TrainConfig(defense="pgd-at").unread_settings()
-    assert (config.replace(at_clean_fraction=0.3).fingerprint() == config.fingerprint()
-            != config.replace(trades_beta=3.0).fingerprint())
+    assert config.replace(trades_beta=3.0).fingerprint() != config.fingerprint()
+    from fmfp_tf.errors import UsageError
+
+    with pytest.raises(UsageError, match="at_clean_fraction = 0.3 is invalid"):
+        config.replace(at_clean_fraction=0.3)  # from a config file too, not only a flag
     assert (TrainConfig(defense="pgd-at").fingerprint()
             == TrainConfig(defense="pgd-at", trades_beta=3.0).fingerprint())
     metrics = train(config.replace(epochs=1, train_limit=300, test_limit=100, probe_images=0),
