@@ -51,17 +51,31 @@ def standard_cells(folders):
             [record for _, record, _ in parts])
 
 
-def both_cells(folder):
-    """{attack: (record, survival)} of the white-box ensembles in one evaluation folder."""
+def both_cells(folders):
+    """{attack: (records, survival)} of the white-box ensembles in evaluation folders that
+    follow one another (shards of one sample: `--shard K/N` or `--skip`), survival joined in
+    the sample's order."""
     found = {}
-    for kept in bench.kept_cells(folder):
-        if kept[0]["threat_model"] == "white-box" and kept[0]["attack"] in (
-                "autoattack", "autoattack-fast"):
-            found[kept[0]["attack"]] = kept
-    if len(found) != 2:
-        sys.exit(f"{folder}: expected an autoattack and an autoattack-fast cell; found "
-                 f"{', '.join(found) or 'none'}")
-    return found
+    for folder in folders:
+        kept = {record["attack"]: (record, survival) for record, survival in
+                bench.kept_cells(folder) if record["threat_model"] == "white-box"
+                and record["attack"] in ("autoattack", "autoattack-fast")}
+        if len(kept) != 2:
+            sys.exit(f"{folder}: expected an autoattack and an autoattack-fast cell; found "
+                     f"{', '.join(kept) or 'none'}")
+        for attack, part in kept.items():
+            found.setdefault(attack, []).append(part)
+    joined = {}
+    for attack, parts in found.items():
+        parts.sort(key=lambda part: part[0].get("skip") or 0)
+        for (record, _), (following, _) in zip(parts, parts[1:]):
+            if (record.get("skip") or 0) + record["n"] != (following.get("skip") or 0):
+                sys.exit(f"the {attack} shards do not follow one another: skip "
+                         f"{record.get('skip') or 0} + n {record['n']} != skip "
+                         f"{following.get('skip') or 0}")
+        joined[attack] = ([record for record, _ in parts],
+                          np.concatenate([survival for _, survival in parts]))
+    return joined
 
 
 def standard_lower_bound(records, clean_correct, params):
@@ -103,7 +117,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model")
     parser.add_argument("--data-dir")
-    parser.add_argument("--both", help="EVAL_DIR holding both ensembles' cells")
+    parser.add_argument("--both", help="EVAL_DIR[+EVAL_DIR...] holding both ensembles' cells "
+                                       "(shards in the sample's order)")
     parser.add_argument("--standard", help="EVAL_DIR[+EVAL_DIR...] with the standard cells")
     parser.add_argument("--n", type=int, help="images, when the standard runs here")
     parser.add_argument("--eps", type=float, default=8 / 255)
@@ -111,14 +126,21 @@ def main():
     parser.add_argument("--out", help="where the result (per-image bits too) is written")
     args = parser.parse_args()
     if args.both:
-        found = both_cells(args.both)
-        (standard_record, standard), (fast_record, fast) = (found["autoattack"],
-                                                           found["autoattack-fast"])
+        found = both_cells(args.both.split("+"))
+        (standard_records, standard), (fast_records, fast) = (found["autoattack"],
+                                                             found["autoattack-fast"])
+
+        def total(records):
+            return (sum((counting.Passes.from_dict(r["passes"]) for r in records[1:]),
+                        counting.Passes.from_dict(records[0]["passes"])),
+                    sum(r["seconds"] for r in records))
+
+        (standard_passes, standard_seconds), (fast_passes, fast_seconds) = (
+            total(standard_records), total(fast_records))
         report(args, argparse.Namespace(
-            model=standard_record["model"], precision="float32", eps=standard_record["eps"]),
-            standard, fast, counting.Passes.from_dict(standard_record["passes"]),
-            counting.Passes.from_dict(fast_record["passes"]), True,
-            standard_record["seconds"], fast_record["seconds"])
+            model=standard_records[0]["model"], precision="float32",
+            eps=standard_records[0]["eps"]),
+            standard, fast, standard_passes, fast_passes, True, standard_seconds, fast_seconds)
         return
     if not (args.model and args.data_dir):
         parser.error("--model and --data-dir are needed unless --both is given")
