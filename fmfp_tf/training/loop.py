@@ -45,13 +45,14 @@ def make_steps(model, optimizer, strategy, perturbation=None, averaging=None, au
         with tf.GradientTape() as tape:
             # mixed precision computes the layers in bfloat16/float16; the loss stays float32
             logits = tf.cast(model(inputs, training=True), tf.float32)
-            per_example = loss_fn(y, logits)
             if perturbation is not None and perturbation.loss is not None:
                 clean = tf.cast(model(x, training=True), tf.float32)
                 per_example = perturbation.loss(y, clean, logits)
-            elif perturbation is not None and clean_weight > 0:
-                clean = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
-                per_example = clean_weight * clean + (1.0 - clean_weight) * per_example
+            else:  # cross-entropy on the crafted (or plain) inputs, the clean weight beside it
+                per_example = loss_fn(y, logits)
+                if perturbation is not None and clean_weight > 0:
+                    clean = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
+                    per_example = clean_weight * clean + (1.0 - clean_weight) * per_example
             loss = tf.nn.compute_average_loss(per_example)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(
