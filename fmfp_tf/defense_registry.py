@@ -59,9 +59,11 @@ class OnlineATSettings(Settings):
                          above=0, maximum=1, coerce=_eps,
                          expected="a number in (0, 1] (pixels are in [0, 1])", parse=_eps,
                          metavar="EPS", shown="8/255")
-    steps: int = setting(7, "PGD-AT steps", minimum=1, maximum=MAX_COUNT)
+    steps: int = setting(7, "the inner attack's steps (pgd-at, trades-at)", minimum=1,
+                         maximum=MAX_COUNT)
     step_size: typing.Optional[float] = setting(
-        None, "the inner attack's step (default: 2.5 eps / steps for PGD-AT, eps for N-FGSM)",
+        None, "the inner attack's step (default: 2.5 eps / steps for pgd-at and trades-at, "
+              "1.25 eps for fast-at, eps for nfgsm-at; fgsm-at takes none)",
         above=0, maximum=1)
     clean_fraction: typing.Optional[float] = setting(
         None, "weight of the clean loss (default per method: 0.5 for fgsm-at, else 0)",
@@ -115,7 +117,14 @@ class AdversarialTraining:
     become config keys and `fmfp-tf train` flags; None: the online methods' shared group
     (`OnlineATSettings`) for an online method, none for an offline one. `unread`: keys of those
     groups the method ignores (TRADES has no clean weight): refused when given, and out of the
-    fingerprint."""
+    fingerprint.
+
+    `keras_examples`: "module:function" crafting the method's examples on `keras.ops`,
+    `(settings, model, x, y, seed_generator) -> x_adv` (settings: `AdversarialFitSettings`), for
+    `training.keras_fit.AdversarialModel`, so the method trains through `fit` on every Keras
+    backend (`KERAS_BACKEND=jax fmfp-tf train`); None: TensorFlow's loop only. `keras_loss`:
+    for a method with an objective of its own (TRADES), "module:function" of
+    `(settings, y, clean_logits, adversarial_logits) -> per-example loss`."""
 
     name: str
     description: str
@@ -123,6 +132,8 @@ class AdversarialTraining:
     clean_weight: float = 0.0  # default weight of the clean loss (config: at_clean_fraction)
     settings: typing.Optional[typing.Tuple[typing.Union[type, str], ...]] = None
     unread: typing.Tuple[str, ...] = ()
+    keras_examples: typing.Optional[str] = None
+    keras_loss: typing.Optional[str] = None
 
     @property
     def online(self):
@@ -158,23 +169,32 @@ LAYERS = Registry("defense layer", {
 }, check=_check_layer_class, check_name=_check_layer_name)
 
 _ADVERSARIAL = "fmfp_tf.training.adversarial"
+_FIT = "fmfp_tf.training.keras_fit"
+# what the fgsm, fast and nfgsm steps never read: refused when set, out of the fingerprint
+_ONE_STEP = ("at_steps",)
 ADVERSARIAL_TRAINING = Registry("adversarial-training method", {method.name: method for method in (
     AdversarialTraining("fgsm", "FGSM examples mixed with clean ones (Goodfellow et al. 2015)",
-                        f"{_ADVERSARIAL}:fgsm_examples", clean_weight=0.5),
+                        f"{_ADVERSARIAL}:fgsm_examples", clean_weight=0.5,
+                        unread=(*_ONE_STEP, "at_step_size"),
+                        keras_examples=f"{_FIT}:fgsm_examples"),
     AdversarialTraining("pgd", "PGD-k examples from a random start (Madry et al. 2018)",
-                        f"{_ADVERSARIAL}:pgd_examples"),
+                        f"{_ADVERSARIAL}:pgd_examples", keras_examples=f"{_FIT}:pgd_examples"),
     AdversarialTraining("fast", "FGSM from a uniform random start, step 1.25 eps (Wong et al. "
                                 "2020, 'Fast is better than free')",
-                        f"{_ADVERSARIAL}:fast_examples"),
+                        f"{_ADVERSARIAL}:fast_examples", unread=_ONE_STEP,
+                        keras_examples=f"{_FIT}:fast_examples"),
     AdversarialTraining("nfgsm", "FGSM of step eps from noise in the 2 eps-ball, not projected "
                                  "(de Jorge et al. 2022, N-FGSM)",
-                        f"{_ADVERSARIAL}:noisy_fgsm_examples"),
+                        f"{_ADVERSARIAL}:noisy_fgsm_examples", unread=_ONE_STEP,
+                        keras_examples=f"{_FIT}:nfgsm_examples"),
     AdversarialTraining("trades", "clean cross-entropy plus trades_beta x KL(clean || "
                                   "adversarial), the adversarial point maximising the KL by "
                                   "at_steps signed steps (Zhang et al. 2019, TRADES)",
                         f"{_ADVERSARIAL}:trades_examples",
                         settings=(OnlineATSettings, TradesSettings),
-                        unread=("at_clean_fraction",)),
+                        unread=("at_clean_fraction",),
+                        keras_examples=f"{_FIT}:trades_examples",
+                        keras_loss=f"{_FIT}:trades_loss"),
     AdversarialTraining("cw", "the training set augmented once with C&W L2 examples crafted on "
                               "the undefended twin", settings=(CWATSettings,)),
 )}, entry_type=AdversarialTraining)

@@ -245,6 +245,10 @@ print("ok")
      "at_clean_fraction = 0.2 is invalid; expected the default (None): defense 'trades-at' "
      "does not read it"),
     (["train", "--defense", "pgd-at", "--trades-beta", "3"], 2, "--trades-beta is not read"),
+    (["train", "--defense", "nfgsm-at", "--at-steps", "3"], 2, "at_steps = 3 is invalid; "
+     "expected the default (7): defense 'nfgsm-at' does not read it"),
+    (["train", "--defense", "fgsm-at", "--at-step-size", "0.01"], 2,
+     "defense 'fgsm-at' does not read it"),
     # issue 41: silently accepted before
     (["evaluate", "--model", "/nonexistent.keras", "--out", "x", "--attacks", "fgsm",
       "--attack-precision", "bfloat16"], 2, "--attack-precision bfloat16 is given but no attack"),

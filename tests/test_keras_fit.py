@@ -1,11 +1,13 @@
 """Adversarial training through Keras's `fit` (`fmfp_tf.training.keras_fit`) on the backend in
 use: these tests import no TensorFlow and run on TensorFlow, on JAX (beside TensorFlow and
 without it, in CI) and on PyTorch; the last one compares TensorFlow with JAX."""
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import keras
 import numpy as np
@@ -42,7 +44,8 @@ RECIPE = textwrap.dedent('''
         x, y = data(1500, 1)
         keras.utils.set_random_seed(seed)
         net = model()
-        wrapped = AdversarialModel(net, method=method, eps=16 / 255, steps=3) if method else net
+        steps = {"steps": 3} if method in ("pgd", "trades") else {}  # the others take none
+        wrapped = AdversarialModel(net, method=method, eps=16 / 255, **steps) if method else net
         wrapped.compile(keras.optimizers.Adam(3e-3, use_ema=bool(method)),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         wrapped.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
@@ -83,7 +86,8 @@ def test_every_method_trains_within_the_budget_of_its_examples(recipe, method):
     design), within eps of the clean images; fgsm and trades train on the clean images too."""
     x, y = recipe.data(128, 1)
     keras.utils.set_random_seed(0)
-    wrapped = AdversarialModel(recipe.model(), method=method, eps=EPS, steps=2)
+    steps = {"steps": 2} if method in ("pgd", "trades") else {}
+    wrapped = AdversarialModel(recipe.model(), method=method, eps=EPS, **steps)
     wrapped.compile(keras.optimizers.Adam(1e-3),
                     keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = wrapped.fit(x, y, epochs=1, batch_size=32, verbose=0)
@@ -114,8 +118,12 @@ def test_settings_are_checked_in_one_line(recipe):
     for kwargs, message in (({"method": "mim"}, "at_method"), ({"eps": 2.0}, "eps 2.0"),
                             ({"clean_weight": -0.5}, "clean_weight"),
                             ({"steps": 0}, "at_steps"), ({"beta": 0.0}, "beta"),
-                            ({"method": "pgd", "beta": 3.0}, "beta = 3.0 is trades's"),
-                            ({"method": "trades", "clean_weight": 0.5}, "leave clean_weight")):
+                            ({"method": "pgd", "beta": 3.0},
+                             "beta = 3.0: method 'pgd' does not read it"),
+                            ({"method": "trades", "clean_weight": 0.5},
+                             "clean_weight = 0.5: method 'trades' does not read it"),
+                            ({"method": "nfgsm", "steps": 3}, "steps = 3: method 'nfgsm'"),
+                            ({"method": "fgsm", "step_size": 0.01}, "step_size = 0.01: method")):
         with pytest.raises(UsageError, match=message):
             AdversarialModel(recipe.model(), **kwargs)
     with pytest.raises(UsageError, match="wraps a Keras model"):
@@ -160,3 +168,38 @@ def test_the_same_recipe_gives_the_same_robustness_on_tensorflow_and_jax(recipe,
     # McNemar at 5 %: |b - c| <= 1.96 sqrt(b + c), with a floor for tiny counts
     assert abs(tf_only - jax_only) <= max(6, 1.96 * np.sqrt(tf_only + jax_only)), runs
     assert runs["tensorflow"].mean() >= 0.6 and runs["jax"].mean() >= 0.6
+
+
+def test_a_registered_method_with_a_keras_builder_trains_through_fit(recipe, monkeypatch):
+    """A plugin's method that names a `keras_examples` builder is one registry entry away from
+    `fit` on every backend: AdversarialModel resolves it (here: FGSM of half the budget)."""
+    from fmfp_tf import defense_registry
+    from fmfp_tf.training import keras_fit
+
+    calls = []
+
+    def half_fgsm(settings, model, x, y, seed_generator):
+        calls.append(settings.eps)
+        return keras_fit.fgsm_examples(dataclasses.replace(settings, eps=settings.eps / 2),
+                                       model, x, y, seed_generator)
+
+    module = types.ModuleType("half_fgsm_plugin")
+    module.half_fgsm = half_fgsm
+    monkeypatch.setitem(sys.modules, "half_fgsm_plugin", module)
+    monkeypatch.setitem(defense_registry.ADVERSARIAL_TRAINING._entries, "half",
+                        defense_registry.AdversarialTraining(
+                            "half", "a plugin's", "half_fgsm_plugin:tf_only",
+                            unread=("at_steps",), keras_examples="half_fgsm_plugin:half_fgsm"))
+    monkeypatch.setitem(defense_registry.ADVERSARIAL_TRAINING._origins, "half", "test")
+    assert "half" in keras_fit.methods()
+    wrapped = AdversarialModel(recipe.model(), method="half", eps=EPS)
+    x, y = recipe.data(32, 1)
+    examples, _, _ = wrapped._examples((x, y))
+    distance = np.abs(common.numpy(examples) - x).max()
+    assert calls == [EPS] and EPS / 4 < distance <= EPS / 2 + 1e-5
+    wrapped.compile(keras.optimizers.Adam(1e-3),
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = wrapped.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and len(calls) >= 2
+    with pytest.raises(UsageError, match="steps = 3: method 'half' does not read it"):
+        AdversarialModel(recipe.model(), method="half", steps=3)

@@ -55,9 +55,33 @@ def test_trades_crafts_within_the_ball_and_trains_on_its_own_objective(trained_m
         config.replace(at_clean_fraction=0.3)  # from a config file too, not only a flag
     assert (TrainConfig(defense="pgd-at").fingerprint()
             == TrainConfig(defense="pgd-at", trades_beta=3.0).fingerprint())
+    # what each method reads: steps only the stepped ones, a step size all but fgsm
+    for defense, unread in (("fgsm-at", {"at_steps", "at_step_size"}), ("fast-at", {"at_steps"}),
+                            ("nfgsm-at", {"at_steps"}), ("pgd-at", set())):
+        keys = {"at_steps", "at_step_size"} & set(TrainConfig(defense=defense).unread_settings())
+        assert keys == unread, defense
+        assert (TrainConfig(defense=defense).fingerprint() ==
+                TrainConfig(defense=defense, at_steps=7).fingerprint())
+    with pytest.raises(UsageError, match="at_steps = 3 is invalid.*'nfgsm-at' does not read"):
+        TrainConfig(defense="nfgsm-at", at_steps=3)
     metrics = train(config.replace(epochs=1, train_limit=300, test_limit=100, probe_images=0),
                     str(tmp_path / "run"), verbose=0)
     assert np.isfinite(metrics["history"][0]["loss"]) and metrics["history"][0]["loss"] > 0
+
+
+def test_fast_at_takes_its_step_size_as_the_fit_route_does(trained_model):
+    """fast-at's step is 1.25 eps unless at_step_size sets it (it was read by the fit route
+    and ignored by this loop before): same seed, same starts, another step, other examples."""
+    from fmfp_tf.training.adversarial import perturbation
+
+    model, x, y = trained_model
+    x, y = tf.constant(x[:64]), tf.constant(y[:64])
+
+    def examples(**settings):
+        return perturbation(TrainConfig(defense="fast-at", seed=1, **settings), model)(x, y)
+
+    np.testing.assert_array_equal(examples(), examples(at_step_size=1.25 * 8 / 255))
+    assert not np.array_equal(examples(), examples(at_step_size=1 / 255))
 
 
 def _history(pgd, fgsm):

@@ -81,8 +81,8 @@ def fgsm_examples(config, model):
 def fast_examples(config, model):
     """(craft, generator): one FGSM step of 1.25 eps from a uniform random start in the eps-ball,
     projected back to it (Wong et al. 2020). Prone to catastrophic overfitting, which the
-    training loop's robust probe watches for."""
-    return _pgd_from_random_starts(config, model, 1.25 * config.at_eps, 1)
+    training loop's robust probe watches for. at_step_size replaces the 1.25 eps."""
+    return _pgd_from_random_starts(config, model, config.at_step_size or 1.25 * config.at_eps, 1)
 
 
 def noisy_fgsm_examples(config, model):

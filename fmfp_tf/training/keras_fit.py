@@ -21,7 +21,9 @@ the same arithmetic: fgsm (clean weight 0.5), pgd (k steps from a random start, 
 k), fast (one step of 1.25 eps from a random start, projected), nfgsm (a step of eps from noise
 in the 2 eps-ball, not projected), trades (k signed steps on KL(f(x) || f(x')); the loss is the
 clean cross-entropy plus beta x that KL, `trades.py`). Examples are crafted with the model in
-inference mode.
+inference mode. Each is one function below, named by its `defense_registry` entry
+(`keras_examples`, and `keras_loss` for a method with an objective of its own), so a plugin's
+method that gives one trains through `fit` on every backend too.
 """
 import dataclasses
 import typing
@@ -30,6 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from fmfp_tf import defense_registry, registry
 from fmfp_tf.attacks import common
 from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
@@ -37,9 +40,16 @@ from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import MAX_COUNT, Settings, setting
 from fmfp_tf.training import trades
 
-METHODS = ("fgsm", "pgd", "fast", "nfgsm", "trades")
-_CLEAN_WEIGHT = {"fgsm": 0.5, "pgd": 0.0, "fast": 0.0, "nfgsm": 0.0}
-_STEPPED = ("pgd", "trades")  # the methods that take `steps` steps of 2.5 eps / steps
+def methods():
+    """The online methods `AdversarialModel` knows: the `defense_registry` entries that give a
+    `keras_examples` builder (built-ins below; a plugin's with one trains on every backend)."""
+    return tuple(name for name, entry in defense_registry.ADVERSARIAL_TRAINING.items()
+                 if entry.keras_examples is not None)
+
+
+# the fit settings' names of the config keys a registry entry may declare `unread`
+_FIT_NAMES = {"at_steps": "steps", "at_step_size": "step_size",
+              "at_clean_fraction": "clean_weight"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +57,12 @@ class AdversarialFitSettings(Settings):
     """Online adversarial training's inner step, as `AdversarialModel` takes it."""
 
     prefix: typing.ClassVar[str] = "at"
-    method: str = setting("nfgsm", "how each batch's examples are crafted", choices=METHODS)
+    method: str = setting("nfgsm", "how each batch's examples are crafted", choices=methods)
     eps: float = setting(8 / 255, "L-inf budget, a share of the input range", minimum=0.0,
                          maximum=1.0)
     steps: int = setting(10, "the inner steps (pgd and trades)", minimum=1, maximum=MAX_COUNT)
     step_size: float = setting(0.0, "the step; 0: the method's (pgd and trades 2.5 eps / steps, "
-                                    "fast 1.25 eps, nfgsm and fgsm eps)", minimum=0.0,
+                                    "fast 1.25 eps, nfgsm eps; fgsm has none)", minimum=0.0,
                                maximum=1.0)
     clean_weight: float = setting(-1.0, "weight of the clean loss; -1: the method's (fgsm 0.5, "
                                         "the others 0; trades has none)", minimum=-1.0,
@@ -62,25 +72,72 @@ class AdversarialFitSettings(Settings):
     seed: int = setting(0, "seeds the random starts", minimum=0, maximum=2 ** 32 - 1)
 
 
-def _craft(settings, model, x, y, seed_generator):
-    """The method's training examples for (x, y) against `model`'s current weights."""
+# The built-in methods' examples on `keras.ops`, one function each, named by their registry
+# entries (`keras_examples`): (settings, model, x, y, seed_generator) -> the crafted x.
+
+def fgsm_examples(settings, model, x, y, seed_generator):
+    """FGSM from the clean point (Goodfellow et al. 2015)."""
+    return fgsm_graph(model, x, y, settings.eps)
+
+
+def fast_examples(settings, model, x, y, seed_generator):
+    """One step of 1.25 eps (or step_size) from a uniform start, projected (Wong et al. 2020)."""
+    return _from_uniform_start(model, x, y, settings.eps, settings.step_size or 1.25 * settings.eps,
+                               1, seed_generator)
+
+
+def pgd_examples(settings, model, x, y, seed_generator):
+    """PGD-k from a uniform start, step 2.5 eps / k by default (Madry et al. 2018)."""
+    step = settings.step_size or 2.5 * settings.eps / settings.steps
+    return _from_uniform_start(model, x, y, settings.eps, step, settings.steps, seed_generator)
+
+
+def nfgsm_examples(settings, model, x, y, seed_generator):
+    """N-FGSM (de Jorge et al. 2022): a step of eps from noise in the 2 eps-ball, clipped to
+    the image range only."""
     eps = settings.eps
-    if settings.method == "fgsm":
-        return fgsm_graph(model, x, y, eps)
-    if settings.method == "nfgsm":
-        noise = keras.random.uniform(ops.shape(x), -1.0, 1.0, seed=seed_generator)
-        noisy = ops.clip(x + 2.0 * eps * noise, 0.0, 1.0)
-        grad, _ = common.loss_gradient(model, noisy, y)
-        step = settings.step_size or eps
-        return ops.clip(noisy + step * ops.sign(grad), 0.0, 1.0)
-    steps = settings.steps if settings.method in _STEPPED else 1
-    step = settings.step_size or (2.5 * eps / steps if settings.method in _STEPPED
-                                  else 1.25 * eps)
-    if settings.method == "trades":
-        noise = keras.random.normal(ops.shape(x), seed=seed_generator)
-        return trades.examples(model, x, noise, eps, step, steps)
+    noise = keras.random.uniform(ops.shape(x), -1.0, 1.0, seed=seed_generator)
+    noisy = ops.clip(x + 2.0 * eps * noise, 0.0, 1.0)
+    grad, _ = common.loss_gradient(model, noisy, y)
+    return ops.clip(noisy + (settings.step_size or eps) * ops.sign(grad), 0.0, 1.0)
+
+
+def trades_examples(settings, model, x, y, seed_generator):
+    """TRADES's inner maximisation (`trades.examples`), step 2.5 eps / k by default."""
+    step = settings.step_size or 2.5 * settings.eps / settings.steps
+    noise = keras.random.normal(ops.shape(x), seed=seed_generator)
+    return trades.examples(model, x, noise, settings.eps, step, settings.steps)
+
+
+def trades_loss(settings, y, clean_logits, adversarial_logits):
+    """TRADES's objective per example, with the settings' beta (a registry `keras_loss`)."""
+    return trades.loss(y, clean_logits, adversarial_logits, settings.beta)
+
+
+def _from_uniform_start(model, x, y, eps, step, steps, seed_generator):
     start = keras.random.uniform(ops.shape(x), -1.0, 1.0, seed=seed_generator)
     return pgd_graph(model, x, y, eps, step, steps, "inf", start)
+
+
+def _check_reads(settings, entry):
+    """A setting the method never reads (steps under nfgsm, a clean weight under trades, beta
+    outside trades) is refused unless left at its default, as `fmfp-tf train` refuses it."""
+    if entry.keras_examples is None:
+        raise UsageError(f"method {entry.name!r} crafts its examples with TensorFlow's loop "
+                         "only (its registry entry gives no keras_examples); "
+                         f"AdversarialModel knows {', '.join(methods())}")
+    if -1.0 < settings.clean_weight < 0.0:
+        raise UsageError(f"clean_weight = {settings.clean_weight} is invalid; expected a weight "
+                         "in 0..1, or -1 for the method's")
+    defaults = AdversarialFitSettings()
+    unread = [_FIT_NAMES[key] for key in entry.unread if key in _FIT_NAMES]
+    if defense_registry.TradesSettings not in entry.setting_groups():
+        unread.append("beta")
+    for name in unread:
+        value = getattr(settings, name)
+        if value != getattr(defaults, name):
+            raise UsageError(f"{name} = {value}: method {entry.name!r} does not read it; leave "
+                             f"it at {getattr(defaults, name)}")
 
 
 class AdversarialModel(keras.Model):
@@ -106,17 +163,13 @@ class AdversarialModel(keras.Model):
         self.settings = settings or AdversarialFitSettings(
             method=method, eps=common.parse_eps(eps), steps=steps, step_size=float(step_size),
             clean_weight=float(clean_weight), beta=float(beta), seed=seed)
+        self.entry = defense_registry.ADVERSARIAL_TRAINING[self.settings.method]
+        _check_reads(self.settings, self.entry)
+        self.craft = registry.resolve(self.entry.keras_examples)
+        self.method_loss = (registry.resolve(self.entry.keras_loss)
+                            if self.entry.keras_loss is not None else None)
         weight = self.settings.clean_weight
-        if -1.0 < weight < 0.0:
-            raise UsageError(f"clean_weight = {weight} is invalid; expected a weight in 0..1, or "
-                             "-1 for the method's")
-        if self.settings.method == "trades" and weight != -1.0:
-            raise UsageError(f"clean_weight = {weight}: trades weighs its clean and adversarial "
-                             "terms with beta; leave clean_weight at -1")
-        if self.settings.method != "trades" and self.settings.beta != 6.0:
-            raise UsageError(f"beta = {self.settings.beta} is trades's; method "
-                             f"{self.settings.method!r} does not read it")
-        self.clean_weight = _CLEAN_WEIGHT.get(self.settings.method, 0.0) if weight < 0 else weight
+        self.clean_weight = self.entry.clean_weight if weight < 0 else weight
         self.seed_generator = keras.random.SeedGenerator(self.settings.seed + 7919)
 
     def call(self, x, training=False):
@@ -131,9 +184,9 @@ class AdversarialModel(keras.Model):
                              "adversarial losses are weighted by clean_weight)")
         x = ops.cast(x, "float32")
         y = ops.cast(y, "int32")
-        x_adv = ops.stop_gradient(_craft(self.settings, self.model, x, y,
-                                         self.seed_generator))
-        if self.settings.method == "trades":
+        x_adv = ops.stop_gradient(self.craft(self.settings, self.model, x, y,
+                                             self.seed_generator))
+        if self.method_loss is not None:
             # clean first, crafted second: `compute_loss` splits the batch's logits there
             return ops.concatenate([x, x_adv]), ops.concatenate([y, y]), None
         if self.clean_weight == 0.0:
@@ -145,12 +198,12 @@ class AdversarialModel(keras.Model):
         return ops.concatenate([x, x_adv]), ops.concatenate([y, y]), weights
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """TRADES's objective in training (the batch is the clean images, then their crafted
-        twins); otherwise the compiled loss."""
-        if not training or self.settings.method != "trades":
+        """A method's own objective in training (TRADES's; the batch is the clean images, then
+        their crafted twins); otherwise the compiled loss."""
+        if not training or self.method_loss is None:
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
         half = ops.shape(y)[0] // 2
-        loss = ops.mean(trades.loss(y[:half], y_pred[:half], y_pred[half:], self.settings.beta))
+        loss = ops.mean(self.method_loss(self.settings, y[:half], y_pred[:half], y_pred[half:]))
         for term in self.losses:  # the model's own regularisers, as the compiled loss adds them
             loss = loss + ops.cast(ops.sum(term), "float32")
         return loss

@@ -23,7 +23,7 @@ import numpy as np
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.errors import UsageError
 from fmfp_tf.training import schedules
-from fmfp_tf.training.keras_fit import METHODS, AdversarialModel, RobustProbe
+from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe, methods
 from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,
                                             in_run_directory, load_split, weights_digest)
 
@@ -39,11 +39,12 @@ def check(config):
                          "(fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at) or "
                          "KERAS_BACKEND=tensorflow")
     method = config.adversarial_training
-    if method not in (None, "cw") and method not in METHODS:
+    if method not in (None, "cw") and method not in methods():
         raise UsageError(f"defense {config.defense!r}: {method}-at crafts its examples with "
-                         f"TensorFlow (its registry entry's builder); on Keras's {backend} "
-                         f"backend the fit route knows {', '.join(m + '-at' for m in METHODS)}; "
-                         "or train it with KERAS_BACKEND=tensorflow")
+                         f"TensorFlow only (its registry entry gives no keras_examples); on "
+                         f"Keras's {backend} backend the fit route knows "
+                         f"{', '.join(m + '-at' for m in methods())}; or train it with "
+                         "KERAS_BACKEND=tensorflow")
     if config.augment != "none":
         raise UsageError(f"augment = {config.augment!r} is the TensorFlow loop's for now; on "
                          f"Keras's {backend} backend train with augment none or "
@@ -87,13 +88,16 @@ def _train_in(config, out_dir, verbose):
     model = build_model(config, x.shape[1:], num_classes)
     trained = model
     if config.adversarial_training:
+        # the keys this method reads, by their fit names; the others stay at the fit defaults
+        unread = set(config.unread_settings())
+        given = {"steps": ("at_steps", config.at_steps),
+                 "step_size": ("at_step_size", config.at_step_size or 0.0),
+                 "clean_weight": ("at_clean_fraction", -1.0 if config.at_clean_fraction is None
+                                  else config.at_clean_fraction),
+                 "beta": ("trades_beta", config.trades_beta)}
         trained = AdversarialModel(
-            model, method=config.adversarial_training, eps=config.at_eps, steps=config.at_steps,
-            step_size=config.at_step_size or 0.0,
-            clean_weight=(-1.0 if config.at_clean_fraction is None
-                          else config.at_clean_fraction),
-            beta=config.trades_beta if config.adversarial_training == "trades" else 6.0,
-            seed=config.seed)
+            model, method=config.adversarial_training, eps=config.at_eps, seed=config.seed,
+            **{name: value for name, (key, value) in given.items() if key not in unread})
     steps_per_epoch = -(-len(y) // config.batch_size)
     optimizer = schedules.optimizer(config, steps_per_epoch)
     if config.weight_averaging == "ema":
