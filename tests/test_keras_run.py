@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -44,6 +45,36 @@ def test_the_fit_job_writes_the_run_directory_of_the_tensorflow_job(tmp_path):
     assert again["history"] == metrics["history"]
 
 
+def test_a_bfloat16_fit_run_trains_mixed_and_saves_a_float32_model(tmp_path):
+    """precision bfloat16 on the fit route: the layers compute in bfloat16 while training, the
+    saved (averaged) model computes in float32, and the record says which precision was used;
+    auto on a machine without a GPU of compute capability 8.0+ is float32 off TensorFlow."""
+    import keras
+
+    from fmfp_tf.config import train_config
+    from fmfp_tf.models_io import load_model
+    from fmfp_tf.attacks.common import predict_logits
+    from fmfp_tf.training import keras_run, precision
+    from fmfp_tf.training.run_directory import load_split, weights_digest
+
+    config = train_config({"defense": "nfgsm-at", "epochs": 1, "train_limit": 300,
+                           "test_limit": 100, "probe_images": 0, "weight_averaging": "ema",
+                           "precision": "bfloat16"}, "test")
+    metrics = keras_run.train(config, str(tmp_path / "run"), verbose=0)
+    assert metrics["precision"] == {"requested": "bfloat16", "used": "bfloat16"}
+    assert np.isfinite(metrics["history"][0]["loss"])
+    reloaded = load_model(str(tmp_path / "run"))
+    assert {layer.dtype_policy.compute_dtype for layer in reloaded.layers} == {"float32"}
+    # the saved float32 model is the trained one, and the one the metrics measured
+    assert weights_digest(reloaded) == metrics["weights_sha256"]
+    test = load_split(config, "test")
+    images = test.images.astype("float32") / 255.0
+    accuracy = (predict_logits(reloaded, images).argmax(-1) == test.labels).mean()
+    assert accuracy == pytest.approx(metrics["test_accuracy"])
+    if keras.backend.backend() != "tensorflow":
+        assert precision.resolve("auto") == "float32"  # the suite runs on CPUs
+
+
 def test_a_method_registered_without_a_fit_route_is_refused_in_one_line(monkeypatch):
     from fmfp_tf import defense_registry
     from fmfp_tf.config import train_config
@@ -78,7 +109,7 @@ def test_trades_trains_through_the_fit_route_with_its_beta(tmp_path, monkeypatch
 @pytest.mark.parametrize("setting, message", [
     ({"defense": "cw-at"}, "cw-at crafts its C&W examples with the TensorFlow loop"),
     ({"strategy": "mirrored"}, "on one device"),
-    ({"precision": "bfloat16"}, "training runs in float32"),
+    ({"precision": "float16"}, "'float16' needs loss scaling"),
 ])
 def test_what_the_fit_job_cannot_honour_is_one_line_before_any_work(tmp_path, setting,
                                                                     message):

@@ -7,7 +7,9 @@ staged, model.keras / metrics.json / history.png at the end. What differs from t
 job, said where it happens: checkpoints are taken after every epoch (the weights, the optimizer's
 variables with its weight average, the history), so a stopped run resumes at its last finished
 epoch; the data are shuffled by `fit` from the run's seed, so a resumed run sees other batch
-orders than an uninterrupted one; it trains in float32 (`precision` auto or float32); one device
+orders than an uninterrupted one; it trains in float32 or bfloat16 (`precision` auto: bfloat16
+on a GPU of compute capability 8.0 or more, the saved model float32 as on TensorFlow; float16,
+which needs loss scaling, is the TensorFlow loop's); one device
 (`strategy` auto or default); cw-at, which crafts C&W examples on a twin with TensorFlow's loop,
 is TensorFlow's. Weight averaging is the optimizer's `use_ema`; the robust probe is
 `keras_fit.RobustProbe` on the held-out images.
@@ -22,7 +24,7 @@ import numpy as np
 
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.errors import UsageError
-from fmfp_tf.training import schedules
+from fmfp_tf.training import precision, schedules
 from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe, methods
 from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,
                                             in_run_directory, load_split, weights_digest)
@@ -52,9 +54,10 @@ def check(config):
     if config.strategy not in ("auto", "default"):
         raise UsageError(f"strategy = {config.strategy!r} is tf.distribute's; on Keras's "
                          f"{backend} backend training runs on one device (strategy auto)")
-    if config.precision not in ("auto", "float32"):
-        raise UsageError(f"precision = {config.precision!r}: on Keras's {backend} backend "
-                         "training runs in float32 (precision auto or float32)")
+    if config.precision == "float16":
+        raise UsageError(f"precision = 'float16' needs loss scaling, which TensorFlow's loop "
+                         f"does; on Keras's {backend} backend use bfloat16 (same exponent "
+                         "range as float32, no scaling), float32 or auto")
 
 
 def train(config, out_dir, resume=False, overwrite=False, verbose=1):
@@ -85,7 +88,9 @@ def _train_in(config, out_dir, verbose):
     x, y = _images(train_arrays)
     x_test, y_test = _images(test_arrays)
     num_classes = len(train_arrays.class_names)
-    model = build_model(config, x.shape[1:], num_classes)
+    used = precision.resolve(config.precision)
+    with precision.policy(used):  # the layers compute in it; the weights stay float32
+        model = build_model(config, x.shape[1:], num_classes)
     trained = model
     if config.adversarial_training:
         # the keys this method reads, by their fit names; the others stay at the fit defaults
@@ -115,8 +120,8 @@ def _train_in(config, out_dir, verbose):
                             else 8 / 255, model=model, seed=config.seed)
         checkpoints.watch(probe)
         callbacks.insert(0, probe)
-    logger.info("model %s (%s parameters), defense %s, float32, Keras's %s backend, model.fit",
-                config.model, f"{model.count_params():,}", config.defense,
+    logger.info("model %s (%s parameters), defense %s, %s, Keras's %s backend, model.fit",
+                config.model, f"{model.count_params():,}", config.defense, used,
                 keras.backend.backend())
     if done < config.epochs:
         trained.fit(x, y, batch_size=config.batch_size, epochs=config.epochs,
@@ -126,6 +131,10 @@ def _train_in(config, out_dir, verbose):
         # every epoch was done before a stop: fit, which puts the average in place, is not run
         optimizer.finalize_variable_values(model.trainable_variables)
     history = checkpoints.history
+    if used != "float32":
+        # what is saved, evaluated and served computes in float32 (see training.precision)
+        model = precision.float32_copy(model, lambda: build_model(config, x.shape[1:],
+                                                                   num_classes))
     test_loss, test_accuracy = _evaluate(model, x_test, y_test, config.batch_size)
     metrics = {
         "run": config.run_name(), "test_accuracy": test_accuracy, "test_loss": test_loss,
@@ -141,7 +150,7 @@ def _train_in(config, out_dir, verbose):
         "model": {"name": config.model, "parameters": int(model.count_params())},
         "strategy": {"requested": config.strategy, "used": "default", "class": "model.fit",
                      "replicas": 1},
-        "precision": {"requested": config.precision, "used": "float32"},
+        "precision": {"requested": config.precision, "used": used},
         "backend": keras.backend.backend(),
         "weights_sha256": weights_digest(model),
         "wall_seconds": time.time() - started,

@@ -30,12 +30,37 @@ def _gpu_supports_bfloat16():
     return False
 
 
+def _accelerator_capability(backend):
+    """The CUDA compute capability of the first GPU JAX or PyTorch sees, or None."""
+    if backend == "jax":
+        import jax
+
+        for device in jax.devices():
+            capability = getattr(device, "compute_capability", None)
+            if device.platform == "gpu" and capability:
+                return tuple(int(part) for part in str(capability).split(".")[:2])
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return tuple(torch.cuda.get_device_capability(0))
+    return None
+
+
 def resolve(precision):
-    """The precision actually used: 'auto' becomes 'bfloat16' or 'float32' on this machine."""
+    """The precision actually used: 'auto' becomes 'bfloat16' or 'float32' on this machine and
+    Keras backend. On JAX and PyTorch, auto is bfloat16 only on a GPU of compute capability 8.0
+    or more: the CPU speed-up was measured with TensorFlow's oneDNN kernels, not with theirs."""
     if precision not in PRECISIONS:
         raise UsageError(f"precision = {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        capability = _accelerator_capability(backend)
+        return "bfloat16" if capability is not None and capability >= (8, 0) else "float32"
     import tensorflow as tf
 
     if tf.config.list_physical_devices("GPU"):
