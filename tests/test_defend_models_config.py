@@ -276,6 +276,7 @@ CONFIG_FINGERPRINTS = {
     "gtsrb-dnn1-padding.yaml": "e293851139e9fc53",
     "gtsrb-dnn1-pgd-at-ema.yaml": "36f624c1570b7b46",
     "gtsrb-dnn1-pgd-at.yaml": "5d7073ab21202693",
+    "gtsrb-dnn1-trades-at.yaml": "4a8acf39453b6b71",
     "gtsrb-dnn3-nfgsm-at.yaml": "b80b62fa1c417a7d",
     "gtsrb-wrn16_4-nfgsm-at-30ep.yaml": "aac52759b75006b0",
     "gtsrb-wrn16_4-nfgsm-at.yaml": "76f0234a7b987a6e",
