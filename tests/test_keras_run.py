@@ -75,6 +75,31 @@ def test_a_bfloat16_fit_run_trains_mixed_and_saves_a_float32_model(tmp_path):
         assert precision.resolve("auto") == "float32"  # the suite runs on CPUs
 
 
+def test_the_fit_job_shifts_its_batches_from_the_run_seed(tmp_path, monkeypatch):
+    """augment shift on the fit route: `fit` gets the seeded batches with the shift applied,
+    and the run trains on them (the TensorFlow loop's augmentation, on every backend)."""
+    from fmfp_tf.config import train_config
+    from fmfp_tf.training import batches, keras_run
+
+    made = []
+    original = batches.SeededBatches
+
+    def recording(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(batches, "SeededBatches", recording)
+    config = train_config({"defense": "fast-at", "epochs": 1, "train_limit": 300,
+                           "test_limit": 100, "probe_images": 0, "augment": "shift",
+                           "augment_shift": 2}, "test")
+    metrics = keras_run.train(config, str(tmp_path / "run"), verbose=0)
+    assert np.isfinite(metrics["history"][0]["loss"]) and metrics["config"]["augment"] == "shift"
+    dataset = made[0]
+    assert dataset.augment is not None and dataset.seed == config.seed
+    images, labels = dataset[0]
+    assert not np.array_equal(images, dataset.x[dataset.order[:len(labels)]])  # shifted
+
+
 def test_a_method_registered_without_a_fit_route_is_refused_in_one_line(monkeypatch):
     from fmfp_tf import defense_registry
     from fmfp_tf.config import train_config

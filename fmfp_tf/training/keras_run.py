@@ -6,8 +6,8 @@ The run directory is the same (`run_directory`): config.json first, one writer, 
 staged, model.keras / metrics.json / history.png at the end. What differs from the TensorFlow
 job, said where it happens: checkpoints are taken after every epoch (the weights, the optimizer's
 variables with its weight average, the history), so a stopped run resumes at its last finished
-epoch; the data are shuffled by `fit` from the run's seed, so a resumed run sees other batch
-orders than an uninterrupted one; it trains in float32 or bfloat16 (`precision` auto: bfloat16
+epoch; the batches (order and augmentation) depend on the run's seed and the epoch alone
+(`batches.SeededBatches`), so a resumed run sees the batches an uninterrupted one would; it trains in float32 or bfloat16 (`precision` auto: bfloat16
 on a GPU of compute capability 8.0 or more, the saved model float32 as on TensorFlow; float16,
 which needs loss scaling, is the TensorFlow loop's); one device
 (`strategy` auto or default); cw-at, which crafts C&W examples on a twin with TensorFlow's loop,
@@ -24,7 +24,7 @@ import numpy as np
 
 from fmfp_tf import atomic, plots, provenance
 from fmfp_tf.errors import UsageError
-from fmfp_tf.training import precision, schedules
+from fmfp_tf.training import batches, precision, schedules
 from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe, methods
 from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,
                                             in_run_directory, load_split, weights_digest)
@@ -47,10 +47,7 @@ def check(config):
                          f"Keras's {backend} backend the fit route knows "
                          f"{', '.join(m + '-at' for m in methods())}; or train it with "
                          "KERAS_BACKEND=tensorflow")
-    if config.augment != "none":
-        raise UsageError(f"augment = {config.augment!r} is the TensorFlow loop's for now; on "
-                         f"Keras's {backend} backend train with augment none or "
-                         "KERAS_BACKEND=tensorflow")
+    batches.augmentation(config)  # an augmentation with no fit-route function is refused
     if config.strategy not in ("auto", "default"):
         raise UsageError(f"strategy = {config.strategy!r} is tf.distribute's; on Keras's "
                          f"{backend} backend training runs on one device (strategy auto)")
@@ -124,9 +121,10 @@ def _train_in(config, out_dir, verbose):
                 config.model, f"{model.count_params():,}", config.defense, used,
                 keras.backend.backend())
     if done < config.epochs:
-        trained.fit(x, y, batch_size=config.batch_size, epochs=config.epochs,
-                    initial_epoch=done, validation_data=(x_test, y_test), callbacks=callbacks,
-                    verbose=verbose, shuffle=True)
+        training_batches = batches.SeededBatches(x, y, config.batch_size, config.seed, done,
+                                                 batches.augmentation(config))
+        trained.fit(training_batches, epochs=config.epochs, initial_epoch=done,
+                    validation_data=(x_test, y_test), callbacks=callbacks, verbose=verbose)
     elif config.weight_averaging == "ema":
         # every epoch was done before a stop: fit, which puts the average in place, is not run
         optimizer.finalize_variable_values(model.trainable_variables)
