@@ -178,6 +178,9 @@ def test_fmfp_tf_train_on_jax_stops_and_resumes_at_its_last_epoch(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = json.loads((killed / "metrics.json").read_text())
     assert after["epochs"] == 3 and after["history"][:len(first)] == first
+    # the same batches (batches.SeededBatches) and random draws (the checkpointed seed state)
+    # as the run never stopped: the same weights, bit for bit
+    assert after["weights_sha256"] == metrics["weights_sha256"]
     # the run is read by evaluate like any other
     evaluated = subprocess.run([sys.executable, "-m", "fmfp_tf_cli_start", "evaluate",
                                 "--model", str(killed), "--attacks", "fgsm", "--n", "50",

@@ -5,13 +5,14 @@ adversarial-training methods, so `KERAS_BACKEND=jax fmfp-tf train` trains on the
 The run directory is the same (`run_directory`): config.json first, one writer, `--overwrite`
 staged, model.keras / metrics.json / history.png at the end. What differs from the TensorFlow
 job, said where it happens: checkpoints are taken after every epoch (the weights, the optimizer's
-variables with its weight average, the history), so a stopped run resumes at its last finished
-epoch; the batches (order and augmentation) depend on the run's seed and the epoch alone
-(`batches.SeededBatches`), so a resumed run sees the batches an uninterrupted one would; it trains in float32 or bfloat16 (`precision` auto: bfloat16
-on a GPU of compute capability 8.0 or more, the saved model float32 as on TensorFlow; float16,
-which needs loss scaling, is the TensorFlow loop's); one device
-(`strategy` auto or default); cw-at, which crafts C&W examples on a twin with TensorFlow's loop,
-is TensorFlow's. Weight averaging is the optimizer's `use_ema`; the robust probe is
+variables with its weight average, the random draws' states, the history), so a stopped run
+resumes at its last finished epoch; the batches (order and augmentation) depend on the run's
+seed and the epoch alone (`batches.SeededBatches`), so a resumed run trains as an uninterrupted
+one would, bit for bit on JAX's CPU; it trains in float32 or bfloat16 (`precision` auto:
+bfloat16 on a GPU of compute capability 8.0 or more; the saved model is float32, as on
+TensorFlow; float16, which needs loss scaling, is the TensorFlow loop's); one device (`strategy`
+auto or default); cw-at, which crafts C&W examples on a twin with TensorFlow's loop, is
+TensorFlow's. Weight averaging is the optimizer's `use_ema`; the robust probe is
 `keras_fit.RobustProbe` on the held-out images.
 """
 import json
@@ -107,7 +108,8 @@ def _train_in(config, out_dir, verbose):
         optimizer.use_ema, optimizer.ema_momentum = True, config.ema_decay
     trained.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
-    checkpoints = _Checkpoint(os.path.join(out_dir, "checkpoints"), model, optimizer)
+    checkpoints = _Checkpoint(os.path.join(out_dir, "checkpoints"), model, optimizer,
+                              _draw_states(trained, model))
     done, history = checkpoints.restore(trained)
     callbacks = [checkpoints]
     probe = None
@@ -123,8 +125,11 @@ def _train_in(config, out_dir, verbose):
     if done < config.epochs:
         training_batches = batches.SeededBatches(x, y, config.batch_size, config.seed, done,
                                                  batches.augmentation(config))
+        # shuffle=False: the batches shuffle themselves from the seed; fit's own shuffle would
+        # reorder them with Python's global generator, which a resumed process does not continue
         trained.fit(training_batches, epochs=config.epochs, initial_epoch=done,
-                    validation_data=(x_test, y_test), callbacks=callbacks, verbose=verbose)
+                    validation_data=(x_test, y_test), callbacks=callbacks, verbose=verbose,
+                    shuffle=False)
     elif config.weight_averaging == "ema":
         # every epoch was done before a stop: fit, which puts the average in place, is not run
         optimizer.finalize_variable_values(model.trainable_variables)
@@ -176,13 +181,23 @@ def _evaluate(model, x, y, batch_size):
     return loss, float((logits.argmax(-1) == y).mean())
 
 
+def _draw_states(trained, model):
+    """The random-draw states of the model (its dropout's and defense layers' seed generators)
+    and of the wrapper around it (AdversarialModel's): variables outside the model's weights,
+    yet a resumed run must continue them to draw what an uninterrupted one would."""
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in trained.variables if id(variable) not in weights]
+
+
 class _Checkpoint(keras.callbacks.Callback):
     """After every epoch: the model's weights, the optimizer's variables (its step, moments and
-    weight average) and the history, written atomically; `restore` puts them back."""
+    weight average), the wrapper's random-draw states and the history, written atomically;
+    `restore` puts them back."""
 
-    def __init__(self, folder, model, optimizer):
+    def __init__(self, folder, model, optimizer, draws=()):
         super().__init__()
         self.folder, self.inner, self.optimizer = folder, model, optimizer
+        self.draws = list(draws)
         self.history, self.began = [], None
         self.probe, self.probe_best = None, None  # the guard's best epoch, kept across a stop
 
@@ -207,6 +222,11 @@ class _Checkpoint(keras.callbacks.Callback):
             saved = json.load(handle)
         with np.load(os.path.join(self.folder, "weights.npz")) as kept:
             self.inner.set_weights([kept[f"w{i}"] for i in range(len(kept.files))])
+        draws = os.path.join(self.folder, "draws.npz")
+        if os.path.isfile(draws):  # (a checkpoint from before they were kept has none)
+            with np.load(draws) as kept:
+                for index, variable in enumerate(self.draws):
+                    variable.assign(kept[f"d{index}"])
         self.optimizer.build(trained.trainable_variables)
         with np.load(os.path.join(self.folder, "optimizer.npz")) as kept:
             if len(kept.files) != len(self.optimizer.variables):
@@ -241,6 +261,9 @@ class _Checkpoint(keras.callbacks.Callback):
         variables = {f"v{i}": keras.ops.convert_to_numpy(v.value)
                      for i, v in enumerate(self.optimizer.variables)}
         files = [("weights.npz", weights), ("optimizer.npz", variables)]
+        if self.draws:
+            files.append(("draws.npz", {f"d{i}": keras.ops.convert_to_numpy(v.value)
+                                        for i, v in enumerate(self.draws)}))
         probe = self.probe
         if probe is not None and probe.best_weights is not None and probe.best != self.probe_best:
             files.append(("probe-best.npz", {f"w{i}": w
