@@ -51,7 +51,7 @@ class DefenseSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class OnlineATSettings(Settings):
-    """What the online methods (fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at) read: the budget
+    """What the online methods (fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at, mart-at) read: the budget
     and the inner attack's steps (keys `at_eps`, `at_steps`, ...)."""
 
     prefix: typing.ClassVar[str] = "at"
@@ -59,11 +59,11 @@ class OnlineATSettings(Settings):
                          above=0, maximum=1, coerce=_eps,
                          expected="a number in (0, 1] (pixels are in [0, 1])", parse=_eps,
                          metavar="EPS", shown="8/255")
-    steps: int = setting(7, "the inner attack's steps (pgd-at, trades-at)", minimum=1,
+    steps: int = setting(7, "the inner attack's steps (pgd-at, trades-at, mart-at)", minimum=1,
                          maximum=MAX_COUNT)
     step_size: typing.Optional[float] = setting(
-        None, "the inner attack's step (default: 2.5 eps / steps for pgd-at and trades-at, "
-              "1.25 eps for fast-at, eps for nfgsm-at; fgsm-at takes none)",
+        None, "the inner attack's step (default: 2.5 eps / steps for pgd-at, trades-at and "
+              "mart-at, 1.25 eps for fast-at, eps for nfgsm-at; fgsm-at takes none)",
         above=0, maximum=1)
     clean_fraction: typing.Optional[float] = setting(
         None, "weight of the clean loss (default per method: 0.5 for fgsm-at, else 0)",
@@ -100,6 +100,16 @@ class TradesSettings(Settings):
     beta: float = setting(6.0, "weight of KL(clean || adversarial) beside the clean "
                                "cross-entropy (Zhang et al. 2019: 6 at 8/255)", above=0,
                           maximum=1000)
+
+
+@dataclasses.dataclass(frozen=True)
+class MartSettings(Settings):
+    """What mart-at reads beside the online methods' budget and steps (key `mart_beta`)."""
+
+    prefix: typing.ClassVar[str] = "mart"
+    beta: float = setting(6.0, "weight of KL(clean || adversarial) x (1 - clean probability of "
+                               "the label) beside the boosted cross-entropy (Wang et al. 2020: "
+                               "6 at 8/255)", above=0, maximum=1000)
 
 
 _ONLINE = (OnlineATSettings,)
@@ -195,6 +205,14 @@ ADVERSARIAL_TRAINING = Registry("adversarial-training method", {method.name: met
                         unread=("at_clean_fraction",),
                         keras_examples=f"{_FIT}:trades_examples",
                         keras_loss=f"{_FIT}:trades_loss"),
+    AdversarialTraining("mart", "boosted cross-entropy on PGD examples plus mart_beta x "
+                                "KL(clean || adversarial) weighted by 1 - the clean probability "
+                                "of the label (Wang et al. 2020, MART)",
+                        f"{_ADVERSARIAL}:mart_examples",
+                        settings=(OnlineATSettings, MartSettings),
+                        unread=("at_clean_fraction",),
+                        keras_examples=f"{_FIT}:mart_examples",
+                        keras_loss=f"{_FIT}:mart_loss"),
     AdversarialTraining("cw", "the training set augmented once with C&W L2 examples crafted on "
                               "the undefended twin", settings=(CWATSettings,)),
 )}, entry_type=AdversarialTraining)

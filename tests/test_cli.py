@@ -245,6 +245,7 @@ print("ok")
      "at_clean_fraction = 0.2 is invalid; expected the default (None): defense 'trades-at' "
      "does not read it"),
     (["train", "--defense", "pgd-at", "--trades-beta", "3"], 2, "--trades-beta is not read"),
+    (["train", "--defense", "trades-at", "--mart-beta", "3"], 2, "--mart-beta is not read"),
     (["train", "--defense", "nfgsm-at", "--at-steps", "3"], 2, "at_steps = 3 is invalid; "
      "expected the default (7): defense 'nfgsm-at' does not read it"),
     (["train", "--defense", "fgsm-at", "--at-step-size", "0.01"], 2,

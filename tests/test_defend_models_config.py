@@ -234,8 +234,8 @@ def test_every_training_setting_is_in_exactly_one_group_and_the_twin_resets_the_
 
     keys = [key for group in groups().values() for key in group]
     # the keys added since fingerprints began join a fingerprint only when read (augment also
-    # only when not its default); trades_beta is read by trades-at runs only
-    later = ("augment", "augment_shift", "trades_beta")
+    # only when not its default); trades_beta and mart_beta are read by their methods' runs only
+    later = ("augment", "augment_shift", "trades_beta", "mart_beta")
     assert sorted(keys) == sorted(TrainConfig.keys()) == sorted(FINGERPRINT_KEYS + later)
     assert len(keys) == len(set(keys))
     config = TrainConfig(defense="mask+pgd-at", size="20%", at_steps=3, epochs=2, seed=5)

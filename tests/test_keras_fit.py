@@ -15,7 +15,7 @@ import pytest
 
 from fmfp_tf.attacks import common, pgd
 from fmfp_tf.errors import UsageError
-from fmfp_tf.training import trades
+from fmfp_tf.training import mart, trades
 from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe
 
 EPS = 16 / 255
@@ -44,7 +44,7 @@ RECIPE = textwrap.dedent('''
         x, y = data(1500, 1)
         keras.utils.set_random_seed(seed)
         net = model()
-        steps = {"steps": 3} if method in ("pgd", "trades") else {}  # the others take none
+        steps = {"steps": 3} if method in ("pgd", "trades", "mart") else {}  # others take none
         wrapped = AdversarialModel(net, method=method, eps=16 / 255, **steps) if method else net
         wrapped.compile(keras.optimizers.Adam(3e-3, use_ema=bool(method)),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -80,13 +80,14 @@ def test_adversarial_fit_makes_a_model_robust_on_this_backend(recipe):
     assert np.mean(recipe.robust(trained)) >= plain + 0.25, keras.backend.backend()
 
 
-@pytest.mark.parametrize("method", ["fgsm", "pgd", "fast", "nfgsm", "trades"])
+@pytest.mark.parametrize("method", ["fgsm", "pgd", "fast", "nfgsm", "trades", "mart"])
 def test_every_method_trains_within_the_budget_of_its_examples(recipe, method):
     """One epoch of each method; its examples stay in [0, 1] and, but for N-FGSM (3 eps by
-    design), within eps of the clean images; fgsm and trades train on the clean images too."""
+    design), within eps of the clean images; fgsm, trades and mart train on the clean images
+    too (mart and trades on their own objectives)."""
     x, y = recipe.data(128, 1)
     keras.utils.set_random_seed(0)
-    steps = {"steps": 2} if method in ("pgd", "trades") else {}
+    steps = {"steps": 2} if method in ("pgd", "trades", "mart") else {}
     wrapped = AdversarialModel(recipe.model(), method=method, eps=EPS, **steps)
     wrapped.compile(keras.optimizers.Adam(1e-3),
                     keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -96,7 +97,7 @@ def test_every_method_trains_within_the_budget_of_its_examples(recipe, method):
                                  for t in wrapped._examples((x[:32], y[:32])))
     assert examples.min() >= 0 and examples.max() <= 1
     limit = 3 * EPS if method == "nfgsm" else EPS
-    both = method in ("fgsm", "trades")
+    both = method in ("fgsm", "trades", "mart")
     clean = np.concatenate([x[:32], x[:32]]) if both else x[:32]
     assert np.abs(examples - clean).max() <= limit + 1e-5
     if both:
@@ -104,10 +105,11 @@ def test_every_method_trains_within_the_budget_of_its_examples(recipe, method):
         np.testing.assert_array_equal(examples[:32], x[:32])  # the clean half first
     if method == "fgsm":  # clean and crafted halves weighing 0.5 each in the mean loss
         np.testing.assert_allclose(weights, 1.0)
-    elif method == "trades":  # its own objective, not the compiled loss, weighs the halves
+    elif method in ("trades", "mart"):  # its own objective, not the compiled loss, weighs them
         assert weights is None
         logits = wrapped(examples)
-        expected = np.mean(common.numpy(trades.loss(labels[:32], logits[:32], logits[32:], 6.0)))
+        core = {"trades": trades, "mart": mart}[method]
+        expected = np.mean(common.numpy(core.loss(labels[:32], logits[:32], logits[32:], 6.0)))
         np.testing.assert_allclose(common.numpy(wrapped.compute_loss(y=labels, y_pred=logits)),
                                    expected, rtol=1e-5)
     else:
@@ -122,6 +124,8 @@ def test_settings_are_checked_in_one_line(recipe):
                              "beta = 3.0: method 'pgd' does not read it"),
                             ({"method": "trades", "clean_weight": 0.5},
                              "clean_weight = 0.5: method 'trades' does not read it"),
+                            ({"method": "mart", "clean_weight": 0.5},
+                             "clean_weight = 0.5: method 'mart' does not read it"),
                             ({"method": "nfgsm", "steps": 3}, "steps = 3: method 'nfgsm'"),
                             ({"method": "fgsm", "step_size": 0.01}, "step_size = 0.01: method")):
         with pytest.raises(UsageError, match=message):

@@ -114,7 +114,8 @@ def test_a_method_registered_without_a_fit_route_is_refused_in_one_line(monkeypa
         keras_run.check(config)
 
 
-def test_trades_trains_through_the_fit_route_with_its_beta(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["trades", "mart"])
+def test_a_kl_method_trains_through_the_fit_route_with_its_beta(tmp_path, monkeypatch, method):
     from fmfp_tf.config import train_config
     from fmfp_tf.training import keras_fit, keras_run
 
@@ -122,11 +123,11 @@ def test_trades_trains_through_the_fit_route_with_its_beta(tmp_path, monkeypatch
     monkeypatch.setattr(keras_run, "AdversarialModel",
                         lambda *a, **k: built.append(keras_fit.AdversarialModel(*a, **k))
                         or built[-1])
-    config = train_config({"defense": "trades-at", "trades_beta": 3.0, "at_steps": 2,
+    config = train_config({"defense": f"{method}-at", f"{method}_beta": 3.0, "at_steps": 2,
                            "epochs": 1, "train_limit": 300, "test_limit": 100,
                            "probe_images": 0}, "test")
     metrics = keras_run.train(config, str(tmp_path / "run"), verbose=0)
-    assert built[0].settings.method == "trades" and built[0].settings.beta == 3.0
+    assert built[0].settings.method == method and built[0].settings.beta == 3.0
     assert built[0].settings.steps == 2
     assert metrics["history"][0]["loss"] > 0
 

@@ -69,6 +69,35 @@ def test_trades_crafts_within_the_ball_and_trains_on_its_own_objective(trained_m
     assert np.isfinite(metrics["history"][0]["loss"]) and metrics["history"][0]["loss"] > 0
 
 
+def test_mart_crafts_pgd_examples_and_trains_on_its_own_objective(trained_model, tmp_path):
+    """mart-at: PGD examples inside the eps-ball that raise the cross-entropy; the perturbation
+    carries MART's loss with mart_beta, which only mart-at runs read."""
+    from fmfp_tf.training import mart, train
+    from fmfp_tf.training.adversarial import perturbation
+
+    model, x, y = trained_model
+    config = TrainConfig(defense="mart-at", at_eps=8 / 255, at_steps=3, mart_beta=2.0)
+    attack = perturbation(config, model)
+    x_adv = attack(tf.constant(x[:64]), tf.constant(y[:64])).numpy()
+    distance = np.abs(x_adv - x[:64]).reshape(64, -1).max(axis=1)
+    assert distance.max() <= 8 / 255 + 1e-6 and np.median(distance) > 4 / 255
+    clean, adversarial = model(x[:64], training=False), model(x_adv, training=False)
+    loss = tf.keras.losses.sparse_categorical_crossentropy
+    assert (loss(y[:64], adversarial, from_logits=True).numpy()
+            > loss(y[:64], clean, from_logits=True).numpy()).mean() >= 0.9
+    np.testing.assert_allclose(attack.loss(y[:8], clean[:8], adversarial[:8]).numpy(),
+                               mart.loss(y[:8], clean[:8], adversarial[:8], 2.0).numpy(),
+                               rtol=1e-6)
+    assert {"at_clean_fraction", "trades_beta"} <= set(config.unread_settings())
+    assert "mart_beta" in TrainConfig(defense="trades-at").unread_settings()
+    assert config.replace(mart_beta=3.0).fingerprint() != config.fingerprint()
+    assert (TrainConfig(defense="pgd-at").fingerprint()
+            == TrainConfig(defense="pgd-at", mart_beta=3.0).fingerprint())
+    metrics = train(config.replace(epochs=1, train_limit=300, test_limit=100, probe_images=0),
+                    str(tmp_path / "run"), verbose=0)
+    assert np.isfinite(metrics["history"][0]["loss"]) and metrics["history"][0]["loss"] > 0
+
+
 def test_fast_at_takes_its_step_size_as_the_fit_route_does(trained_model):
     """fast-at's step is 1.25 eps unless at_step_size sets it (it was read by the fit route
     and ignored by this loop before): same seed, same starts, another step, other examples."""

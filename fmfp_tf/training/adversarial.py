@@ -13,6 +13,8 @@
   without its catastrophic overfitting at 8/255.
 - trades-at (Zhang et al. 2019): clean cross-entropy plus beta x KL(clean || adversarial), the
   adversarial point found by k signed steps on the KL (`trades.py`, shared with `keras_fit`).
+- mart-at (Wang et al. 2020): PGD examples, the boosted cross-entropy on them plus beta x
+  KL(clean || adversarial) weighted by 1 - p_y(clean) (`mart.py`, shared with `keras_fit`).
 - mask+pgd-at / padding+fast-at / ...: the FM/FP layer is part of the model being attacked.
 
 Examples are crafted with the model in inference mode (no dropout, batch-norm statistics frozen).
@@ -30,7 +32,7 @@ from fmfp_tf.attacks.cw import cw_l2
 from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
 from fmfp_tf.data.images import Arrays
-from fmfp_tf.training import trades
+from fmfp_tf.training import mart, trades
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,22 @@ def trades_examples(config, model):
 
     return craft, generator, lambda y, clean, adversarial: trades.loss(y, clean, adversarial,
                                                                        beta)
+
+
+def mart_examples(config, model):
+    """(craft, generator, loss): MART (Wang et al. 2020): at_steps signed steps of at_step_size
+    (default 2.5 eps / steps) on the cross-entropy from x + 0.001 N(0, 1); the loss is the
+    boosted cross-entropy plus mart_beta x KL(clean || adversarial) x (1 - p_y(clean))."""
+    eps = config.at_eps
+    steps = config.at_steps
+    step = config.at_step_size or 2.5 * eps / steps
+    beta = config.mart_beta
+    generator = tf.random.Generator.from_seed(config.seed + 7919)
+
+    def craft(x, y):
+        return mart.examples(model, x, y, generator.normal(tf.shape(x)), eps, step, steps)
+
+    return craft, generator, lambda y, clean, adversarial: mart.loss(y, clean, adversarial, beta)
 
 
 def _pgd_from_random_starts(config, model, step_size, steps):

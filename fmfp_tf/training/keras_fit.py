@@ -20,8 +20,9 @@ The methods are those of `fmfp-tf train` (`training/adversarial.py`, the TensorF
 the same arithmetic: fgsm (clean weight 0.5), pgd (k steps from a random start, step 2.5 eps /
 k), fast (one step of 1.25 eps from a random start, projected), nfgsm (a step of eps from noise
 in the 2 eps-ball, not projected), trades (k signed steps on KL(f(x) || f(x')); the loss is the
-clean cross-entropy plus beta x that KL, `trades.py`). Examples are crafted with the model in
-inference mode. Each is one function below, named by its `defense_registry` entry
+clean cross-entropy plus beta x that KL, `trades.py`), mart (PGD-k from a small Gaussian start;
+the boosted cross-entropy plus beta x the KL weighted by 1 - p_y(x), `mart.py`). Examples are
+crafted with the model in inference mode. Each is one function below, named by its `defense_registry` entry
 (`keras_examples`, and `keras_loss` for a method with an objective of its own), so a plugin's
 method that gives one trains through `fit` on every backend too.
 """
@@ -38,7 +39,9 @@ from fmfp_tf.attacks.fgsm import fgsm_graph
 from fmfp_tf.attacks.pgd import pgd_graph
 from fmfp_tf.errors import UsageError
 from fmfp_tf.settings import MAX_COUNT, Settings, setting
-from fmfp_tf.training import trades
+from fmfp_tf.settings import key as settings_key
+from fmfp_tf.training import mart, trades
+
 
 def methods():
     """The online methods `AdversarialModel` knows: the `defense_registry` entries that give a
@@ -60,14 +63,14 @@ class AdversarialFitSettings(Settings):
     method: str = setting("nfgsm", "how each batch's examples are crafted", choices=methods)
     eps: float = setting(8 / 255, "L-inf budget, a share of the input range", minimum=0.0,
                          maximum=1.0)
-    steps: int = setting(10, "the inner steps (pgd and trades)", minimum=1, maximum=MAX_COUNT)
-    step_size: float = setting(0.0, "the step; 0: the method's (pgd and trades 2.5 eps / steps, "
+    steps: int = setting(10, "the inner steps (pgd, trades and mart)", minimum=1, maximum=MAX_COUNT)
+    step_size: float = setting(0.0, "the step; 0: the method's (pgd, trades, mart 2.5 eps / steps, "
                                     "fast 1.25 eps, nfgsm eps; fgsm has none)", minimum=0.0,
                                maximum=1.0)
     clean_weight: float = setting(-1.0, "weight of the clean loss; -1: the method's (fgsm 0.5, "
-                                        "the others 0; trades has none)", minimum=-1.0,
+                                        "the others 0; trades and mart have none)", minimum=-1.0,
                                   maximum=1.0)
-    beta: float = setting(6.0, "TRADES's weight of KL(clean || adversarial) (trades only)",
+    beta: float = setting(6.0, "weight of the KL(clean || adversarial) term (trades, mart)",
                           above=0.0, maximum=1000.0)
     seed: int = setting(0, "seeds the random starts", minimum=0, maximum=2 ** 32 - 1)
 
@@ -114,14 +117,37 @@ def trades_loss(settings, y, clean_logits, adversarial_logits):
     return trades.loss(y, clean_logits, adversarial_logits, settings.beta)
 
 
+def mart_examples(settings, model, x, y, seed_generator):
+    """MART's inner maximisation (`mart.examples`): PGD on the cross-entropy from x plus small
+    Gaussian noise, step 2.5 eps / k by default."""
+    step = settings.step_size or 2.5 * settings.eps / settings.steps
+    noise = keras.random.normal(ops.shape(x), seed=seed_generator)
+    return mart.examples(model, x, y, noise, settings.eps, step, settings.steps)
+
+
+def mart_loss(settings, y, clean_logits, adversarial_logits):
+    """MART's objective per example, with the settings' beta (a registry `keras_loss`)."""
+    return mart.loss(y, clean_logits, adversarial_logits, settings.beta)
+
+
 def _from_uniform_start(model, x, y, eps, step, steps, seed_generator):
     start = keras.random.uniform(ops.shape(x), -1.0, 1.0, seed=seed_generator)
     return pgd_graph(model, x, y, eps, step, steps, "inf", start)
 
 
+def beta_key(entry):
+    """The config key of the KL weight a method reads (trades_beta, mart_beta: a field `beta`
+    in one of its settings groups), or None."""
+    for group in entry.setting_groups():
+        if any(field.name == "beta" for field in dataclasses.fields(group)):
+            return settings_key(group, "beta")
+    return None
+
+
 def _check_reads(settings, entry):
     """A setting the method never reads (steps under nfgsm, a clean weight under trades, beta
-    outside trades) is refused unless left at its default, as `fmfp-tf train` refuses it."""
+    outside trades and mart) is refused unless left at its default, as `fmfp-tf train` refuses
+    it."""
     if entry.keras_examples is None:
         raise UsageError(f"method {entry.name!r} crafts its examples with TensorFlow's loop "
                          "only (its registry entry gives no keras_examples); "
@@ -131,7 +157,7 @@ def _check_reads(settings, entry):
                          "in 0..1, or -1 for the method's")
     defaults = AdversarialFitSettings()
     unread = [_FIT_NAMES[key] for key in entry.unread if key in _FIT_NAMES]
-    if defense_registry.TradesSettings not in entry.setting_groups():
+    if beta_key(entry) is None:
         unread.append("beta")
     for name in unread:
         value = getattr(settings, name)

@@ -23,10 +23,10 @@ import time
 import keras
 import numpy as np
 
-from fmfp_tf import atomic, plots, provenance
+from fmfp_tf import atomic, defense_registry, plots, provenance
 from fmfp_tf.errors import UsageError
 from fmfp_tf.training import batches, precision, schedules
-from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe, methods
+from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe, beta_key, methods
 from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,
                                             in_run_directory, load_split, weights_digest)
 
@@ -96,8 +96,10 @@ def _train_in(config, out_dir, verbose):
         given = {"steps": ("at_steps", config.at_steps),
                  "step_size": ("at_step_size", config.at_step_size or 0.0),
                  "clean_weight": ("at_clean_fraction", -1.0 if config.at_clean_fraction is None
-                                  else config.at_clean_fraction),
-                 "beta": ("trades_beta", config.trades_beta)}
+                                  else config.at_clean_fraction)}
+        beta = beta_key(defense_registry.ADVERSARIAL_TRAINING[config.adversarial_training])
+        if beta is not None:  # trades_beta, mart_beta: the KL weight of the method's own loss
+            given["beta"] = (beta, getattr(config, beta))
         trained = AdversarialModel(
             model, method=config.adversarial_training, eps=config.at_eps, seed=config.seed,
             **{name: value for name, (key, value) in given.items() if key not in unread})
