@@ -270,6 +270,7 @@ def test_a_config_that_is_no_file_is_named_for_what_it_is(tmp_path):
 # model cache are named by them, so a change here orphans every cached model
 CONFIG_FINGERPRINTS = {
     "gtsrb-dnn1-fast-at.yaml": "a35e1a24f880808e",
+    "gtsrb-dnn1-mart-at.yaml": "b485b8c8cc3f270f",
     "gtsrb-dnn1-mask20.yaml": "014f07541ab6da67",
     "gtsrb-dnn1-nfgsm-at.yaml": "fd18d9206f443520",
     "gtsrb-dnn1-none.yaml": "895e9fae32a85544",
