@@ -51,28 +51,29 @@ def random_shift(config):
 
 def shifted(x, offsets, pixels):
     """`x` (N, H, W, C) reflect-padded by `pixels` and cropped back to H x W at `offsets` (N, 2)
-    (row, column of the crop's corner in the padded image; `pixels`, `pixels` is no shift)."""
-    import tensorflow as tf
+    (row, column of the crop's corner in the padded image; `pixels`, `pixels` is no shift).
+    On `keras.ops`, so both routes crop with this one function: the loop inside its compiled
+    train step, the fit route on its NumPy batches."""
+    from keras import ops
 
     _check_shift(x.shape, pixels)
-    padded = tf.pad(x, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]], mode="REFLECT")
-    rows = offsets[:, :1] + tf.range(tf.shape(x)[1])[None, :]
-    cols = offsets[:, 1:] + tf.range(tf.shape(x)[2])[None, :]
-    picked = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(picked, cols, axis=2, batch_dims=1)
+    padded = ops.pad(x, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]], mode="reflect")
+    offsets = ops.cast(offsets, "int32")
+    rows = offsets[:, :1] + ops.arange(x.shape[1], dtype="int32")[None, :]
+    cols = offsets[:, 1:] + ops.arange(x.shape[2], dtype="int32")[None, :]
+    picked = ops.take_along_axis(padded, rows[:, :, None, None], axis=1)
+    return ops.take_along_axis(picked, cols[:, None, :, None], axis=2)
 
 
 def shift_batch(images, rng, config):
     """The fit route's shift: `images` (N, H, W, C, NumPy) each moved by its own offset in
-    [-augment_shift, augment_shift] drawn from `rng`, reflect-padded and cropped as `shifted`."""
+    [-augment_shift, augment_shift] drawn from `rng` (NumPy), by `shifted`."""
+    from keras import ops
+
     pixels = config.augment_shift
     _check_shift(images.shape, pixels)
-    count, height, width = images.shape[:3]
-    offsets = rng.integers(0, 2 * pixels + 1, size=(count, 2))
-    padded = np.pad(images, [(0, 0), (pixels, pixels), (pixels, pixels), (0, 0)], mode="reflect")
-    rows = offsets[:, :1] + np.arange(height)[None, :]
-    cols = offsets[:, 1:] + np.arange(width)[None, :]
-    return padded[np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    offsets = rng.integers(0, 2 * pixels + 1, size=(len(images), 2)).astype(np.int32)
+    return np.asarray(ops.convert_to_numpy(shifted(images, offsets, pixels)), images.dtype)
 
 
 def _check_shift(shape, pixels):
