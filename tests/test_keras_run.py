@@ -222,6 +222,64 @@ def test_a_resumed_run_keeps_the_guards_best_epoch(tmp_path):
     assert done == 1 and probe.history == [0.75] and probe.best == 0.75
     for kept, expected in zip(probe.best_weights, best):
         np.testing.assert_array_equal(kept, expected)
+    # a file no state names (a process killed before state.json was rewritten) is not read
+    (tmp_path / "checkpoints" / "epoch-2.npz").write_bytes(b"half written")
+    assert _Checkpoint(folder, model(), keras.optimizers.Adam()).restore(model())[0] == 1
+    # a checkpoint of the layout before one file per epoch still resumes
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    with np.load(tmp_path / "checkpoints" / state.pop("file")) as kept:
+        for name, prefix in (("weights", "w"), ("optimizer", "v"), ("probe-best", "p")):
+            count = sum(key.startswith(prefix) for key in kept.files)
+            key = "w" if prefix == "p" else prefix
+            np.savez(tmp_path / "checkpoints" / f"{name}.npz",
+                     **{f"{key}{i}": kept[f"{prefix}{i}"] for i in range(count)})
+    for leftover in ("epoch-1.npz", "epoch-2.npz"):
+        os.remove(tmp_path / "checkpoints" / leftover)
+    (tmp_path / "checkpoints" / "state.json").write_text(json.dumps(state))
+    third, optimizer = model(), keras.optimizers.Adam()
+    old = _Checkpoint(folder, third, optimizer)
+    assert old.restore(third)[0] == 1
+    for kept, expected in zip(third.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(kept, expected)
+    old.watch(probe)
+    np.testing.assert_array_equal(probe.best_weights[0], best[0])
+    old.on_epoch_begin(1)
+    old.on_epoch_end(1, {"loss": 1.0, "accuracy": 0.5})  # the next one: the new layout alone
+    assert sorted(os.listdir(folder)) == ["epoch-2.npz", "state.json"]
+
+
+def test_a_fit_run_stopped_by_sigterm_keeps_its_last_epoch_and_resumes(tmp_path, monkeypatch):
+    """SIGTERM in the middle of an epoch: fit stops at that batch's end, the epoch under way is
+    dropped, the checkpoint after the last whole epoch is the one file state.json names, and
+    --resume trains the rest."""
+    from fmfp_tf.config import train_config
+    from fmfp_tf.errors import Interrupted
+    from fmfp_tf.training import keras_run
+
+    original = keras_run._StopOnSignal.on_train_batch_end
+
+    def signalling(self, batch, logs=None):  # the second epoch's second batch has trained
+        if self.epoch == 1 and batch == 1 and not sent:
+            sent.append(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, batch, logs)
+
+    sent = []
+    monkeypatch.setattr(keras_run._StopOnSignal, "on_train_batch_end", signalling)
+    config = train_config({"defense": "fast-at", "epochs": 3, "train_limit": 300,
+                           "test_limit": 100, "probe_images": 32}, "test")
+    run = tmp_path / "run"
+    with pytest.raises(Interrupted, match=r"signal 15 in epoch 2 after batch 2/9; the "
+                                          r"checkpoint after epoch 1 is kept.*resume"):
+        keras_run.train(config, str(run), verbose=0)
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert sorted(os.listdir(run / "checkpoints")) == ["epoch-1.npz", "state.json"]
+    assert not (run / "model.keras").exists()
+    metrics = keras_run.train(None, str(run), resume=True, verbose=0)
+    assert metrics["epochs"] == 3 and metrics["history"][0] == state["history"][0]
+    assert sorted(os.listdir(run / "checkpoints")) == ["epoch-3.npz", "state.json"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is gone again
 
 
 ROBUST_BITS = """

@@ -5,8 +5,9 @@ adversarial-training methods, so `KERAS_BACKEND=jax fmfp-tf train` trains on the
 The run directory is the same (`run_directory`): config.json first, one writer, `--overwrite`
 staged, model.keras / metrics.json / history.png at the end. What differs from the TensorFlow
 job, said where it happens: checkpoints are taken after every epoch (the weights, the optimizer's
-variables with its weight average, the random draws' states, the history), so a stopped run
-resumes at its last finished epoch; the batches (order and augmentation) depend on the run's
+variables with its weight average, the random draws' states, the history, in one file that
+state.json names once whole), so a stopped run resumes at its last finished epoch (SIGTERM or
+SIGINT stop `fit` at the next batch's end and drop the epoch under way); the batches (order and augmentation) depend on the run's
 seed and the epoch alone (`batches.SeededBatches`), so a resumed run trains as an uninterrupted
 one would, bit for bit on JAX's CPU; it trains in float32 or bfloat16 (`precision` auto:
 bfloat16 on a GPU of compute capability 8.0 or more; the saved model is float32, as on
@@ -23,8 +24,8 @@ import time
 import keras
 import numpy as np
 
-from fmfp_tf import atomic, defense_registry, plots, provenance
-from fmfp_tf.errors import UsageError
+from fmfp_tf import atomic, defense_registry, plots, provenance, stopping
+from fmfp_tf.errors import Interrupted, UsageError
 from fmfp_tf.training import batches, precision, schedules
 from fmfp_tf.training.keras_fit import AdversarialModel, RobustProbe, beta_key, methods
 from fmfp_tf.training.run_directory import (TrainingJob, build_model, hold_out,
@@ -129,9 +130,11 @@ def _train_in(config, out_dir, verbose):
                                                  batches.augmentation(config))
         # shuffle=False: the batches shuffle themselves from the seed; fit's own shuffle would
         # reorder them with Python's global generator, which a resumed process does not continue
-        trained.fit(training_batches, epochs=config.epochs, initial_epoch=done,
-                    validation_data=(x_test, y_test), callbacks=callbacks, verbose=verbose,
-                    shuffle=False)
+        with stopping.StopFlag() as stop:
+            trained.fit(training_batches, epochs=config.epochs, initial_epoch=done,
+                        validation_data=(x_test, y_test),
+                        callbacks=[_StopOnSignal(stop, len(training_batches)), *callbacks],
+                        verbose=verbose, shuffle=False)
     elif config.weight_averaging == "ema":
         # every epoch was done before a stop: fit, which puts the average in place, is not run
         optimizer.finalize_variable_values(model.trainable_variables)
@@ -193,8 +196,10 @@ def _draw_states(trained, model):
 
 class _Checkpoint(keras.callbacks.Callback):
     """After every epoch: the model's weights, the optimizer's variables (its step, moments and
-    weight average), the wrapper's random-draw states and the history, written atomically;
-    `restore` puts them back."""
+    weight average), the wrapper's random-draw states, the probe's best weights and the history;
+    `restore` puts them back. The arrays go into one file per epoch (epoch-N.npz) and state.json
+    names it once it is whole, so a process killed at any point leaves a checkpoint whose parts
+    all belong to the epoch it names (separate files could mix two epochs)."""
 
     def __init__(self, folder, model, optimizer, draws=()):
         super().__init__()
@@ -202,6 +207,7 @@ class _Checkpoint(keras.callbacks.Callback):
         self.draws = list(draws)
         self.history, self.began = [], None
         self.probe, self.probe_best = None, None  # the guard's best epoch, kept across a stop
+        self.probe_weights = None
 
     def watch(self, probe):
         """Keeps `probe`'s best weights with every checkpoint and gives them back on resume,
@@ -211,9 +217,7 @@ class _Checkpoint(keras.callbacks.Callback):
         probe.history = [record["probe_robust_accuracy"] for record in self.history
                          if "probe_robust_accuracy" in record]
         if self.probe_best is not None:
-            with np.load(os.path.join(self.folder, "probe-best.npz")) as kept:
-                probe.best_weights = [kept[f"w{i}"] for i in range(len(kept.files))]
-            probe.best = self.probe_best
+            probe.best_weights, probe.best = self.probe_weights, self.probe_best
 
     def restore(self, trained):
         """(epochs done, history) from the folder, the weights and optimizer put back."""
@@ -222,27 +226,44 @@ class _Checkpoint(keras.callbacks.Callback):
             return 0, []
         with open(state, encoding="utf-8") as handle:
             saved = json.load(handle)
-        with np.load(os.path.join(self.folder, "weights.npz")) as kept:
-            self.inner.set_weights([kept[f"w{i}"] for i in range(len(kept.files))])
-        draws = os.path.join(self.folder, "draws.npz")
-        if os.path.isfile(draws):  # (a checkpoint from before they were kept has none)
-            with np.load(draws) as kept:
-                for index, variable in enumerate(self.draws):
-                    variable.assign(kept[f"d{index}"])
+        arrays = self._read(saved)
+        self.inner.set_weights(arrays["w"])
+        for variable, value in zip(self.draws, arrays["d"]):  # none in an older checkpoint
+            variable.assign(value)
         self.optimizer.build(trained.trainable_variables)
-        with np.load(os.path.join(self.folder, "optimizer.npz")) as kept:
-            if len(kept.files) != len(self.optimizer.variables):
-                raise UsageError(f"{self.folder}: the checkpoint holds {len(kept.files)} "
-                                 f"optimizer variables, this run's optimizer "
-                                 f"{len(self.optimizer.variables)}; train it again with "
-                                 "overwrite=True", {"overwrite=True": "overwrite"})
-            for index, variable in enumerate(self.optimizer.variables):
-                variable.assign(kept[f"v{index}"])
+        if len(arrays["v"]) != len(self.optimizer.variables):
+            raise UsageError(f"{self.folder}: the checkpoint holds {len(arrays['v'])} "
+                             f"optimizer variables, this run's optimizer "
+                             f"{len(self.optimizer.variables)}; train it again with "
+                             "overwrite=True", {"overwrite=True": "overwrite"})
+        for variable, value in zip(self.optimizer.variables, arrays["v"]):
+            variable.assign(value)
         self.history = saved["history"]
         self.probe_best = saved.get("probe_best")
+        self.probe_weights = arrays["p"] or None
         logger.info("resuming after epoch %d of the checkpoint in %s", saved["epoch"],
                     self.folder)
         return saved["epoch"], self.history
+
+    def _read(self, saved):
+        """{"w", "v", "d", "p"}: lists of arrays, from the file the state names (or, for a
+        checkpoint written before there was one file, from the four files of that layout)."""
+        if "file" in saved:
+            with np.load(os.path.join(self.folder, saved["file"])) as kept:
+                return {prefix: [kept[f"{prefix}{i}"] for i in
+                                 range(sum(name.startswith(prefix) for name in kept.files))]
+                        for prefix in "wvdp"}
+        arrays = {}
+        for prefix, name in (("w", "weights"), ("v", "optimizer"), ("d", "draws"),
+                             ("p", "probe-best")):
+            path = os.path.join(self.folder, f"{name}.npz")
+            if prefix in "dp" and not os.path.isfile(path):
+                arrays[prefix] = []
+                continue
+            with np.load(path) as kept:
+                key = "w" if prefix == "p" else prefix
+                arrays[prefix] = [kept[f"{key}{i}"] for i in range(len(kept.files))]
+        return arrays
 
     def on_epoch_begin(self, epoch, logs=None):
         self.began = time.time()
@@ -259,24 +280,49 @@ class _Checkpoint(keras.callbacks.Callback):
         record["seconds"] = round(time.time() - self.began, 1)
         self.history.append(record)
         os.makedirs(self.folder, exist_ok=True)
-        weights = {f"w{i}": w for i, w in enumerate(self.inner.get_weights())}
-        variables = {f"v{i}": keras.ops.convert_to_numpy(v.value)
-                     for i, v in enumerate(self.optimizer.variables)}
-        files = [("weights.npz", weights), ("optimizer.npz", variables)]
-        if self.draws:
-            files.append(("draws.npz", {f"d{i}": keras.ops.convert_to_numpy(v.value)
-                                        for i, v in enumerate(self.draws)}))
+        arrays = {f"w{i}": w for i, w in enumerate(self.inner.get_weights())}
+        arrays.update({f"v{i}": keras.ops.convert_to_numpy(v.value)
+                       for i, v in enumerate(self.optimizer.variables)})
+        arrays.update({f"d{i}": keras.ops.convert_to_numpy(v.value)
+                       for i, v in enumerate(self.draws)})
         probe = self.probe
-        if probe is not None and probe.best_weights is not None and probe.best != self.probe_best:
-            files.append(("probe-best.npz", {f"w{i}": w
-                                             for i, w in enumerate(probe.best_weights)}))
+        if probe is not None and probe.best_weights is not None:
             self.probe_best = probe.best
-        for name, arrays in files:
-            with atomic.atomic_path(os.path.join(self.folder, name), suffix=".npz") as tmp:
-                with open(tmp, "wb") as handle:
-                    np.savez(handle, **arrays)
-        # the state last: it names an epoch only once the files hold it
-        state = {"epoch": epoch + 1, "history": self.history}
+            arrays.update({f"p{i}": w for i, w in enumerate(probe.best_weights)})
+        name = f"epoch-{epoch + 1}.npz"
+        with atomic.atomic_path(os.path.join(self.folder, name), suffix=".npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+        # the state last: it names the file only once the file is whole
+        state = {"epoch": epoch + 1, "file": name, "history": self.history}
         if self.probe_best is not None:
             state["probe_best"] = self.probe_best
         atomic.write_json(os.path.join(self.folder, "state.json"), state)
+        for old in os.listdir(self.folder):  # earlier epochs', and the older layout's files
+            if old != name and (old.startswith("epoch-") or old in _OLD_LAYOUT):
+                os.remove(os.path.join(self.folder, old))
+
+
+_OLD_LAYOUT = ("weights.npz", "optimizer.npz", "draws.npz", "probe-best.npz")
+
+
+class _StopOnSignal(keras.callbacks.Callback):
+    """SIGTERM / SIGINT (heard by `stopping.StopFlag`) stop `fit` at the next batch's end: the
+    epoch under way is dropped, since this route checkpoints per epoch, and `Interrupted` says
+    which checkpoint is kept. Raised from the callback, so no partial epoch is ever recorded."""
+
+    def __init__(self, stop, steps):
+        super().__init__()
+        self.stop, self.steps, self.epoch = stop, steps, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        if self.stop.signal is not None:
+            raise Interrupted(f"stopped by signal {self.stop.signal} after epoch {epoch}; "
+                              "checkpoint written")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stop.signal is not None:
+            raise Interrupted(f"stopped by signal {self.stop.signal} in epoch {self.epoch + 1} "
+                              f"after batch {batch + 1}/{self.steps}; the checkpoint after "
+                              f"epoch {self.epoch} is kept (this route checkpoints per epoch)")
