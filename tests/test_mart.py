@@ -1,17 +1,12 @@
 """MART's shared core (`fmfp_tf.training.mart`) on the backend in use: the objective against a
 NumPy transcription of the paper's formula, and the inner maximisation."""
-import keras
 import numpy as np
 
 from fmfp_tf.attacks import common
 from fmfp_tf.training import mart, trades
+from tests.test_trades import _model, _softmax
 
 EPS = 8 / 255
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def _numpy_mart(y, clean_logits, adversarial_logits, beta):
@@ -24,13 +19,6 @@ def _numpy_mart(y, clean_logits, adversarial_logits, beta):
         kl = sum(p[i, k] * (np.log(p[i, k]) - np.log(q[i, k])) for k in range(p.shape[1]))
         out.append(boosted + beta * kl * (1.0000001 - p[i, label]))
     return np.array(out)
-
-
-def _model():
-    keras.utils.set_random_seed(3)
-    return keras.Sequential([keras.Input((12, 12, 3)),
-                             keras.layers.Conv2D(6, 3, activation="relu"),
-                             keras.layers.Flatten(), keras.layers.Dense(4)])
 
 
 def test_the_objective_agrees_with_the_papers_formula():

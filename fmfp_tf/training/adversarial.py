@@ -116,33 +116,32 @@ def trades_examples(config, model):
     """(craft, generator, loss): TRADES (Zhang et al. 2019): at_steps signed steps of
     at_step_size (default 2.5 eps / steps) on KL(f(x) || f(x')) from x + 0.001 N(0, 1); the loss
     is the clean cross-entropy plus trades_beta x that KL."""
-    eps = config.at_eps
-    steps = config.at_steps
-    step = config.at_step_size or 2.5 * eps / steps
-    beta = config.trades_beta
-    generator = tf.random.Generator.from_seed(config.seed + 7919)
-
-    def craft(x, y):
-        return trades.examples(model, x, generator.normal(tf.shape(x)), eps, step, steps)
-
-    return craft, generator, lambda y, clean, adversarial: trades.loss(y, clean, adversarial,
-                                                                       beta)
+    return _with_own_objective(
+        config, lambda x, y, noise, eps, step, steps: trades.examples(model, x, noise, eps, step,
+                                                                      steps),
+        trades.loss, config.trades_beta)
 
 
 def mart_examples(config, model):
     """(craft, generator, loss): MART (Wang et al. 2020): at_steps signed steps of at_step_size
     (default 2.5 eps / steps) on the cross-entropy from x + 0.001 N(0, 1); the loss is the
     boosted cross-entropy plus mart_beta x KL(clean || adversarial) x (1 - p_y(clean))."""
-    eps = config.at_eps
-    steps = config.at_steps
+    return _with_own_objective(
+        config, lambda *args: mart.examples(model, *args), mart.loss, config.mart_beta)
+
+
+def _with_own_objective(config, examples, loss, beta):
+    """(craft, generator, loss) of a method that steps from x + small Gaussian noise and trains
+    on an objective of its own: `examples(x, y, noise, eps, step, steps)`, `loss(y, clean,
+    adversarial, beta)`."""
+    eps, steps = config.at_eps, config.at_steps
     step = config.at_step_size or 2.5 * eps / steps
-    beta = config.mart_beta
     generator = tf.random.Generator.from_seed(config.seed + 7919)
 
     def craft(x, y):
-        return mart.examples(model, x, y, generator.normal(tf.shape(x)), eps, step, steps)
+        return examples(x, y, generator.normal(tf.shape(x)), eps, step, steps)
 
-    return craft, generator, lambda y, clean, adversarial: mart.loss(y, clean, adversarial, beta)
+    return craft, generator, lambda y, clean, adversarial: loss(y, clean, adversarial, beta)
 
 
 def _pgd_from_random_starts(config, model, step_size, steps):
