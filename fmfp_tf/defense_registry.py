@@ -51,8 +51,8 @@ class DefenseSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class OnlineATSettings(Settings):
-    """What the online methods (fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at, mart-at) read: the budget
-    and the inner attack's steps (keys `at_eps`, `at_steps`, ...)."""
+    """What the online methods (fgsm-at, pgd-at, fast-at, nfgsm-at, trades-at, mart-at) read: the
+    budget and the inner attack's steps (keys `at_eps`, `at_steps`, ...)."""
 
     prefix: typing.ClassVar[str] = "at"
     eps: float = setting(8 / 255, "adversarial-training budget, e.g. 8/255 (pixels in [0, 1])",

@@ -16,13 +16,13 @@ optimizer's `use_ema=True`, and `RobustProbe` (a callback) is the overfitting gu
     robust.fit(x, y, epochs=10, callbacks=[RobustProbe(x_val, y_val, eps=8 / 255)])
     model.save("robust.keras")   # the wrapped model itself: no wrapper in the saved file
 
-The methods are those of `fmfp-tf train` (`training/adversarial.py`, the TensorFlow loop), with
-the same arithmetic: fgsm (clean weight 0.5), pgd (k steps from a random start, step 2.5 eps /
-k), fast (one step of 1.25 eps from a random start, projected), nfgsm (a step of eps from noise
-in the 2 eps-ball, not projected), trades (k signed steps on KL(f(x) || f(x')); the loss is the
-clean cross-entropy plus beta x that KL, `trades.py`), mart (PGD-k from a small Gaussian start;
-the boosted cross-entropy plus beta x the KL weighted by 1 - p_y(x), `mart.py`). Examples are
-crafted with the model in inference mode. Each is one function below, named by its `defense_registry` entry
+The methods are those of `fmfp-tf train` (`training/adversarial.py`, the TensorFlow loop), with the
+same arithmetic: fgsm (clean weight 0.5), pgd (k steps from a random start, step 2.5 eps / k), fast
+(one step of 1.25 eps from a random start, projected), nfgsm (a step of eps from noise in the 2
+eps-ball, not projected), trades (k signed steps on KL(f(x) || f(x')); the loss is the clean
+cross-entropy plus beta x that KL, `trades.py`), mart (PGD-k from a small Gaussian start; the
+boosted cross-entropy plus beta x the KL weighted by 1 - p_y(x), `mart.py`). Examples are crafted
+with the model in inference mode. Each is one function below, named by its `defense_registry` entry
 (`keras_examples`, and `keras_loss` for a method with an objective of its own), so a plugin's
 method that gives one trains through `fit` on every backend too.
 """

@@ -3,16 +3,16 @@ with Keras's own `model.fit` as the loop and `AdversarialModel` for the online
 adversarial-training methods, so `KERAS_BACKEND=jax fmfp-tf train` trains on the device machine.
 
 The run directory is the same (`run_directory`): config.json first, one writer, `--overwrite`
-staged, model.keras / metrics.json / history.png at the end. What differs from the TensorFlow
-job, said where it happens: checkpoints are taken after every epoch (the weights, the optimizer's
+staged, model.keras / metrics.json / history.png at the end. What differs from the TensorFlow job,
+said where it happens: checkpoints are taken after every epoch (the weights, the optimizer's
 variables with its weight average, the random draws' states, the history, in one file that
 state.json names once whole), so a stopped run resumes at its last finished epoch (SIGTERM or
-SIGINT stop `fit` at the next batch's end and drop the epoch under way); the batches (order and augmentation) depend on the run's
-seed and the epoch alone (`batches.SeededBatches`), so a resumed run trains as an uninterrupted
-one would, bit for bit on JAX's CPU; it trains in float32 or bfloat16 (`precision` auto:
-bfloat16 on a GPU of compute capability 8.0 or more; the saved model is float32, as on
-TensorFlow; float16, which needs loss scaling, is the TensorFlow loop's); one device (`strategy`
-auto or default); cw-at, which crafts C&W examples on a twin with TensorFlow's loop, is
+SIGINT stop `fit` at the next batch's end and drop the epoch under way); the batches (order and
+augmentation) depend on the run's seed and the epoch alone (`batches.SeededBatches`), so a resumed
+run trains as an uninterrupted one would, bit for bit on JAX's CPU; it trains in float32 or
+bfloat16 (`precision` auto: bfloat16 on a GPU of compute capability 8.0 or more; the saved model is
+float32, as on TensorFlow; float16, which needs loss scaling, is the TensorFlow loop's); one device
+(`strategy` auto or default); cw-at, which crafts C&W examples on a twin with TensorFlow's loop, is
 TensorFlow's. Weight averaging is the optimizer's `use_ema`; the robust probe is
 `keras_fit.RobustProbe` on the held-out images.
 """
