@@ -57,7 +57,7 @@ FINGERPRINT_KEYS = (
     "strategy", "precision")
 # keys added since, whose default is what every run did before them: left out of the fingerprint
 # at that default, so the runs and cached models from before keep their names
-LEFT_OUT_AT_DEFAULT = ("augment",)
+LEFT_OUT_AT_DEFAULT = ("augment", "probe_holdout")
 
 
 def group_classes():
@@ -299,7 +299,7 @@ class TrainConfig:
         if method is not None and self.probe_size > 0 and "at_eps" in unread:
             unread.remove("at_eps")  # the robust probe of any adversarial training attacks at it
         if self.probe_size == 0:
-            unread.append("overfit_guard")
+            unread += ["overfit_guard", "probe_holdout"]
             # probe_images=0 turns off the default probe of online adversarial training: read
             if method is None or not method.online:
                 unread.append("probe_images")

@@ -25,6 +25,7 @@ from fmfp_tf.registry import Registry, passes_registrations_on
 from fmfp_tf.settings import MAX_COUNT, Settings, setting
 
 OVERFIT_GUARDS = ("restore", "warn")
+PROBE_HOLDOUTS = ("image", "group")
 
 
 def _eps(value):
@@ -90,6 +91,10 @@ class ProbeSettings(Settings):
     overfit_guard: str = setting("restore", "after a catastrophic-overfitting collapse: restore "
                                             "the best PGD epoch or only warn",
                                  choices=OVERFIT_GUARDS)
+    probe_holdout: str = setting(
+        "image", "how the probe leaves training: seeded images, or whole groups of near-copies "
+                 "(GTSRB's sign tracks: 4 frames of each probed, all of it out of training)",
+        choices=PROBE_HOLDOUTS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -233,9 +233,10 @@ def test_every_training_setting_is_in_exactly_one_group_and_the_twin_resets_the_
     from fmfp_tf.config import FINGERPRINT_KEYS, groups
 
     keys = [key for group in groups().values() for key in group]
-    # the keys added since fingerprints began join a fingerprint only when read (augment also
-    # only when not its default); trades_beta and mart_beta are read by their methods' runs only
-    later = ("augment", "augment_shift", "trades_beta", "mart_beta")
+    # the keys added since fingerprints began join a fingerprint only when read (augment and
+    # probe_holdout also only when not their defaults); trades_beta and mart_beta are read by
+    # their methods' runs only
+    later = ("augment", "augment_shift", "trades_beta", "mart_beta", "probe_holdout")
     assert sorted(keys) == sorted(TrainConfig.keys()) == sorted(FINGERPRINT_KEYS + later)
     assert len(keys) == len(set(keys))
     config = TrainConfig(defense="mask+pgd-at", size="20%", at_steps=3, epochs=2, seed=5)

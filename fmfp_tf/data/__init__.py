@@ -111,12 +111,27 @@ def load_arrays(name, data_dir=None, split="train", image_size=(32, 32), on_bad_
         first = arrays.skipped[0] if arrays.skipped else ("?", "?")
         raise DataError(f"{name} in {data_dir}: all {len(paths)} images of the {split} split were "
                         f"skipped as bad (first: {first[0]}: {first[1]})")
+    if dataset.group is not None:
+        arrays = dataclasses.replace(arrays, groups=_groups(dataset.group, paths, arrays))
     if limit is not None and limit < len(arrays.labels):
         keep = np.sort(np.random.default_rng([split_seed, SPLITS.index(split)]).choice(
             len(arrays.labels), limit, replace=False))
         arrays = Arrays(arrays.images[keep], arrays.labels[keep], arrays.class_names,
-                        arrays.skipped)
+                        arrays.skipped,
+                        None if arrays.groups is None else arrays.groups[keep])
     return arrays
+
+
+def _groups(group, paths, arrays):
+    """The group of each kept image: the files' groups less the skipped files'. These are
+    matched by their last two path parts, as a cached split may have been read from another
+    copy of the folder."""
+    def tail(path):
+        return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+    skipped = {tail(path) for path, _ in arrays.skipped}
+    groups = np.array([group(path) for path in paths if tail(path) not in skipped])
+    return groups if len(groups) == len(arrays.labels) else None
 
 
 def load(name, data_dir=None, split="train", image_size=(32, 32), batch_size=128, shuffle=None,

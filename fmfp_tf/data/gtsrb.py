@@ -177,7 +177,15 @@ def _belgium_split(data_dir, split, split_seed):
     return paths, labels, belgium_class_names(), root
 
 
+def sign_track(path):
+    """The physical sign a file shows: class folder and track number (`000NN/TTTTT_FFFFF.ppm`,
+    the frames of one track are near-copies); a file named otherwise is its own group."""
+    name = os.path.basename(path)
+    track = name.split("_")[0] if "_" in name else name
+    return f"{os.path.basename(os.path.dirname(path))}/{track}"
+
+
 GTSRB = Dataset("gtsrb", "German Traffic Sign Recognition Benchmark, official layout (43 classes)",
-                files=_gtsrb_split, directory_names=("gtsrb", "GTSRB"))
+                files=_gtsrb_split, directory_names=("gtsrb", "GTSRB"), group=sign_track)
 BELGIUM = Dataset("belgium", "BelgiumTSC, official layout (62 classes)", files=_belgium_split,
-                  directory_names=("belgium", "BelgiumTSC", "belgiumtsc"))
+                  directory_names=("belgium", "BelgiumTSC", "belgiumtsc"), group=sign_track)

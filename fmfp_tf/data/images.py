@@ -1,6 +1,7 @@
 """Reading image files into uint8 arrays, with a clear error (or a counted skip) for bad files."""
 import dataclasses
 import os
+import typing
 
 import numpy as np
 
@@ -19,12 +20,17 @@ class Arrays:
     labels: np.ndarray
     class_names: list
     skipped: list = dataclasses.field(default_factory=list)  # [(path, reason), ...]
+    # the near-copy group of each image (the dataset's `group`), or None where it has none
+    groups: typing.Optional[np.ndarray] = None
 
     def __post_init__(self):
         if len(self.images) != len(self.labels):
             raise DataError(
                 f"{len(self.images)} images but {len(self.labels)} labels; expected equal counts"
             )
+        if self.groups is not None and len(self.groups) != len(self.labels):
+            raise DataError(f"{len(self.groups)} groups but {len(self.labels)} labels; expected "
+                            "equal counts")
 
 
 def check_data_dir(data_dir, needs):

@@ -40,6 +40,9 @@ class Dataset:
     face_crop: str = "none"  # what face_crop="auto" means: "mtcnn" for face datasets
     # sub-folders of a data root (`reproduce --data-root`) that hold this dataset
     directory_names: typing.Tuple[str, ...] = ()
+    # file path -> the group of near-copies it belongs to (GTSRB: its sign track, 30 frames of
+    # one sign), so a held-out probe can keep whole groups out of training (`hold_out`)
+    group: typing.Optional[typing.Callable] = None
 
     def __post_init__(self):
         if (self.files is None) == (self.generate is None):

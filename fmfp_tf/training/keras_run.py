@@ -82,7 +82,7 @@ def _train_in(config, out_dir, verbose):
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     train_arrays, held_out = hold_out(load_split(config, "train"), config.probe_size,
-                                      config.seed)
+                                      config.seed, config.probe_holdout)
     test_arrays = load_split(config, "test")
     x, y = _images(train_arrays)
     x_test, y_test = _images(test_arrays)

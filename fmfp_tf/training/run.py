@@ -101,7 +101,8 @@ def _train_seeded(job, strategy, chief):
     config, out_dir = job.config, job.out_dir
     started = time.time()
     train_arrays, test_arrays = _load_data(config, out_dir, job.verbose, job.twin_dir)
-    train_arrays, held_out = hold_out(train_arrays, config.probe_size, config.seed)
+    train_arrays, held_out = hold_out(train_arrays, config.probe_size, config.seed,
+                                      config.probe_holdout)
     input_shape = tuple(train_arrays.images.shape[1:])
     num_classes = len(train_arrays.class_names)
     used = precision.resolve(config.precision)

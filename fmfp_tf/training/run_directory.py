@@ -35,8 +35,18 @@ def build_model(config, input_shape, num_classes):
     return model
 
 
-def hold_out(arrays, count, seed):
-    """(training arrays without `count` seeded images, those images) for the robust probe."""
+# Frames of one GTSRB track differ by a few pixels of scale and light; probing several per
+# held-out group averages over frames while the probe still spans count / 4 distinct signs.
+PROBED_PER_GROUP = 4
+
+
+def hold_out(arrays, count, seed, by="image"):
+    """(training arrays without the held-out images, `count` probe images) for the robust probe.
+
+    by="image": `count` seeded images. by="group": whole groups of near-copies (`Arrays.groups`,
+    GTSRB's sign tracks) leave training, in seeded order, and PROBED_PER_GROUP seeded images of
+    each go to the probe until it holds `count`; a probe of single images would be frames of
+    tracks still trained on, and would read the training set's robustness, not the test set's."""
     if not count:
         return arrays, None
     if count >= len(arrays.labels) // 2:
@@ -46,12 +56,44 @@ def hold_out(arrays, count, seed):
 
     from fmfp_tf.data.images import Arrays
 
-    chosen = np.zeros(len(arrays.labels), bool)
-    chosen[np.random.default_rng([seed, 104729]).choice(len(arrays.labels), count,
-                                                         replace=False)] = True
-    return (Arrays(arrays.images[~chosen], arrays.labels[~chosen], arrays.class_names,
-                   arrays.skipped),
+    rng = np.random.default_rng([seed, 104729])
+    chosen = np.zeros(len(arrays.labels), bool)  # in the probe
+    if by == "group":
+        out = _held_out_groups(arrays, count, rng, chosen)
+    elif by == "image":
+        chosen[rng.choice(len(arrays.labels), count, replace=False)] = True
+        out = chosen
+    else:
+        raise UsageError(f"probe_holdout = {by!r}; expected image or group")
+    return (Arrays(arrays.images[~out], arrays.labels[~out], arrays.class_names,
+                   arrays.skipped, None if arrays.groups is None else arrays.groups[~out]),
             Arrays(arrays.images[chosen], arrays.labels[chosen], arrays.class_names))
+
+
+def _held_out_groups(arrays, count, rng, chosen):
+    """Marks the probe's images in `chosen`; returns the mask of every held-out group's images."""
+    import numpy as np
+
+    if arrays.groups is None:
+        raise UsageError("probe_holdout = group: this dataset's images have no groups (known for "
+                         "gtsrb and belgium, from their track file names); use image")
+    names, index = np.unique(arrays.groups, return_inverse=True)
+    out = np.zeros(len(arrays.labels), bool)
+    taken = 0
+    for group in rng.permutation(len(names)):
+        if taken >= count:
+            break
+        members = np.flatnonzero(index == group)
+        probed = rng.choice(members, min(PROBED_PER_GROUP, len(members), count - taken),
+                            replace=False)
+        chosen[probed] = True
+        out[members] = True
+        taken += len(probed)
+        if out.sum() > len(arrays.labels) // 2:
+            raise UsageError(f"probe_images = {count}: holding out whole groups for it would "
+                             f"take more than half of the {len(arrays.labels)} training images "
+                             f"({len(names)} groups); ask for fewer probe images")
+    return out
 
 
 def weights_digest(model):
