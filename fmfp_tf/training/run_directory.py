@@ -57,10 +57,10 @@ def hold_out(arrays, count, seed, by="image"):
     from fmfp_tf.data.images import Arrays
 
     rng = np.random.default_rng([seed, 104729])
-    chosen = np.zeros(len(arrays.labels), bool)  # in the probe
     if by == "group":
-        out = _held_out_groups(arrays, count, rng, chosen)
+        chosen, out = _held_out_groups(arrays, count, rng)
     elif by == "image":
+        chosen = np.zeros(len(arrays.labels), bool)
         chosen[rng.choice(len(arrays.labels), count, replace=False)] = True
         out = chosen
     else:
@@ -70,16 +70,17 @@ def hold_out(arrays, count, seed, by="image"):
             Arrays(arrays.images[chosen], arrays.labels[chosen], arrays.class_names))
 
 
-def _held_out_groups(arrays, count, rng, chosen):
-    """Marks the probe's images in `chosen`; returns the mask of every held-out group's images."""
+def _held_out_groups(arrays, count, rng):
+    """(the probe's images, every held-out group's images) as masks."""
     import numpy as np
 
     if arrays.groups is None:
         raise UsageError("probe_holdout = group: this dataset's images have no groups (known for "
                          "gtsrb and belgium, from their track file names); use image")
     names, index = np.unique(arrays.groups, return_inverse=True)
+    chosen = np.zeros(len(arrays.labels), bool)
     out = np.zeros(len(arrays.labels), bool)
-    taken = 0
+    taken = removed = 0
     for group in rng.permutation(len(names)):
         if taken >= count:
             break
@@ -88,12 +89,12 @@ def _held_out_groups(arrays, count, rng, chosen):
                             replace=False)
         chosen[probed] = True
         out[members] = True
-        taken += len(probed)
-        if out.sum() > len(arrays.labels) // 2:
+        taken, removed = taken + len(probed), removed + len(members)
+        if removed > len(arrays.labels) // 2:
             raise UsageError(f"probe_images = {count}: holding out whole groups for it would "
                              f"take more than half of the {len(arrays.labels)} training images "
                              f"({len(names)} groups); ask for fewer probe images")
-    return out
+    return chosen, out
 
 
 def weights_digest(model):
